@@ -1,0 +1,41 @@
+"""boto3 clients for any S3/SQS-compatible endpoint (AWS, Scaleway, OVH, moto).
+
+Provider differences are settings: endpoint URL, region, addressing style and
+whether boto3 sends the optional CRC32 checksums some providers reject.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.config import Settings
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        return {"aws_access_key_id": settings.s3_access_key_id.get_secret_value(),
+                "aws_secret_access_key": settings.s3_secret_access_key.get_secret_value()}
+    return {}
+
+
+def s3_client(settings: Settings) -> Any:
+    config = Config(
+        region_name=settings.s3_region,
+        s3={"addressing_style": settings.s3_addressing_style},
+        request_checksum_calculation=settings.s3_checksums,
+        response_checksum_validation=settings.s3_checksums,
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5, read_timeout=30,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=settings.s3_endpoint_url,
+                                          config=config, **_credentials(settings))
+
+
+def sqs_client(settings: Settings) -> Any:
+    config = Config(region_name=settings.s3_region, connect_timeout=5, read_timeout=30,
+                    retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.session.Session().client("sqs", endpoint_url=settings.sqs_endpoint_url,
+                                          config=config, **_credentials(settings))

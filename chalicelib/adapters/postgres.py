@@ -1,0 +1,199 @@
+"""PostgreSQL adapter (pg8000): connections as the application role, the
+tenant-scoped unit of work, and the ledger store.
+
+Every transaction sets `app.tenant_id` with set_config(..., is_local => true):
+it vanishes at COMMIT/ROLLBACK, so a pooled connection never carries a tenant
+into the next request. The policies in the schema do the isolating.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+from uuid import UUID
+
+import pg8000.native
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from chalicelib.config import Settings
+from chalicelib.domain.ledger import ChainHead, LedgerEntry
+
+Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+PAGE_SIZE = 5000
+
+
+def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
+    """A function opening a connection as the application role."""
+
+    def connect() -> pg8000.native.Connection:
+        return pg8000.native.Connection(
+            user=settings.db_app_user,
+            password=settings.db_app_password.get_secret_value(),
+            host=settings.db_host, port=settings.db_port, database=settings.db_name,
+            ssl_context=ssl.create_default_context() if settings.db_tls else None,
+            timeout=30, application_name="einvoice",
+        )
+
+    return connect
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a server error raised by pg8000, if any."""
+    if isinstance(exc, DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        code = exc.args[0].get("C")
+        return str(code) if code else None
+    return None
+
+
+class Database:
+    """Hands out transactions on one connection per thread (a function's
+    container reuses it across invocations; a broken one is replaced)."""
+
+    def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+
+    def _connection(self) -> pg8000.native.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _discard(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+    def close(self) -> None:
+        self._discard()
+
+    @contextmanager
+    def transaction(self, tenant_id: UUID | None, *, isolation: Isolation = "READ COMMITTED",
+                    read_only: bool = False) -> Iterator[pg8000.native.Connection]:
+        conn = self._connection()
+        try:
+            conn.run(f"START TRANSACTION ISOLATION LEVEL {isolation}"
+                     + (" READ ONLY" if read_only else ""))
+        except (InterfaceError, OSError):
+            # A connection that died between invocations: one fresh try.
+            self._discard()
+            conn = self._connection()
+            conn.run(f"START TRANSACTION ISOLATION LEVEL {isolation}"
+                     + (" READ ONLY" if read_only else ""))
+        try:
+            if tenant_id is not None:
+                conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant_id))
+            yield conn
+        except BaseException:
+            try:
+                conn.run("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the connection is unusable; drop it
+                self._discard()
+            raise
+        try:
+            conn.run("COMMIT")
+        except (InterfaceError, OSError):
+            self._discard()
+            raise
+
+    def ping(self) -> None:
+        with self.transaction(None, read_only=True) as conn:
+            conn.run("SELECT 1")
+
+    def unit_of_work(self, tenant_id: UUID) -> TenantUnitOfWork:
+        return TenantUnitOfWork(self, tenant_id)
+
+    def snapshot(self, tenant_id: UUID) -> TenantUnitOfWork:
+        """A read-only unit of work over one consistent snapshot (long reads)."""
+        return TenantUnitOfWork(self, tenant_id, "REPEATABLE READ", read_only=True)
+
+
+class TenantUnitOfWork:
+    """The transaction of one request or job for one tenant."""
+
+    def __init__(self, database: Database, tenant_id: UUID,
+                 isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
+        self._database = database
+        self._tenant_id = tenant_id
+        self._isolation = isolation
+        self._read_only = read_only
+        self._cm: Any = None
+
+    def __enter__(self) -> TenantUnitOfWork:
+        self._cm = self._database.transaction(self._tenant_id, isolation=self._isolation,
+                                             read_only=self._read_only)
+        conn = self._cm.__enter__()
+        self.tenants = PostgresTenants(conn)
+        self.ledger = PostgresLedger(conn, self._tenant_id)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+class PostgresTenants:
+    def __init__(self, conn: pg8000.native.Connection) -> None:
+        self._conn = conn
+
+    def add(self, tenant_id: UUID, name: str) -> None:
+        self._conn.run("INSERT INTO tenants (id, name) VALUES (:id, :name)",
+                       id=str(tenant_id), name=name)
+
+
+_ENTRY_COLUMNS = "seq, kind, payload, prev_hash, hash"
+
+
+def _entry(row: list[Any]) -> LedgerEntry:
+    return LedgerEntry(seq=row[0], kind=row[1], payload=row[2], prev_hash=bytes(row[3]),
+                       hash=bytes(row[4]))
+
+
+class PostgresLedger:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def lock_head(self) -> ChainHead | None:
+        rows = self._conn.run(
+            "SELECT seq, hash FROM ledger_heads WHERE tenant_id = :t FOR UPDATE", t=self._tenant)
+        return ChainHead(rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def head(self) -> ChainHead | None:
+        rows = self._conn.run("SELECT seq, hash FROM ledger_heads WHERE tenant_id = :t",
+                              t=self._tenant)
+        return ChainHead(rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def find_by_idempotency_key(self, key: str) -> LedgerEntry | None:
+        rows = self._conn.run(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries "
+            "WHERE tenant_id = :t AND idempotency_key = :k", t=self._tenant, k=key)
+        return _entry(rows[0]) if rows else None
+
+    def add(self, entry: LedgerEntry, idempotency_key: str | None) -> None:
+        self._conn.run(
+            "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, hash, "
+            "idempotency_key) VALUES (:t, :seq, :kind, :payload, :prev, :hash, :key)",
+            t=self._tenant, seq=entry.seq, kind=entry.kind, payload=entry.payload,
+            prev=entry.prev_hash, hash=entry.hash, key=idempotency_key)
+
+    def entries(self, after_seq: int = 0) -> Iterator[LedgerEntry]:
+        # Keyset pages: memory stays bounded by PAGE_SIZE whatever the chain length.
+        last = after_seq
+        while True:
+            rows = self._conn.run(
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE tenant_id = :t "
+                "AND seq > :after ORDER BY seq LIMIT :n", t=self._tenant, after=last,
+                n=PAGE_SIZE)
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < PAGE_SIZE:
+                return
+            last = rows[-1][0]

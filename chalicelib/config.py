@@ -1,0 +1,48 @@
+"""All settings come from the environment (prefix EINVOICE_), validated once.
+
+Pointing the system at Scaleway, OVH or AWS is configuration only: the code sees
+an endpoint URL, a region, an addressing style and a checksum policy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EINVOICE_", extra="ignore")
+
+    db_host: str = "127.0.0.1"
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = "einvoice"
+    db_tls: bool = False
+    # The application role: not the owner, no superuser, no BYPASSRLS.
+    db_app_user: str = "einvoice_app"
+    db_app_password: SecretStr = SecretStr("")
+    # The owner role runs migrations only; functions never need its password.
+    db_owner_user: str = "einvoice_owner"
+    db_owner_password: SecretStr = SecretStr("")
+
+    s3_endpoint_url: str | None = None
+    s3_region: str = "eu-west-3"
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # boto3 >= 1.36 sends CRC32 checksums by default; some S3-compatible
+    # providers reject them, so this is a per-provider setting.
+    s3_checksums: Literal["when_supported", "when_required"] = "when_required"
+    archive_bucket: str = "einvoice-archive"
+    # Explicit keys for S3-compatible providers (Scaleway, OVH); unset on AWS,
+    # where the function's role provides credentials.
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    sqs_endpoint_url: str | None = None
+    ledger_queue: str = "einvoice-ledger-append"
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()

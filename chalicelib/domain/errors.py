@@ -1,0 +1,41 @@
+"""Errors a use case raises; the edge maps each one to a clear HTTP status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: the path of the field (dotted) and the rule in words."""
+
+    field: str
+    rule: str
+
+
+class DomainError(Exception):
+    """Base of the errors the caller can act on (4xx), as opposed to faults (5xx)."""
+
+    status = 400
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.rule}" for v in violations))
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "error": type(self).__name__,
+            "violations": [{"field": v.field, "rule": v.rule} for v in self.violations],
+        }
+
+
+class InvalidInput(DomainError):
+    status = 422
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409

@@ -1,0 +1,82 @@
+"""SQS batch -> append ledger, one message at a time, partial failures reported.
+
+A bad message (bad JSON, unknown tenant, a payload that is not canonical JSON)
+fails alone: the batch response lists it so SQS redelivers only it (and parks
+it in the dead-letter queue after the redrive limit); the rest are appended.
+Reasons are logged with the message id, never with the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from chalicelib.domain.errors import DomainError, InvalidInput, Violation
+from chalicelib.domain.ledger import LedgerEntry
+from chalicelib.usecases.append_ledger import AppendRequest
+
+logger = Logger(service="einvoice")
+
+Append = Callable[[AppendRequest], LedgerEntry]
+
+
+def parse_message(body: str) -> AppendRequest:
+    """The message body as an AppendRequest, or InvalidInput naming each field."""
+    try:
+        return AppendRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidInput([
+            Violation(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
+            for error in exc.errors(include_input=False, include_url=False)
+        ]) from None
+
+
+def reason(exc: BaseException) -> str:
+    if isinstance(exc, DomainError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"internal error ({type(exc).__name__}); will be retried"
+
+
+class _Processor(BatchProcessor):
+    """Powertools' BatchProcessor, keeping a clear reason per failed message."""
+
+    def __init__(self) -> None:
+        super().__init__(EventType.SQS, raise_on_entire_batch_failure=False)
+        self.reasons: dict[str, str] = {}
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        why = reason(exception[1])
+        self.reasons[record.message_id] = why
+        logger.warning("ledger message refused", extra={"message_id": record.message_id,
+                                                        "reason": why})
+        return super().failure_handler(record, exception)
+
+
+@dataclass
+class BatchReport:
+    response: PartialItemFailureResponse
+    failures: dict[str, str]  # message id -> reason
+
+
+def handle_ledger_batch(event: dict[str, Any], append: Append) -> BatchReport:
+    processor = _Processor()
+
+    def record_handler(record: SQSRecord) -> None:
+        request = parse_message(record.body)
+        if request.idempotency_key is None:
+            # A redelivery of the same message must not append twice.
+            request = request.model_copy(update={"idempotency_key": f"sqs:{record.message_id}"})
+        entry = append(request)
+        logger.info("ledger entry appended", extra={"message_id": record.message_id,
+                                                    "seq": entry.seq, "kind": entry.kind})
+
+    with processor(records=event.get("Records", []), handler=record_handler):
+        processor.process()
+    return BatchReport(processor.response(), dict(processor.reasons))

@@ -1,0 +1,44 @@
+"""Composition root: the real adapters, built lazily once per container.
+
+Handlers import this and nothing heavier than their use case needs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from chalicelib.adapters.postgres import Database, app_connector
+from chalicelib.config import settings
+from chalicelib.ports import Clock, SystemClock
+
+
+@lru_cache(maxsize=1)
+def database() -> Database:
+    return Database(app_connector(settings()))
+
+
+@lru_cache(maxsize=1)
+def clock() -> Clock:
+    return SystemClock()
+
+
+@lru_cache(maxsize=1)
+def object_store() -> Any:
+    from chalicelib.adapters.aws import s3_client  # boto3 only where it is used
+
+    return s3_client(settings())
+
+
+def health_probes() -> dict[str, Any]:
+    bucket = settings().archive_bucket
+    return {
+        "database": lambda: database().ping(),
+        "object_store": lambda: object_store().head_bucket(Bucket=bucket),
+    }
+
+
+def append_entry(request: Any) -> Any:
+    from chalicelib.usecases.append_ledger import append_ledger
+
+    return append_ledger(request, database().unit_of_work, clock())

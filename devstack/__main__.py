@@ -1,0 +1,139 @@
+"""Local commands.
+
+    python -m devstack run [--api-port 8000]   the whole system (what bin/run does)
+    python -m devstack create-tenant NAME      prints the new tenant id
+    python -m devstack append TENANT KIND JSON sends a message to the ledger queue
+    python -m devstack verify TENANT           verifies the tenant's chain
+
+The last three talk to a running `run` (they read .stack/env.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_DIR = ROOT / ".stack"
+ENV_FILE = STACK_DIR / "env.json"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chalice.config import Config
+    from chalice.local import create_local_server
+
+    from devstack.dispatcher import QueueDispatcher
+    from devstack.stack import LocalStack, Secrets
+
+    STACK_DIR.mkdir(exist_ok=True)
+    stack = LocalStack(STACK_DIR, args.pg_port, args.s3_port,
+                       Secrets.load_or_create(STACK_DIR / "secrets.json"), durable=True)
+    print(f"starting PostgreSQL 15 on 127.0.0.1:{args.pg_port} and moto (S3, SQS) "
+          f"on 127.0.0.1:{args.s3_port} ...", flush=True)
+    stack.start()
+    stop = threading.Event()
+    try:
+        env = stack.env()
+        os.environ.update(env)
+        ENV_FILE.touch(mode=0o600)
+        ENV_FILE.write_text(json.dumps(env))
+        sys.path.insert(0, str(ROOT))
+        app_module = importlib.import_module("app")
+        server = create_local_server(
+            app_module.app, Config.create(chalice_stage="dev", app_name="einvoice",
+                                          project_dir=str(ROOT)),
+            "127.0.0.1", args.api_port)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        dispatcher = QueueDispatcher(app_module, stack.settings())
+        threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        print(f"""
+API:       http://127.0.0.1:{args.api_port}   try:  curl -s http://127.0.0.1:{args.api_port}/health
+Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers
+Try the ledger (in another shell):
+  t=$(.venv/bin/python -m devstack create-tenant "Demo SARL")
+  .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'
+  .venv/bin/python -m devstack verify $t
+Ctrl-C stops everything.""", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        print("\nstopping ...", flush=True)
+        stop.set()
+        ENV_FILE.unlink(missing_ok=True)
+        stack.stop()
+    return 0
+
+
+def _load_env() -> None:
+    if not ENV_FILE.exists():
+        raise SystemExit("no running stack: start it with bin/run")
+    os.environ.update(json.loads(ENV_FILE.read_text()))
+
+
+def _create_tenant(args: argparse.Namespace) -> int:
+    _load_env()
+    from chalicelib.runtime import database
+    from chalicelib.usecases.create_tenant import create_tenant
+
+    print(create_tenant(args.name, database().unit_of_work))
+    return 0
+
+
+def _append(args: argparse.Namespace) -> int:
+    _load_env()
+    from chalicelib.adapters.aws import sqs_client
+    from chalicelib.config import settings
+
+    sqs = sqs_client(settings())
+    url = sqs.get_queue_url(QueueName=settings().ledger_queue)["QueueUrl"]
+    body = {"tenant_id": args.tenant, "kind": args.kind, "payload": json.loads(args.payload)}
+    message_id = sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))["MessageId"]
+    print(f"queued as message {message_id}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    _load_env()
+    from chalicelib.runtime import database
+    from chalicelib.usecases.verify_ledger import verify_ledger
+
+    result = verify_ledger(uuid.UUID(args.tenant), database().snapshot)
+    print(json.dumps(result.as_dict(), indent=2))
+    return 0 if result.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start the stack, the API and the triggers")
+    run.add_argument("--api-port", type=int, default=int(os.environ.get("EINVOICE_API_PORT", 8000)))
+    run.add_argument("--pg-port", type=int, default=int(os.environ.get("EINVOICE_PG_PORT", 54329)))
+    run.add_argument("--s3-port", type=int, default=int(os.environ.get("EINVOICE_S3_PORT", 54330)))
+    run.set_defaults(func=_run)
+    tenant = commands.add_parser("create-tenant")
+    tenant.add_argument("name")
+    tenant.set_defaults(func=_create_tenant)
+    append = commands.add_parser("append")
+    append.add_argument("tenant")
+    append.add_argument("kind")
+    append.add_argument("payload")
+    append.set_defaults(func=_append)
+    verify = commands.add_parser("verify")
+    verify.add_argument("tenant")
+    verify.set_defaults(func=_verify)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Runs the non-HTTP triggers locally, the way the cloud would.
+
+`chalice local` serves HTTP only. This polls the local SQS queues (moto) of
+every `@app.on_sqs_message` handler, hands each batch to the same handler the
+Lambda runtime would call, deletes what succeeded and leaves the reported
+failures to be redelivered (and dead-lettered after the redrive limit).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from chalice.app import SQSEventConfig
+
+from chalicelib.adapters.aws import sqs_client
+from chalicelib.config import Settings
+
+
+@dataclass
+class LocalContext:
+    """The few Lambda context attributes our handlers and Powertools read."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-3:000000000000:function:local"
+    deadline: float = 0.0
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    return {"Records": [{
+        "messageId": m["MessageId"],
+        "receiptHandle": m["ReceiptHandle"],
+        "body": m["Body"],
+        "attributes": m.get("Attributes", {}),
+        "messageAttributes": m.get("MessageAttributes", {}),
+        "md5OfBody": m.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    } for m in messages]}
+
+
+class QueueDispatcher:
+    def __init__(self, app_module: ModuleType, settings: Settings) -> None:
+        self._sqs = sqs_client(settings)
+        self._region = settings.s3_region
+        self._routes: list[tuple[str, str, Any, SQSEventConfig]] = []
+        for source in app_module.app.event_sources:
+            if isinstance(source, SQSEventConfig) and source.queue:
+                url = self._sqs.get_queue_url(QueueName=source.queue)["QueueUrl"]
+                arn = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                    "Attributes"]["QueueArn"]
+                handler = getattr(app_module, source.handler_string.split(".")[-1])
+                self._routes.append((url, arn, handler, source))
+
+    @property
+    def queues(self) -> list[str]:
+        return [source.queue or "" for _, _, _, source in self._routes]
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        """One receive per queue; returns how many messages were handled."""
+        handled = 0
+        for url, arn, handler, source in self._routes:
+            received = self._sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=min(source.batch_size, 10),
+                WaitTimeSeconds=wait_seconds, AttributeNames=["All"],
+                MessageAttributeNames=["All"]).get("Messages", [])
+            if not received:
+                continue
+            context = LocalContext(source.name, str(uuid.uuid4()),
+                                   deadline=time.monotonic() + 60)
+            response = handler(sqs_event(received, arn, self._region), context) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            done = [m for m in received if m["MessageId"] not in failed]
+            if done:
+                self._sqs.delete_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(done)])
+            handled += len(received)
+        return handled
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self.poll_once(wait_seconds=1):
+                    stop.wait(0.2)
+            except Exception as exc:  # noqa: BLE001 - keep the local loop alive, say why
+                print(f"dispatcher: {type(exc).__name__}: {exc}")
+                stop.wait(1)

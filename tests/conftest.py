@@ -1,0 +1,96 @@
+"""One real stack per test session: PostgreSQL 15 (as the unprivileged
+`postgres` user, fsync off) and moto in server mode, both on 127.0.0.1 and on
+free ports, started here and stopped at the end. Tests isolate by tenant."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pg8000.native
+import pytest
+
+from chalicelib import runtime
+from chalicelib.adapters.postgres import Database, app_connector
+from chalicelib.config import Settings, settings
+from chalicelib.usecases.create_tenant import create_tenant
+from devstack.stack import LocalStack, Secrets, free_port
+
+
+class FrozenClock:
+    def __init__(self, moment: datetime = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def _clear_caches() -> None:
+    settings.cache_clear()
+    runtime.database.cache_clear()
+    runtime.clock.cache_clear()
+    runtime.object_store.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    base = Path(tempfile.mkdtemp(prefix="einvoice-test-"))
+    local = LocalStack(base, free_port(), free_port(), Secrets(), durable=False)
+    local.start()
+    saved = dict(os.environ)
+    os.environ.update(local.env())
+    _clear_caches()
+    try:
+        yield local
+    finally:
+        if runtime.database.cache_info().currsize:
+            runtime.database().close()
+        os.environ.clear()
+        os.environ.update(saved)
+        _clear_caches()
+        local.stop()
+        shutil.rmtree(local.postgres.base_dir, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def app_settings(stack: LocalStack) -> Settings:
+    return stack.settings()
+
+
+@pytest.fixture(scope="session")
+def database(app_settings: Settings) -> Iterator[Database]:
+    db = Database(app_connector(app_settings))
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def tenant(database: Database) -> uuid.UUID:
+    return create_tenant(f"Tenant {uuid.uuid4().hex[:8]}", database.unit_of_work)
+
+
+Connect = Callable[[], pg8000.native.Connection]
+
+
+@pytest.fixture(scope="session")
+def superuser(stack: LocalStack, app_settings: Settings) -> Connect:
+    """Opens a superuser connection to the application database (the attacker
+    with full rights, for tampering tests)."""
+    return lambda: stack.postgres.connect(app_settings.db_name)
+
+
+@pytest.fixture(scope="session")
+def as_app(app_settings: Settings) -> Connect:
+    """Opens a raw connection as the application role (the app with a bug)."""
+    return app_connector(app_settings)

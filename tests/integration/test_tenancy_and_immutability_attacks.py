@@ -1,0 +1,200 @@
+"""Attacks on the engine's guarantees, as the application role (the app with a
+bug or an injection): every one must be refused by PostgreSQL itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pg8000.native
+import pytest
+from pg8000.exceptions import DatabaseError
+
+from chalicelib.adapters.postgres import Database, sqlstate
+from chalicelib.domain.ledger import GENESIS, ChainHead, canonical_payload, next_entry
+from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from chalicelib.usecases.create_tenant import create_tenant
+from tests.conftest import FrozenClock
+
+AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+Connect = Callable[[], pg8000.native.Connection]
+
+
+@pytest.fixture
+def app(as_app: Connect) -> Iterator[pg8000.native.Connection]:
+    conn = as_app()
+    yield conn
+    conn.close()
+
+
+def begin(conn: pg8000.native.Connection, tenant: uuid.UUID | None) -> None:
+    conn.run("BEGIN")
+    if tenant is not None:
+        conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant))
+
+
+def fill(database: Database, tenant: uuid.UUID, n: int) -> None:
+    for i in range(n):
+        append_ledger(AppendRequest(tenant_id=tenant, kind="invoice.issued",
+                                    payload={"number": f"F-{i}"}),
+                      database.unit_of_work, FrozenClock())
+
+
+def refused(conn: pg8000.native.Connection, sql: str, **params: object) -> str:
+    """Run `sql`, expect the engine to refuse it, roll back, return SQLSTATE."""
+    with pytest.raises(DatabaseError) as caught:
+        conn.run(sql, **params)
+    conn.run("ROLLBACK")
+    return sqlstate(caught.value) or ""
+
+
+def test_application_role_has_no_escape_hatch(app: pg8000.native.Connection) -> None:
+    [[superuser, bypass, createrole, createdb]] = app.run(
+        "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles "
+        "WHERE rolname = current_user")
+    assert not (superuser or bypass or createrole or createdb)
+    owners = app.run("SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+                     "WHERE relname IN ('tenants', 'ledger_entries', 'ledger_heads')")
+    assert owners == [["einvoice_owner"]]
+    forced = app.run("SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+                     "WHERE relname IN ('tenants', 'ledger_entries', 'ledger_heads') "
+                     "ORDER BY relname")
+    assert all(row[1] and row[2] for row in forced) and len(forced) == 3
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE ledger_entries SET payload = payload",
+    "DELETE FROM ledger_entries",
+    "TRUNCATE ledger_entries",
+    "TRUNCATE ledger_entries CASCADE",
+    "DELETE FROM ledger_heads",
+    "UPDATE ledger_heads SET seq = 0, hash = decode(repeat('00', 32), 'hex')",
+    "ALTER TABLE ledger_entries DISABLE TRIGGER ALL",
+    "ALTER TABLE ledger_entries NO FORCE ROW LEVEL SECURITY",
+    "SET session_replication_role = replica",
+    "SET ROLE einvoice_owner",
+    "DROP TABLE ledger_entries",
+    "CREATE TABLE ledger_copy (x int)",
+])
+def test_application_cannot_alter_the_ledger(database: Database, tenant: uuid.UUID,
+                                             app: pg8000.native.Connection, sql: str) -> None:
+    fill(database, tenant, 3)
+    begin(app, tenant)
+    assert refused(app, sql) in {"42501", "EL001"}  # insufficient privilege / append-only
+    begin(app, tenant)
+    assert app.run("SELECT count(*) FROM ledger_entries")[0][0] == 3
+    assert app.run("SELECT seq FROM ledger_heads")[0][0] == 3
+    app.run("ROLLBACK")
+
+
+def test_select_without_where_sees_one_tenant(database: Database, tenant: uuid.UUID,
+                                              app: pg8000.native.Connection) -> None:
+    other = create_tenant("Other SAS", database.unit_of_work)
+    fill(database, tenant, 4)
+    fill(database, other, 6)
+    begin(app, tenant)
+    assert {r[0] for r in app.run("SELECT tenant_id FROM ledger_entries")} == {tenant}
+    assert app.run("SELECT count(*) FROM ledger_entries")[0][0] == 4
+    assert [r[0] for r in app.run("SELECT id FROM tenants")] == [tenant]
+    assert [r[0] for r in app.run("SELECT tenant_id FROM ledger_heads")] == [tenant]
+    # Explicitly asking for the other tenant's rows finds nothing either.
+    assert app.run("SELECT count(*) FROM ledger_entries WHERE tenant_id = :o",
+                   o=str(other))[0][0] == 0
+    app.run("ROLLBACK")
+
+
+def test_no_tenant_set_sees_nothing(database: Database, tenant: uuid.UUID,
+                                    app: pg8000.native.Connection) -> None:
+    fill(database, tenant, 2)
+    for _ in range(2):  # fresh session, then after a SET LOCAL has come and gone
+        begin(app, None)
+        for table in ("tenants", "ledger_entries", "ledger_heads"):
+            assert app.run(f"SELECT count(*) FROM {table}")[0][0] == 0, table
+        app.run("COMMIT")
+        begin(app, tenant)
+        app.run("COMMIT")
+
+
+def test_tenant_setting_does_not_outlive_its_transaction(database: Database, tenant: uuid.UUID,
+                                                          app: pg8000.native.Connection) -> None:
+    fill(database, tenant, 1)
+    begin(app, tenant)
+    assert app.run("SELECT count(*) FROM ledger_entries")[0][0] == 1
+    app.run("COMMIT")
+    assert app.run("SELECT count(*) FROM ledger_entries")[0][0] == 0
+
+
+def test_malformed_tenant_setting_fails_closed(app: pg8000.native.Connection) -> None:
+    app.run("BEGIN")
+    app.run("SELECT set_config('app.tenant_id', 'x'' OR true --', true)")
+    assert refused(app, "SELECT * FROM ledger_entries") == "22P02"  # invalid uuid text
+
+
+def test_cannot_append_into_another_tenants_chain(database: Database, tenant: uuid.UUID,
+                                                  app: pg8000.native.Connection) -> None:
+    victim = create_tenant("Victim SARL", database.unit_of_work)
+    fill(database, victim, 2)
+    payload = canonical_payload({"number": "EVIL"}, AT)
+    first = next_entry(GENESIS, "invoice.issued", payload)
+    # A well-formed first entry for the victim, written from the attacker's tenant:
+    # the engine refuses it (the victim's rows are invisible, the policy's
+    # WITH CHECK refuses a foreign tenant_id).
+    begin(app, tenant)
+    state = refused(app, "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, "
+                    "prev_hash, hash) VALUES (:t, :s, :k, :p, :ph, :h)", t=str(victim),
+                    s=first.seq, k=first.kind, p=first.payload, ph=first.prev_hash,
+                    h=first.hash)
+    assert state == "42501"
+    # Nor can it open a second chain head for the victim, or hijack its tenant row.
+    begin(app, tenant)
+    assert refused(app, "INSERT INTO ledger_heads (tenant_id) VALUES (:v)",
+                   v=str(victim)) == "42501"
+    begin(app, tenant)
+    assert refused(app, "INSERT INTO tenants (id, name) VALUES (:v, 'x')",
+                   v=str(victim)) == "42501"
+    begin(app, victim)
+    assert app.run("SELECT count(*) FROM ledger_entries")[0][0] == 2
+    app.run("ROLLBACK")
+
+
+def forged_insert(app: pg8000.native.Connection, tenant: uuid.UUID, seq: int, prev: bytes,
+                  hash_: bytes, payload: str) -> str:
+    begin(app, tenant)
+    return refused(app, "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
+                   "hash) VALUES (:t, :s, 'invoice.issued', :p, :ph, :h)", t=str(tenant), s=seq,
+                   p=payload, ph=prev, h=hash_)
+
+
+def test_engine_refuses_forged_entries_even_for_own_tenant(
+        database: Database, tenant: uuid.UUID, app: pg8000.native.Connection) -> None:
+    fill(database, tenant, 3)
+    begin(app, tenant)
+    [[head_seq, head_hash]] = app.run("SELECT seq, hash FROM ledger_heads")
+    app.run("ROLLBACK")
+    head = ChainHead(head_seq, bytes(head_hash))
+    good = next_entry(head, "invoice.issued", canonical_payload({"n": 4}, AT))
+    # wrong hash for the content
+    assert forged_insert(app, tenant, 4, head.hash, bytes(32), good.payload) == "EL002"
+    # right hash, but linked to something else than entry 3 (a fork)
+    fork = next_entry(ChainHead(3, bytes(32)), "invoice.issued", good.payload)
+    assert forged_insert(app, tenant, 4, fork.prev_hash, fork.hash, fork.payload) == "EL002"
+    # a gap: seq 6 while 5 does not exist
+    gap = next_entry(ChainHead(5, head.hash), "invoice.issued", good.payload)
+    assert forged_insert(app, tenant, 6, gap.prev_hash, gap.hash, gap.payload) == "EL002"
+    # a second entry 3 (rewriting history)
+    begin(app, tenant)
+    [[prev2]] = app.run("SELECT hash FROM ledger_entries WHERE seq = 2")
+    app.run("ROLLBACK")
+    dup = next_entry(ChainHead(2, bytes(prev2)), "invoice.issued", good.payload)
+    assert forged_insert(app, tenant, 3, dup.prev_hash, dup.hash, dup.payload) == "23505"
+    # payload that is not a JSON object
+    bad = next_entry(head, "invoice.issued", "[1]")
+    assert forged_insert(app, tenant, 4, bad.prev_hash, bad.hash, bad.payload) == "23514"
+    # and the honest entry goes in
+    begin(app, tenant)
+    app.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, hash) "
+            "VALUES (:t, 4, :k, :p, :ph, :h)", t=str(tenant), k=good.kind, p=good.payload,
+            ph=good.prev_hash, h=good.hash)
+    assert app.run("SELECT seq FROM ledger_heads")[0][0] == 4
+    app.run("COMMIT")

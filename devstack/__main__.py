@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK_DIR = ROOT / ".stack"
+STACK_DIR = Path(os.environ.get("EINVOICE_STACK_DIR", ROOT / ".stack"))
 ENV_FILE = STACK_DIR / "env.json"
 
 

@@ -8,6 +8,7 @@ Reasons are logged with the message id, never with the payload.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from chalicelib.domain.errors import DomainError, InvalidInput, Violation
-from chalicelib.domain.ledger import LedgerEntry
+from chalicelib.domain.ledger import LedgerEntry, normalise_data
 from chalicelib.usecases.append_ledger import AppendRequest
 
 logger = Logger(service="einvoice")
@@ -28,14 +29,32 @@ Append = Callable[[AppendRequest], LedgerEntry]
 
 
 def parse_message(body: str) -> AppendRequest:
-    """The message body as an AppendRequest, or InvalidInput naming each field."""
+    """The message body as an AppendRequest, or InvalidInput naming every
+    broken rule: the envelope's fields and the payload's values together."""
     try:
-        return AppendRequest.model_validate_json(body)
+        request = AppendRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidInput([
+        violations = [
             Violation(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
             for error in exc.errors(include_input=False, include_url=False)
-        ]) from None
+        ]
+        violations += _payload_violations(body)
+        raise InvalidInput(violations) from None
+    return request  # the payload's values are checked by the use case itself
+
+
+def _payload_violations(body: str) -> list[Violation]:
+    try:
+        payload = json.loads(body).get("payload")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(payload, dict):
+        return []
+    try:
+        normalise_data(payload)
+    except InvalidInput as exc:
+        return exc.violations
+    return []
 
 
 def reason(exc: BaseException) -> str:

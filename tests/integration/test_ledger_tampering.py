@@ -1,0 +1,101 @@
+"""A superuser can edit rows (triggers off): verify must then name the first
+broken entry and why. Real PostgreSQL, the verify use case as shipped."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pg8000.native
+import pytest
+
+from chalicelib.adapters.postgres import Database
+from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from chalicelib.usecases.verify_ledger import verify_ledger
+from tests.conftest import FrozenClock
+
+Connect = Callable[[], pg8000.native.Connection]
+
+
+@pytest.fixture
+def chain10(database: Database, tenant: uuid.UUID) -> uuid.UUID:
+    for i in range(1, 11):
+        append_ledger(AppendRequest(tenant_id=tenant, kind="invoice.issued",
+                                    payload={"number": f"F-{i}", "total": "100.00"}),
+                      database.unit_of_work, FrozenClock())
+    return tenant
+
+
+@pytest.fixture
+def root(superuser: Connect) -> Iterator[pg8000.native.Connection]:
+    conn = superuser()
+    conn.run("SET session_replication_role = replica")  # what an attacker with rights does
+    yield conn
+    conn.close()
+
+
+def test_untouched_chain_verifies(database: Database, chain10: uuid.UUID) -> None:
+    result = verify_ledger(chain10, database.snapshot)
+    assert result.ok and result.entries_checked == 10 and result.head.seq == 10
+
+
+def test_edited_payload(database: Database, chain10: uuid.UUID,
+                        root: pg8000.native.Connection) -> None:
+    root.run("UPDATE ledger_entries SET payload = replace(payload, '100.00', '1.00') "
+             "WHERE tenant_id = :t AND seq = 6", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.ok, result.first_broken_seq, result.reason) == (False, 6, "hash_mismatch")
+
+
+def test_edited_hash(database: Database, chain10: uuid.UUID,
+                     root: pg8000.native.Connection) -> None:
+    root.run("UPDATE ledger_entries SET hash = sha256(hash) WHERE tenant_id = :t AND seq = 4",
+             t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (4, "hash_mismatch")
+
+
+def test_edited_kind(database: Database, chain10: uuid.UUID,
+                     root: pg8000.native.Connection) -> None:
+    root.run("UPDATE ledger_entries SET kind = 'credit_note.issued' "
+             "WHERE tenant_id = :t AND seq = 9", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (9, "hash_mismatch")
+
+
+def test_deleted_middle_row(database: Database, chain10: uuid.UUID,
+                            root: pg8000.native.Connection) -> None:
+    root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq = 5", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (5, "seq_gap")
+
+
+def test_rewritten_entry_with_valid_hash_breaks_the_next_link(
+        database: Database, chain10: uuid.UUID, root: pg8000.native.Connection) -> None:
+    # The attacker recomputes entry 3's hash after editing it: entry 4 no longer links.
+    root.run("""UPDATE ledger_entries SET payload = replace(payload, 'F-3', 'F-X'),
+                hash = sha256(prev_hash || int8send(seq) || int4send(octet_length(kind))
+                    || convert_to(kind, 'UTF8')
+                    || int4send(octet_length(replace(payload, 'F-3', 'F-X')))
+                    || convert_to(replace(payload, 'F-3', 'F-X'), 'UTF8'))
+                WHERE tenant_id = :t AND seq = 3""", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (4, "prev_link_mismatch")
+
+
+def test_deleted_newest_rows_against_the_head(database: Database, chain10: uuid.UUID,
+                                              root: pg8000.native.Connection) -> None:
+    root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq > 7", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (8, "truncated")
+
+
+def test_other_tenants_are_unaffected(database: Database, chain10: uuid.UUID, tenant: uuid.UUID,
+                                      root: pg8000.native.Connection) -> None:
+    from chalicelib.usecases.create_tenant import create_tenant
+    other = create_tenant("Bystander", database.unit_of_work)
+    append_ledger(AppendRequest(tenant_id=other, kind="a.b", payload={}),
+                  database.unit_of_work, FrozenClock())
+    root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq = 2", t=str(chain10))
+    assert verify_ledger(other, database.snapshot).ok
+    assert not verify_ledger(chain10, database.snapshot).ok

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response
-from chalice.app import SQSEvent
+from chalice.app import Chalice, Response, SQSEvent
 
 from chalicelib.config import settings
 

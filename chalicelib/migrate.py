@@ -42,7 +42,7 @@ def migrate(conn: pg8000.native.Connection, app_role: str) -> list[str]:
     try:
         conn.run("CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
                  "sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-        applied = {row[0]: row[1] for row in conn.run("SELECT version, sha256 FROM schema_migrations")}
+        applied = dict(conn.run("SELECT version, sha256 FROM schema_migrations"))
         done: list[str] = []
         for path in sorted(MIGRATIONS.glob("*.sql")):
             text = path.read_text(encoding="utf-8")

@@ -23,14 +23,14 @@ class SystemClock:
 class LedgerStore(Protocol):
     """One tenant's chain, inside the unit of work's transaction."""
 
-    def lock_head(self) -> ChainHead | None:
-        """The chain head, locked until the transaction ends; None: no such tenant."""
+    def append(self, kind: str, payload: str,
+               idempotency_key: str | None) -> tuple[LedgerEntry, bool] | None:
+        """Append the next entry under the chain-head lock (held until the
+        transaction ends), or return the one already recorded under
+        `idempotency_key`; the bool says whether it was created now.
+        None: no such tenant."""
 
     def head(self) -> ChainHead | None: ...
-
-    def find_by_idempotency_key(self, key: str) -> LedgerEntry | None: ...
-
-    def add(self, entry: LedgerEntry, idempotency_key: str | None) -> None: ...
 
     def entries(self, after_seq: int = 0) -> Iterator[LedgerEntry]:
         """Entries with seq > after_seq in seq order, streamed in pages."""
@@ -44,8 +44,11 @@ class TenantStore(Protocol):
 class UnitOfWork(Protocol):
     """One transaction scoped to one tenant: commits on success, else rolls back."""
 
-    tenants: TenantStore
-    ledger: LedgerStore
+    @property
+    def tenants(self) -> TenantStore: ...
+
+    @property
+    def ledger(self) -> LedgerStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

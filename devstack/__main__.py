@@ -11,6 +11,7 @@ The last three talk to a running `run` (they read .stack/env.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -62,10 +63,8 @@ Try the ledger (in another shell):
   .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'
   .venv/bin/python -m devstack verify $t
 Ctrl-C stops everything.""", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     finally:
         print("\nstopping ...", flush=True)
         stop.set()

@@ -91,6 +91,16 @@ def superuser(stack: LocalStack, app_settings: Settings) -> Connect:
 
 
 @pytest.fixture(scope="session")
+def as_owner(app_settings: Settings) -> Connect:
+    """Opens a connection as the table owner (migrations' role): still bound by
+    RLS (FORCE) and by the ledger's triggers."""
+    return lambda: pg8000.native.Connection(
+        user=app_settings.db_owner_user,
+        password=app_settings.db_owner_password.get_secret_value(),
+        host=app_settings.db_host, port=app_settings.db_port, database=app_settings.db_name)
+
+
+@pytest.fixture(scope="session")
 def as_app(app_settings: Settings) -> Connect:
     """Opens a raw connection as the application role (the app with a bug)."""
     return app_connector(app_settings)

@@ -8,6 +8,7 @@ into the next request. The policies in the schema do the isolating.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -67,10 +68,8 @@ class Database:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken
                 conn.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
 
     def close(self) -> None:
         self._discard()
@@ -78,19 +77,23 @@ class Database:
     @contextmanager
     def transaction(self, tenant_id: UUID | None, *, isolation: Isolation = "READ COMMITTED",
                     read_only: bool = False) -> Iterator[pg8000.native.Connection]:
+        # One round trip opens the transaction and sets its tenant. The tenant
+        # is a UUID object, whose text form is hex and dashes only: safe inline.
+        begin = f"START TRANSACTION ISOLATION LEVEL {isolation}" + (
+            " READ ONLY" if read_only else "")
+        if tenant_id is not None:
+            if not isinstance(tenant_id, UUID):
+                raise TypeError("tenant_id must be a UUID")
+            begin += f"; SELECT set_config('app.tenant_id', '{tenant_id}', true)"
         conn = self._connection()
         try:
-            conn.run(f"START TRANSACTION ISOLATION LEVEL {isolation}"
-                     + (" READ ONLY" if read_only else ""))
+            conn.run(begin)
         except (InterfaceError, OSError):
             # A connection that died between invocations: one fresh try.
             self._discard()
             conn = self._connection()
-            conn.run(f"START TRANSACTION ISOLATION LEVEL {isolation}"
-                     + (" READ ONLY" if read_only else ""))
+            conn.run(begin)
         try:
-            if tenant_id is not None:
-                conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant_id))
             yield conn
         except BaseException:
             try:
@@ -119,6 +122,9 @@ class Database:
 class TenantUnitOfWork:
     """The transaction of one request or job for one tenant."""
 
+    tenants: PostgresTenants
+    ledger: PostgresLedger
+
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
         self._database = database
@@ -135,8 +141,8 @@ class TenantUnitOfWork:
         self.ledger = PostgresLedger(conn, self._tenant_id)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
+    def __exit__(self, *exc: Any) -> bool | None:
+        return bool(self._cm.__exit__(*exc))
 
 
 class PostgresTenants:
@@ -161,28 +167,17 @@ class PostgresLedger:
         self._conn = conn
         self._tenant = str(tenant_id)
 
-    def lock_head(self) -> ChainHead | None:
-        rows = self._conn.run(
-            "SELECT seq, hash FROM ledger_heads WHERE tenant_id = :t FOR UPDATE", t=self._tenant)
-        return ChainHead(rows[0][0], bytes(rows[0][1])) if rows else None
+    def append(self, kind: str, payload: str,
+               idempotency_key: str | None) -> tuple[LedgerEntry, bool] | None:
+        rows = self._conn.run("SELECT seq, kind, payload, prev_hash, hash, created "
+                              "FROM ledger_append(:kind, :payload, :key)",
+                              kind=kind, payload=payload, key=idempotency_key)
+        return (_entry(rows[0]), bool(rows[0][5])) if rows else None
 
     def head(self) -> ChainHead | None:
         rows = self._conn.run("SELECT seq, hash FROM ledger_heads WHERE tenant_id = :t",
                               t=self._tenant)
         return ChainHead(rows[0][0], bytes(rows[0][1])) if rows else None
-
-    def find_by_idempotency_key(self, key: str) -> LedgerEntry | None:
-        rows = self._conn.run(
-            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries "
-            "WHERE tenant_id = :t AND idempotency_key = :k", t=self._tenant, k=key)
-        return _entry(rows[0]) if rows else None
-
-    def add(self, entry: LedgerEntry, idempotency_key: str | None) -> None:
-        self._conn.run(
-            "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, hash, "
-            "idempotency_key) VALUES (:t, :seq, :kind, :payload, :prev, :hash, :key)",
-            t=self._tenant, seq=entry.seq, kind=entry.kind, payload=entry.payload,
-            prev=entry.prev_hash, hash=entry.hash, key=idempotency_key)
 
     def entries(self, after_seq: int = 0) -> Iterator[LedgerEntry]:
         # Keyset pages: memory stays bounded by PAGE_SIZE whatever the chain length.

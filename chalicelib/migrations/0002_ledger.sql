@@ -45,7 +45,17 @@ $$;
 CREATE TRIGGER tenants_open_chain AFTER INSERT ON tenants
     FOR EACH ROW EXECUTE FUNCTION ledger_open_chain();
 
--- An entry must extend its tenant's chain exactly: next seq, right link, right hash.
+-- The one definition of the entry hash in SQL (see the layout above).
+CREATE FUNCTION ledger_entry_hash(prev_hash bytea, seq bigint, kind text, payload text)
+    RETURNS bytea LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT sha256(prev_hash || int8send(seq)
+                      || int4send(octet_length(kind)) || convert_to(kind, 'UTF8')
+                      || int4send(octet_length(payload)) || convert_to(payload, 'UTF8'))
+    $$;
+
+-- An entry must extend its tenant's chain exactly: next seq, right link, right
+-- hash. This guards every insert path, whoever runs it (owner included).
 CREATE FUNCTION ledger_check_append() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -66,10 +76,7 @@ BEGIN
         RAISE EXCEPTION 'ledger: entry % does not link to entry %', NEW.seq, NEW.seq - 1
             USING ERRCODE = 'EL002';
     END IF;
-    IF NEW.hash <> sha256(NEW.prev_hash || int8send(NEW.seq)
-                          || int4send(octet_length(NEW.kind)) || convert_to(NEW.kind, 'UTF8')
-                          || int4send(octet_length(NEW.payload)) || convert_to(NEW.payload, 'UTF8'))
-    THEN
+    IF NEW.hash <> ledger_entry_hash(NEW.prev_hash, NEW.seq, NEW.kind, NEW.payload) THEN
         RAISE EXCEPTION 'ledger: entry % has a wrong hash', NEW.seq USING ERRCODE = 'EL002';
     END IF;
     RETURN NEW;
@@ -133,9 +140,47 @@ CREATE POLICY tenant_isolation ON ledger_entries
     USING (tenant_id = app_current_tenant())
     WITH CHECK (tenant_id = app_current_tenant());
 
--- The application appends and reads; it never updates, deletes or truncates
--- entries. UPDATE on the head's two columns is what SELECT ... FOR UPDATE needs
--- and what the advance trigger does; the move check above bounds it.
-GRANT SELECT, INSERT ON ledger_entries TO {{app_role}};
-GRANT SELECT ON ledger_heads TO {{app_role}};
-GRANT UPDATE (seq, hash) ON ledger_heads TO {{app_role}};
+-- The only way the application appends: lock the tenant's chain head, return
+-- the entry already recorded under `p_key` if any (created = false), else
+-- append the next entry (created = true). The engine picks seq and prev_hash,
+-- so the application cannot fork or skip; the tenant is the transaction's.
+-- No row back: the transaction's tenant does not exist.
+CREATE FUNCTION ledger_append(p_kind text, p_payload text, p_key text)
+    RETURNS TABLE (seq bigint, kind text, payload text, prev_hash bytea, hash bytea,
+                   created boolean)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    tenant uuid := app_current_tenant();
+    head_seq bigint;
+    head_hash bytea;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'ledger: no tenant set for this transaction' USING ERRCODE = 'EL003';
+    END IF;
+    SELECT h.seq, h.hash INTO head_seq, head_hash FROM ledger_heads h
+        WHERE h.tenant_id = tenant FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_key IS NOT NULL THEN
+        RETURN QUERY SELECT e.seq, e.kind, e.payload, e.prev_hash, e.hash, false
+            FROM ledger_entries e WHERE e.tenant_id = tenant AND e.idempotency_key = p_key;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY INSERT INTO ledger_entries AS e
+            (tenant_id, seq, kind, payload, prev_hash, hash, idempotency_key)
+        VALUES (tenant, head_seq + 1, p_kind, p_payload, head_hash,
+                ledger_entry_hash(head_hash, head_seq + 1, p_kind, p_payload), p_key)
+        RETURNING e.seq, e.kind, e.payload, e.prev_hash, e.hash, true;
+END
+$$;
+
+-- The application reads and appends through ledger_append(); it has no INSERT,
+-- UPDATE, DELETE or TRUNCATE on the ledger tables at all.
+REVOKE ALL ON FUNCTION ledger_append(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledger_append(text, text, text) TO {{app_role}};
+GRANT SELECT ON ledger_entries, ledger_heads TO {{app_role}};

@@ -12,7 +12,7 @@ from chalicelib.domain.ledger import (
     KIND_PATTERN,
     LedgerEntry,
     canonical_payload,
-    next_entry,
+    entry_hash,
     normalise_data,
     same_data,
 )
@@ -32,26 +32,32 @@ class AppendRequest(BaseModel):
         Field(default=None))
 
 
+class ChainIntegrityError(RuntimeError):
+    """The engine returned an entry whose hash this code does not recompute."""
+
+
 def append_ledger(request: AppendRequest, unit_of_work: UnitOfWorkFactory,
                   clock: Clock) -> LedgerEntry:
     """Validate, then append under the tenant's chain-head lock.
 
     All validation happens before the transaction opens, so bad input writes
-    nothing. The head lock serialises one tenant's appends; other tenants'
-    heads are other rows, so they append in parallel.
+    nothing. The engine locks the tenant's head row, so one tenant's appends
+    serialise while other tenants append in parallel; it picks seq and
+    prev_hash and computes the hash, which is recomputed here independently
+    before the transaction may commit.
     """
     data = normalise_data(request.payload)
+    payload = canonical_payload(data, clock.now())
     with unit_of_work(request.tenant_id) as uow:
-        head = uow.ledger.lock_head()
-        if head is None:
+        appended = uow.ledger.append(request.kind, payload, request.idempotency_key)
+        if appended is None:
             raise NotFound([Violation("tenant_id", "no such tenant")])
-        if request.idempotency_key is not None:
-            existing = uow.ledger.find_by_idempotency_key(request.idempotency_key)
-            if existing is not None:
-                if existing.kind == request.kind and same_data(existing, data):
-                    return existing
-                raise Conflict([Violation("idempotency_key", "already used for an entry with "
-                                          "another kind or payload")])
-        entry = next_entry(head, request.kind, canonical_payload(data, clock.now()))
-        uow.ledger.add(entry, request.idempotency_key)
+        entry, created = appended
+        if not created:
+            if entry.kind == request.kind and same_data(entry, data):
+                return entry
+            raise Conflict([Violation("idempotency_key", "already used for an entry with "
+                                      "another kind or payload")])
+        if entry.hash != entry_hash(entry.prev_hash, entry.seq, entry.kind, entry.payload):
+            raise ChainIntegrityError(f"entry {entry.seq}: engine and code disagree on its hash")
     return entry

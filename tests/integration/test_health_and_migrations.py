@@ -77,7 +77,7 @@ def test_an_edited_applied_migration_stops_the_run(app_settings: Settings,
                              "WHERE version = '0001_tenants.sql'")
         root.run("UPDATE schema_migrations SET sha256 = 'edited' "
                  "WHERE version = '0001_tenants.sql'")
-        with pytest.raises(MigrationError, match="0001_tenants.sql changed"):
+        with pytest.raises(MigrationError, match=r"0001_tenants\.sql changed"):
             migrate(conn, app_settings.db_app_user)
     finally:
         root.run("UPDATE schema_migrations SET sha256 = :s WHERE version = '0001_tenants.sql'",

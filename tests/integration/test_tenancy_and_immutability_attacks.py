@@ -158,43 +158,76 @@ def test_cannot_append_into_another_tenants_chain(database: Database, tenant: uu
     app.run("ROLLBACK")
 
 
-def forged_insert(app: pg8000.native.Connection, tenant: uuid.UUID, seq: int, prev: bytes,
+def forged_insert(conn: pg8000.native.Connection, tenant: uuid.UUID, seq: int, prev: bytes,
                   hash_: bytes, payload: str) -> str:
-    begin(app, tenant)
-    return refused(app, "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
+    begin(conn, tenant)
+    return refused(conn, "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
                    "hash) VALUES (:t, :s, 'invoice.issued', :p, :ph, :h)", t=str(tenant), s=seq,
                    p=payload, ph=prev, h=hash_)
 
 
-def test_engine_refuses_forged_entries_even_for_own_tenant(
+def test_application_can_only_append_through_the_engine(
         database: Database, tenant: uuid.UUID, app: pg8000.native.Connection) -> None:
-    fill(database, tenant, 3)
+    fill(database, tenant, 1)
+    good = next_entry(GENESIS, "invoice.issued", canonical_payload({"n": 1}, AT))
+    assert forged_insert(app, tenant, 2, good.prev_hash, good.hash, good.payload) == "42501"
+    # ledger_append() picks seq and links itself; it refuses to run without a tenant.
+    app.run("BEGIN")
+    assert refused(app, "SELECT * FROM ledger_append('a.b', '{}', NULL)") == "EL003"
     begin(app, tenant)
-    [[head_seq, head_hash]] = app.run("SELECT seq, hash FROM ledger_heads")
-    app.run("ROLLBACK")
-    head = ChainHead(head_seq, bytes(head_hash))
-    good = next_entry(head, "invoice.issued", canonical_payload({"n": 4}, AT))
-    # wrong hash for the content
-    assert forged_insert(app, tenant, 4, head.hash, bytes(32), good.payload) == "EL002"
-    # right hash, but linked to something else than entry 3 (a fork)
-    fork = next_entry(ChainHead(3, bytes(32)), "invoice.issued", good.payload)
-    assert forged_insert(app, tenant, 4, fork.prev_hash, fork.hash, fork.payload) == "EL002"
-    # a gap: seq 6 while 5 does not exist
-    gap = next_entry(ChainHead(5, head.hash), "invoice.issued", good.payload)
-    assert forged_insert(app, tenant, 6, gap.prev_hash, gap.hash, gap.payload) == "EL002"
-    # a second entry 3 (rewriting history)
-    begin(app, tenant)
-    [[prev2]] = app.run("SELECT hash FROM ledger_entries WHERE seq = 2")
-    app.run("ROLLBACK")
-    dup = next_entry(ChainHead(2, bytes(prev2)), "invoice.issued", good.payload)
-    assert forged_insert(app, tenant, 3, dup.prev_hash, dup.hash, dup.payload) == "23505"
-    # payload that is not a JSON object
-    bad = next_entry(head, "invoice.issued", "[1]")
-    assert forged_insert(app, tenant, 4, bad.prev_hash, bad.hash, bad.payload) == "23514"
-    # and the honest entry goes in
-    begin(app, tenant)
-    app.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, hash) "
-            "VALUES (:t, 4, :k, :p, :ph, :h)", t=str(tenant), k=good.kind, p=good.payload,
-            ph=good.prev_hash, h=good.hash)
-    assert app.run("SELECT seq FROM ledger_heads")[0][0] == 4
+    [[seq, created]] = app.run("SELECT seq, created FROM ledger_append('a.b', :p, NULL)",
+                               p=canonical_payload({}, AT))
     app.run("COMMIT")
+    assert (seq, created) == (2, True)
+
+
+def test_engine_refuses_forged_entries_even_from_the_owner(
+        database: Database, tenant: uuid.UUID, as_owner: Connect) -> None:
+    fill(database, tenant, 3)
+    owner = as_owner()
+    try:
+        begin(owner, tenant)
+        [[head_seq, head_hash]] = owner.run("SELECT seq, hash FROM ledger_heads")
+        owner.run("ROLLBACK")
+        head = ChainHead(head_seq, bytes(head_hash))
+        good = next_entry(head, "invoice.issued", canonical_payload({"n": 4}, AT))
+        # wrong hash for the content
+        assert forged_insert(owner, tenant, 4, head.hash, bytes(32), good.payload) == "EL002"
+        # right hash, but linked to something else than entry 3 (a fork)
+        fork = next_entry(ChainHead(3, bytes(32)), "invoice.issued", good.payload)
+        assert forged_insert(owner, tenant, 4, fork.prev_hash, fork.hash, fork.payload) == "EL002"
+        # a gap: seq 6 while 5 does not exist
+        gap = next_entry(ChainHead(5, head.hash), "invoice.issued", good.payload)
+        assert forged_insert(owner, tenant, 6, gap.prev_hash, gap.hash, gap.payload) == "EL002"
+        # a second entry 3 (rewriting history)
+        begin(owner, tenant)
+        [[prev2]] = owner.run("SELECT hash FROM ledger_entries WHERE seq = 2")
+        owner.run("ROLLBACK")
+        dup = next_entry(ChainHead(2, bytes(prev2)), "invoice.issued", good.payload)
+        assert forged_insert(owner, tenant, 3, dup.prev_hash, dup.hash, dup.payload) == "23505"
+        # payload that is not a JSON object
+        bad = next_entry(head, "invoice.issued", "[1]")
+        assert forged_insert(owner, tenant, 4, bad.prev_hash, bad.hash, bad.payload) == "23514"
+        # moving the head anywhere but onto a just-appended entry
+        begin(owner, tenant)
+        assert refused(owner, "UPDATE ledger_heads SET seq = 2, hash = :h",
+                       h=bytes(prev2)) == "EL001"
+        # the owner cannot append for a tenant other than the transaction's (RLS FORCE)
+        other = create_tenant("Other owner target", database.unit_of_work)
+        first = next_entry(GENESIS, "invoice.issued", good.payload)
+        assert forged_insert(owner, tenant, 1, first.prev_hash, first.hash,
+                             first.payload) == "23505"
+        begin(owner, tenant)
+        assert refused(owner, "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, "
+                       "prev_hash, hash) VALUES (:t, 1, :k, :p, :ph, :h)", t=str(other),
+                       k=first.kind, p=first.payload, ph=first.prev_hash,
+                       h=first.hash) == "42501"
+        # and the honest entry goes in, moving the head
+        begin(owner, tenant)
+        owner.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, hash) "
+                  "VALUES (:t, 4, :k, :p, :ph, :h)", t=str(tenant), k=good.kind, p=good.payload,
+                  ph=good.prev_hash, h=good.hash)
+        assert owner.run("SELECT seq FROM ledger_heads")[0][0] == 4
+        owner.run("COMMIT")
+    finally:
+        owner.close()

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import rfc8785
@@ -165,7 +166,7 @@ def test_any_flipped_byte_is_located(n: int, data: st.DataObject) -> None:
     raw = value.encode() if isinstance(value, str) else value
     pos = data.draw(st.integers(0, len(raw) - 1))
     flipped = raw[:pos] + bytes([raw[pos] ^ 0x01]) + raw[pos + 1:]
-    new_value = flipped.decode("latin-1") if isinstance(value, str) else flipped
+    new_value: Any = flipped.decode("latin-1") if isinstance(value, str) else flipped
     entries[index] = replace(entry, **{field: new_value})
     result = verify_chain(entries)
     assert not result.ok

@@ -1,0 +1,213 @@
+"""Ledger benchmark: append throughput and verification speed, each as a ratio
+against a baseline measured in the same run on the same PostgreSQL.
+
+    .venv/bin/python bench/ledger.py            # full: 200 appends/writer, 100k verify
+    .venv/bin/python bench/ledger.py --quick    # a small run that only checks it works
+
+(a) 32 writers across 8 tenants and (b) 32 writers on one tenant (processes,
+as function instances are); each append is a transaction through the real use
+case (head lock, engine-side hash and link checks, RLS). Baseline: the same
+writers doing one plain INSERT per transaction, rows of the same size, into a
+table with the same columns and no triggers or RLS. Verification: the verify
+use case over N entries vs a bare paged SELECT of the same rows. Not a test:
+it prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pg8000.native
+
+from chalicelib.adapters.postgres import PAGE_SIZE, Database, app_connector
+from chalicelib.config import Settings
+from chalicelib.domain.ledger import (
+    GENESIS,
+    ChainHead,
+    canonical_payload,
+    next_entry,
+)
+from chalicelib.ports import SystemClock
+from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from chalicelib.usecases.create_tenant import create_tenant
+from chalicelib.usecases.verify_ledger import verify_ledger
+from devstack.stack import LocalStack, Secrets, free_port
+
+PAYLOAD = {"number": "F-2026-000001", "total_net": "100.00", "total_vat": "20.00",
+           "total_gross": "120.00", "currency": "EUR"}
+AT = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def _writer(work: Callable[[int], None], i: int, barrier: Any, failures: Any) -> None:
+    barrier.wait()
+    try:
+        work(i)
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        failures.put(f"writer {i}: {type(exc).__name__}: {exc}")
+
+
+def in_processes(writers: int, work: Callable[[int], None]) -> float:
+    """Run work(i) in `writers` processes released together; return wall seconds.
+
+    Processes, not threads: each function instance is its own process in
+    production, and threads would make writers wait on Python's GIL (while
+    holding a chain-head lock) in a way no deployment does.
+    """
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(writers + 1)
+    failures = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(work, i, barrier, failures))
+             for i in range(writers)]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - started
+    if not failures.empty():
+        raise RuntimeError(failures.get())
+    return elapsed
+
+
+def appends(settings: Settings, tenants: list[uuid.UUID], writers: int, per_writer: int) -> float:
+    def work(i: int) -> None:
+        db = Database(app_connector(settings))
+        clock = SystemClock()
+        try:
+            for _ in range(per_writer):
+                append_ledger(AppendRequest(tenant_id=tenants[i % len(tenants)],
+                                            kind="invoice.issued", payload=PAYLOAD),
+                              db.unit_of_work, clock)
+        finally:
+            db.close()
+
+    return writers * per_writer / in_processes(writers, work)
+
+
+def plain_inserts(settings: Settings, tenants: list[uuid.UUID], writers: int,
+                  per_writer: int) -> float:
+    row = next_entry(GENESIS, "invoice.issued", canonical_payload(PAYLOAD, AT))
+
+    def work(i: int) -> None:
+        conn = app_connector(settings)()
+        try:
+            for n in range(per_writer):
+                conn.run("BEGIN")
+                conn.run("INSERT INTO bench_plain VALUES (:t, :s, :k, :p, :ph, :h)",
+                         t=str(tenants[i % len(tenants)]), s=i * per_writer + n, k=row.kind,
+                         p=row.payload, ph=row.prev_hash, h=row.hash)
+                conn.run("COMMIT")
+        finally:
+            conn.close()
+
+    return writers * per_writer / in_processes(writers, work)
+
+
+def load_chain(root: pg8000.native.Connection, database: Database, size: int) -> uuid.UUID:
+    """Bulk-load a valid chain as the superuser (multi-row INSERTs; the engine's
+    triggers still check every row)."""
+    tenant = create_tenant("Verify bench", database.unit_of_work)
+    head = GENESIS
+    batch = 1000
+    root.run("BEGIN")
+    for start in range(0, size, batch):
+        values, params = [], {}
+        for j in range(min(batch, size - start)):
+            entry = next_entry(head, "invoice.issued",
+                               canonical_payload({**PAYLOAD, "n": start + j}, AT))
+            head = ChainHead(entry.seq, entry.hash)
+            values.append(f"(:t, :s{j}, :k, :p{j}, :ph{j}, :h{j})")
+            params.update({f"s{j}": entry.seq, f"p{j}": entry.payload,
+                           f"ph{j}": entry.prev_hash, f"h{j}": entry.hash})
+        root.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
+                 f"hash) VALUES {', '.join(values)}", t=str(tenant), k="invoice.issued",
+                 **params)
+    root.run("COMMIT")
+    return tenant
+
+
+def bare_fetch(database: Database, tenant: uuid.UUID) -> float:
+    started = time.perf_counter()
+    with database.snapshot(tenant) as uow:
+        for _ in uow.ledger.entries():
+            pass
+    return time.perf_counter() - started
+
+
+def timed_verify(database: Database, tenant: uuid.UUID, size: int) -> float:
+    started = time.perf_counter()
+    result = verify_ledger(tenant, database.snapshot)
+    elapsed = time.perf_counter() - started
+    if not (result.ok and result.entries_checked == size):
+        raise RuntimeError(f"benchmark chain did not verify: {result}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="fsync off (CPU-bound; the default is a durable cluster)")
+    args = parser.parse_args()
+    per_writer = 10 if args.quick else 200
+    verify_size = 3000 if args.quick else 100_000
+    writers, tenants_n = 32, 8
+
+    base = Path(tempfile.mkdtemp(prefix="einvoice-bench-"))
+    stack = LocalStack(base, free_port(), free_port(), Secrets(), durable=not args.no_fsync)
+    stack.start()
+    try:
+        settings = stack.settings()
+        root = stack.postgres.connect(settings.db_name)
+        root.run("CREATE TABLE bench_plain (tenant_id uuid, seq bigint, kind text, "
+                 "payload text, prev_hash bytea, hash bytea)")
+        root.run(f"GRANT INSERT ON bench_plain TO {settings.db_app_user}")
+        database = Database(app_connector(settings))
+        tenants = [create_tenant(f"Bench {i}", database.unit_of_work) for i in range(tenants_n)]
+        solo = [create_tenant("Bench solo", database.unit_of_work)]
+        print(f"PostgreSQL 15, {'fsync off' if args.no_fsync else 'durable (fsync on)'}, "
+              f"{os.cpu_count()} CPUs; {writers} writers x {per_writer} appends")
+
+        base_a = plain_inserts(settings, tenants, writers, per_writer)
+        ours_a = appends(settings, tenants, writers, per_writer)
+        print(f"(a) {writers} writers / {tenants_n} tenants: ledger {ours_a:8.0f} appends/s, "
+              f"plain INSERT {base_a:8.0f} rows/s, ratio {ours_a / base_a:.2f}x "
+              "(target >= 0.5x)")
+        base_b = plain_inserts(settings, solo, writers, per_writer)
+        ours_b = appends(settings, solo, writers, per_writer)
+        print(f"(b) {writers} writers / 1 tenant:  ledger {ours_b:8.0f} appends/s, "
+              f"plain INSERT {base_b:8.0f} rows/s, ratio {ours_b / base_b:.2f}x "
+              "(target >= 0.3x)")
+
+        tenant = load_chain(root, database, verify_size)
+        fetch = min(bare_fetch(database, tenant) for _ in range(2))  # best of 2: warm cache
+        elapsed = min(timed_verify(database, tenant, verify_size) for _ in range(2))
+        print(f"(v) verify {verify_size} entries (pages of {PAGE_SIZE}): "
+              f"{verify_size / elapsed * 60:,.0f} entries/min (target >= 1,000,000); "
+              f"bare paged SELECT of the same rows {verify_size / fetch * 60:,.0f}/min, "
+              f"ratio {fetch / elapsed:.2f}x")
+        database.close()
+        root.close()
+    finally:
+        stack.stop()
+        shutil.rmtree(stack.postgres.base_dir, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

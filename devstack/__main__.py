@@ -11,7 +11,6 @@ The last three talk to a running `run` (they read .stack/env.json).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -54,7 +53,11 @@ def _run(args: argparse.Namespace) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         dispatcher = QueueDispatcher(app_module, stack.settings())
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # Explicit handlers: a process started in the background by a shell
+        # without job control inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler at all.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         print(f"""
 API:       http://127.0.0.1:{args.api_port}   try:  curl -s http://127.0.0.1:{args.api_port}/health
 Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers
@@ -63,8 +66,8 @@ Try the ledger (in another shell):
   .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'
   .venv/bin/python -m devstack verify $t
 Ctrl-C stops everything.""", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+        while not stop.wait(0.5):
+            pass
     finally:
         print("\nstopping ...", flush=True)
         stop.set()

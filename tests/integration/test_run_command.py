@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from devstack.postgres import PostgresServer
 from devstack.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,10 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
     proc = subprocess.Popen(
         [str(ROOT / "bin" / "run"), "--api-port", str(api), "--pg-port", str(pg),
          "--s3-port", str(s3)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        # As when a shell without job control starts it in the background:
+        # SIGINT arrives ignored, and Ctrl-C must still stop everything.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     output: list[str] = []
     try:
         assert proc.stdout is not None
@@ -73,9 +77,11 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
-    pg_data = (stack_dir / "postgres").resolve()
-    shutil.rmtree(pg_data, ignore_errors=True)
-    shutil.rmtree(stack_dir, ignore_errors=True)
+        finally:
+            pg_base = (stack_dir / "postgres").resolve()
+            PostgresServer(pg_base, pg, "").stop()  # no-op when `run` stopped it itself
+            shutil.rmtree(pg_base, ignore_errors=True)
+            shutil.rmtree(stack_dir, ignore_errors=True)
     assert proc.returncode == 0
     for port in (api, pg, s3):
         assert not listening(port), f"port {port} still open after Ctrl-C"

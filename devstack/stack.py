@@ -64,7 +64,8 @@ class LocalStack:
         self.moto = MotoServer(self.s3_port, self.base_dir / "moto.log")
 
     def env(self) -> dict[str, str]:
-        """What a function needs in its environment to run against this stack."""
+        """What a function needs in its environment to run against this stack:
+        the application role only, never the owner's password."""
         return {
             "EINVOICE_DB_HOST": "127.0.0.1",
             "EINVOICE_DB_PORT": str(self.pg_port),
@@ -72,7 +73,6 @@ class LocalStack:
             "EINVOICE_DB_APP_USER": "einvoice_app",
             "EINVOICE_DB_APP_PASSWORD": self.secrets.app,
             "EINVOICE_DB_OWNER_USER": "einvoice_owner",
-            "EINVOICE_DB_OWNER_PASSWORD": self.secrets.owner,
             "EINVOICE_S3_ENDPOINT_URL": self.moto.url,
             "EINVOICE_SQS_ENDPOINT_URL": self.moto.url,
             "EINVOICE_S3_REGION": LOCAL_REGION,
@@ -84,9 +84,11 @@ class LocalStack:
         }
 
     def settings(self) -> Settings:
+        """Settings including the owner's password (migrations, tests)."""
         saved = dict(os.environ)
         try:
             os.environ.update(self.env())
+            os.environ["EINVOICE_DB_OWNER_PASSWORD"] = self.secrets.owner
             return Settings()
         finally:
             os.environ.clear()

@@ -20,10 +20,12 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from chalicelib.config import Settings
+from chalicelib.domain.errors import InvalidInput, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
-PAGE_SIZE = 5000
+PAGE_SIZE = 5000  # rows per page at most...
+PAGE_BYTES = 4 * 1024 * 1024  # ...and about this many payload bytes (plus one payload)
 
 
 def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
@@ -169,9 +171,18 @@ class PostgresLedger:
 
     def append(self, kind: str, payload: str,
                idempotency_key: str | None) -> tuple[LedgerEntry, bool] | None:
-        rows = self._conn.run("SELECT seq, kind, payload, prev_hash, hash, created "
-                              "FROM ledger_append(:kind, :payload, :key)",
-                              kind=kind, payload=payload, key=idempotency_key)
+        try:
+            rows = self._conn.run("SELECT seq, kind, payload, prev_hash, hash, created "
+                                  "FROM ledger_append(:kind, :payload, :key)",
+                                  kind=kind, payload=payload, key=idempotency_key)
+        except DatabaseError as exc:
+            state = sqlstate(exc) or ""
+            if state.startswith("22") or state == "23514":
+                # Data the engine refuses (a check, an encoding): the caller's
+                # fault, a 4xx. The server's message may quote the data: dropped.
+                raise InvalidInput([Violation("payload", "refused by the database "
+                                              f"(SQLSTATE {state})")]) from None
+            raise
         return (_entry(rows[0]), bool(rows[0][5])) if rows else None
 
     def head(self) -> ChainHead | None:
@@ -180,15 +191,21 @@ class PostgresLedger:
         return ChainHead(rows[0][0], bytes(rows[0][1])) if rows else None
 
     def entries(self, after_seq: int = 0) -> Iterator[LedgerEntry]:
-        # Keyset pages: memory stays bounded by PAGE_SIZE whatever the chain length.
+        # Keyset pages cut at PAGE_SIZE rows or PAGE_BYTES of payload, whichever
+        # comes first (a page always holds at least one row): memory stays
+        # bounded whatever the chain's length or its payloads' sizes.
         last = after_seq
         while True:
             rows = self._conn.run(
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE tenant_id = :t "
-                "AND seq > :after ORDER BY seq LIMIT :n", t=self._tenant, after=last,
-                n=PAGE_SIZE)
+                f"SELECT {_ENTRY_COLUMNS} FROM ("
+                f"  SELECT {_ENTRY_COLUMNS}, sum(octet_length(payload)) OVER (ORDER BY seq)"
+                "     - octet_length(payload) AS before"
+                "   FROM ledger_entries WHERE tenant_id = :t AND seq > :after"
+                "   ORDER BY seq LIMIT :n) AS page "
+                "WHERE before < :budget ORDER BY seq",
+                t=self._tenant, after=last, n=PAGE_SIZE, budget=PAGE_BYTES)
+            if not rows:
+                return
             for row in rows:
                 yield _entry(row)
-            if len(rows) < PAGE_SIZE:
-                return
             last = rows[-1][0]

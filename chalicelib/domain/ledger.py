@@ -38,12 +38,11 @@ from chalicelib.domain.errors import InvalidInput, Violation
 FORMAT_VERSION = 1
 GENESIS_HASH = bytes(32)
 KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
-KIND_MAX_BYTES = 64
 PAYLOAD_MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
 SAFE_INTEGER = 2**53 - 1  # I-JSON / RFC 8785 integer domain
 
-_KIND_RE = re.compile(KIND_PATTERN)
+_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _HEADER = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
 
@@ -95,13 +94,6 @@ def utc_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def check_kind(kind: str) -> list[Violation]:
-    if not _KIND_RE.match(kind) or len(kind.encode()) > KIND_MAX_BYTES:
-        return [Violation("kind", "must be dotted lowercase words such as "
-                          "'invoice.issued', at most 64 characters")]
-    return []
-
-
 def normalise_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """Business data as plain JSON values, or InvalidInput naming every bad path.
 
@@ -142,8 +134,8 @@ def _normalise(value: Any, path: str, violations: list[Violation], depth: int) -
         violations.append(Violation(path, f"nesting deeper than {MAX_DEPTH} levels"))
         return None
     if value is None or isinstance(value, bool | str):
-        if isinstance(value, str) and not _is_valid_unicode(value):
-            violations.append(Violation(path, "must be valid Unicode text"))
+        if isinstance(value, str):
+            violations.extend(_text_violations(value, path))
         return value
     if isinstance(value, int):
         if abs(value) > SAFE_INTEGER:
@@ -170,6 +162,7 @@ def _normalise(value: Any, path: str, violations: list[Violation], depth: int) -
             if not isinstance(key, str):
                 violations.append(Violation(path, "object keys must be strings"))
                 continue
+            violations.extend(_text_violations(key, f"{path} (key)"))
             result[key] = _normalise(item, f"{path}.{key}", violations, depth + 1)
         return result
     if isinstance(value, list | tuple):
@@ -179,12 +172,67 @@ def _normalise(value: Any, path: str, violations: list[Violation], depth: int) -
     return None
 
 
-def _is_valid_unicode(text: str) -> bool:
+def _text_violations(text: str, path: str) -> list[Violation]:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return [Violation(path, "must be valid Unicode text")]
+    if "\x00" in text:
+        return [Violation(path, "must not contain the NUL character")]
+    return []
+
+
+class JSONFormatError(ValueError):
+    """Valid-looking JSON that is ambiguous: a repeated key, NaN/Infinity, or
+    (where refused) a non-integer number."""
+
+
+def _refuse_float(text: str) -> object:
+    raise JSONFormatError(f"non-integer number {text}")
+
+
+def _refuse_constant(text: str) -> object:
+    raise JSONFormatError(f"{text} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JSONFormatError(f"an object repeats the key {key!r}")
+        result[key] = value
+    return result
+
+
+def strict_json(text: str, *, floats: bool) -> Any:
+    """json.loads, refusing repeated keys and NaN/Infinity, and non-integer
+    numbers unless `floats` (ValueError for text that is not JSON at all)."""
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant,
+                      parse_float=None if floats else _refuse_float)
+
+
+def payload_format_problem(payload: str) -> str | None:
+    """Why `payload` is not a canonical format-1 envelope, or None.
+
+    The hash proves a payload unchanged, not well formed: this catches what
+    an engine-side check cannot see (repeated keys, floats, non-canonical
+    text), should anything but this code have written an entry.
+    """
+    try:
+        parsed = strict_json(payload, floats=False)
+        if rfc8785.dumps(parsed) != payload.encode("utf-8"):
+            return "not RFC 8785 canonical JSON"
+    except (ValueError, rfc8785.CanonicalizationError) as exc:
+        return str(exc) if isinstance(exc, JSONFormatError) else "not canonical JSON"
+    if not isinstance(parsed, dict) or set(parsed) != {"at", "data", "v"}:
+        return "not an {at, data, v} envelope"
+    if parsed["v"] != FORMAT_VERSION or isinstance(parsed["v"], bool):
+        return f"unknown format version {parsed['v']!r}"
+    if not isinstance(parsed["at"], str) or not _TIMESTAMP_RE.match(parsed["at"]):
+        return "recording time is not a UTC timestamp"
+    if not isinstance(parsed["data"], dict):
+        return "data is not a JSON object"
+    return None
 
 
 @dataclass(frozen=True)
@@ -195,7 +243,9 @@ class Verification:
     entries_checked: int
     head: ChainHead
     first_broken_seq: int | None = None
-    reason: str | None = None  # seq_gap | prev_link_mismatch | hash_mismatch | truncated | ...
+    # seq_gap | seq_out_of_order | prev_link_mismatch | hash_mismatch | non_canonical
+    # (chain) and truncated | head_behind | head_mismatch (against the stored head)
+    reason: str | None = None
     detail: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -233,6 +283,9 @@ def verify_chain(entries: Iterable[LedgerEntry], start: ChainHead = GENESIS) -> 
         if entry_hash(entry.prev_hash, entry.seq, entry.kind, entry.payload) != entry.hash:
             return broken(entry.seq, "hash_mismatch",
                           f"entry {entry.seq}: its stored hash does not match its content")
+        problem = payload_format_problem(entry.payload)
+        if problem:
+            return broken(entry.seq, "non_canonical", f"entry {entry.seq}: payload {problem}")
         prev = entry.hash
         expected_seq += 1
         checked += 1

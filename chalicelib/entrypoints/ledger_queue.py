@@ -8,7 +8,6 @@ Reasons are logged with the message id, never with the payload.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +18,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from chalicelib.adapters.postgres import sqlstate
 from chalicelib.domain.errors import DomainError, InvalidInput, Violation
-from chalicelib.domain.ledger import LedgerEntry, normalise_data
+from chalicelib.domain.ledger import JSONFormatError, LedgerEntry, normalise_data, strict_json
 from chalicelib.usecases.append_ledger import AppendRequest
 
 logger = Logger(service="einvoice")
@@ -32,35 +32,43 @@ def parse_message(body: str) -> AppendRequest:
     """The message body as an AppendRequest, or InvalidInput naming every
     broken rule: the envelope's fields and the payload's values together."""
     try:
-        request = AppendRequest.model_validate_json(body)
+        raw = strict_json(body, floats=True)  # floats are refused below, by path
+    except JSONFormatError as exc:
+        raise InvalidInput([Violation("body", str(exc))]) from None
+    except ValueError:
+        raise InvalidInput([Violation("body", "is not valid JSON")]) from None
+    try:
+        return AppendRequest.model_validate(raw)
     except ValidationError as exc:
         violations = [
             Violation(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
             for error in exc.errors(include_input=False, include_url=False)
         ]
-        violations += _payload_violations(body)
+        payload = raw.get("payload") if isinstance(raw, dict) else None
+        if isinstance(payload, dict):
+            try:
+                normalise_data(payload)
+            except InvalidInput as payload_errors:
+                violations += payload_errors.violations
         raise InvalidInput(violations) from None
-    return request  # the payload's values are checked by the use case itself
 
 
-def _payload_violations(body: str) -> list[Violation]:
-    try:
-        payload = json.loads(body).get("payload")
-    except (ValueError, AttributeError):
-        return []
-    if not isinstance(payload, dict):
-        return []
-    try:
-        normalise_data(payload)
-    except InvalidInput as exc:
-        return exc.violations
-    return []
+class InternalError(Exception):
+    """A fault that is not the message's: retried. Carries no server text,
+    which may quote the payload."""
+
+
+def sanitised(exc: Exception) -> Exception:
+    if isinstance(exc, DomainError):
+        return exc
+    state = sqlstate(exc)
+    return InternalError(f"{type(exc).__name__}" + (f", SQLSTATE {state}" if state else ""))
 
 
 def reason(exc: BaseException) -> str:
     if isinstance(exc, DomainError):
         return f"{type(exc).__name__}: {exc}"
-    return f"internal error ({type(exc).__name__}); will be retried"
+    return f"internal error ({exc}); will be retried"
 
 
 class _Processor(BatchProcessor):
@@ -92,7 +100,10 @@ def handle_ledger_batch(event: dict[str, Any], append: Append) -> BatchReport:
         if request.idempotency_key is None:
             # A redelivery of the same message must not append twice.
             request = request.model_copy(update={"idempotency_key": f"sqs:{record.message_id}"})
-        entry = append(request)
+        try:
+            entry = append(request)
+        except Exception as exc:  # noqa: BLE001 - re-raised without server text
+            raise sanitised(exc) from None
         logger.info("ledger entry appended", extra={"message_id": record.message_id,
                                                     "seq": entry.seq, "kind": entry.kind})
 

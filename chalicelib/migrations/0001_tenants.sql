@@ -1,6 +1,16 @@
 -- Tenants and the tenancy primitive every policy uses.
 -- {{app_role}} is replaced by the runner with the quoted application role.
 
+-- Entry hashes count payload bytes as UTF-8 (octet_length); on any other server
+-- encoding they would silently differ from the code's, so refuse to install.
+DO $$
+BEGIN
+    IF current_setting('server_encoding') <> 'UTF8' THEN
+        RAISE EXCEPTION 'the database must use UTF8 (found %)', current_setting('server_encoding');
+    END IF;
+END
+$$;
+
 -- The tenant of the current transaction, set by the unit of work with
 -- set_config('app.tenant_id', ..., true). Unset (NULL) or reset ('') means
 -- "no tenant": every policy then matches nothing. A value that is not a UUID
@@ -11,7 +21,7 @@ CREATE FUNCTION app_current_tenant() RETURNS uuid
 
 -- Raised by every append-only table on UPDATE, DELETE or TRUNCATE.
 CREATE FUNCTION refuse_mutation() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SET search_path = public, pg_temp
     AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP

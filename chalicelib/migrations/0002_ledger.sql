@@ -10,6 +10,20 @@
 -- on every insert, and checks the link to the previous entry, so neither an
 -- application bug nor a forged row can fork the chain or leave a gap.
 
+-- The stored payload must be the format-1 envelope {"at": text, "data": {...}, "v": 1}.
+-- (Canonical form, duplicate keys and non-integer numbers are what the verifier
+-- checks, since jsonb cannot see them.)
+CREATE FUNCTION ledger_payload_is_envelope(payload text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT jsonb_typeof(j) = 'object'
+               AND (SELECT count(*) FROM jsonb_object_keys(j)) = 3
+               AND jsonb_typeof(j -> 'at') = 'string'
+               AND jsonb_typeof(j -> 'data') = 'object'
+               AND j -> 'v' = '1'::jsonb
+        FROM (SELECT payload::jsonb AS j) AS parsed
+    $$;
+
 CREATE TABLE ledger_heads (
     tenant_id  uuid PRIMARY KEY REFERENCES tenants (id),
     seq        bigint NOT NULL DEFAULT 0 CHECK (seq >= 0),
@@ -23,11 +37,11 @@ CREATE TABLE ledger_entries (
     kind             text NOT NULL
                      CHECK (kind ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'
                             AND octet_length(kind) <= 64),
-    payload          text NOT NULL CHECK (jsonb_typeof(payload::jsonb) = 'object'),
+    payload          text NOT NULL CHECK (ledger_payload_is_envelope(payload)),
     prev_hash        bytea NOT NULL CHECK (octet_length(prev_hash) = 32),
     hash             bytea NOT NULL CHECK (octet_length(hash) = 32),
     -- Transport-level deduplication (an SQS redelivery, an HTTP retry); not hashed.
-    idempotency_key  text CHECK (octet_length(idempotency_key) BETWEEN 1 AND 200),
+    idempotency_key  text CHECK (idempotency_key ~ '^[!-~]{1,200}$'),
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX ledger_entries_idempotency
@@ -42,6 +56,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+REVOKE ALL ON FUNCTION ledger_open_chain() FROM PUBLIC;
 CREATE TRIGGER tenants_open_chain AFTER INSERT ON tenants
     FOR EACH ROW EXECUTE FUNCTION ledger_open_chain();
 
@@ -57,7 +72,7 @@ CREATE FUNCTION ledger_entry_hash(prev_hash bytea, seq bigint, kind text, payloa
 -- An entry must extend its tenant's chain exactly: next seq, right link, right
 -- hash. This guards every insert path, whoever runs it (owner included).
 CREATE FUNCTION ledger_check_append() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SET search_path = public, pg_temp
     AS $$
 DECLARE
     expected_prev bytea;
@@ -87,7 +102,7 @@ CREATE TRIGGER ledger_entries_check_append BEFORE INSERT ON ledger_entries
 
 -- The head follows the chain, in the same transaction as the insert.
 CREATE FUNCTION ledger_advance_head() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SET search_path = public, pg_temp
     AS $$
 BEGIN
     UPDATE ledger_heads SET seq = NEW.seq, hash = NEW.hash WHERE tenant_id = NEW.tenant_id;
@@ -103,7 +118,7 @@ CREATE TRIGGER ledger_entries_advance_head AFTER INSERT ON ledger_entries
 -- A head may only move one step forward, onto the entry just appended:
 -- it can be neither rolled back (to hide a truncation) nor pointed elsewhere.
 CREATE FUNCTION ledger_check_head_move() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SET search_path = public, pg_temp
     AS $$
 BEGIN
     IF NEW.tenant_id <> OLD.tenant_id OR NEW.seq <> OLD.seq + 1 OR NOT EXISTS (

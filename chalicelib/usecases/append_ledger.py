@@ -18,6 +18,8 @@ from chalicelib.domain.ledger import (
 )
 from chalicelib.ports import Clock, UnitOfWorkFactory
 
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,200}$"  # visible ASCII, as the schema checks
+
 
 class AppendRequest(BaseModel):
     """What a producer sends (an SQS message body, or an internal call)."""
@@ -28,7 +30,7 @@ class AppendRequest(BaseModel):
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)]
     payload: dict[str, Any]
     # Same key, same content: the first entry is returned, nothing is added.
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = (
+    idempotency_key: Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)] | None = (
         Field(default=None))
 
 

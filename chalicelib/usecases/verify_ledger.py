@@ -25,11 +25,15 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory) -> Verification:
         result = verify_chain(uow.ledger.entries())
     if not result.ok:
         return result
-    if result.head != head:
-        if result.head.seq < head.seq:
-            return Verification(False, result.entries_checked, result.head, result.head.seq + 1,
-                                "truncated", f"the chain ends at entry {result.head.seq} but its "
-                                f"head records entry {head.seq}")
-        return Verification(False, result.entries_checked, result.head, head.seq,
-                            "head_mismatch", "the chain head does not match the last entry")
+    def broken(seq: int, reason: str, detail: str) -> Verification:
+        return Verification(False, result.entries_checked, result.head, seq, reason, detail)
+
+    if result.head.seq < head.seq:
+        return broken(result.head.seq + 1, "truncated", f"the chain ends at entry "
+                      f"{result.head.seq} but its head records entry {head.seq}")
+    if result.head.seq > head.seq:
+        return broken(head.seq + 1, "head_behind", f"entries {head.seq + 1}..{result.head.seq} "
+                      f"lie beyond the recorded head (entry {head.seq})")
+    if result.head.hash != head.hash:
+        return broken(head.seq, "head_mismatch", f"the head's hash differs from entry {head.seq}")
     return result

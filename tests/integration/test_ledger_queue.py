@@ -48,7 +48,7 @@ def entries(database: Database, tenant: uuid.UUID) -> list[dict[str, Any]]:
 
 def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Database,
                                               tenant: uuid.UUID,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              caplog: pytest.LogCaptureFixture) -> None:
     bodies = [
         message(tenant, payload={"number": "F-1"}),
         "{not json",
@@ -56,22 +56,29 @@ def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Datab
         message(tenant, payload={"total": 12.5}),               # float money
         message(tenant, kind="Invoice"),                        # bad kind
         json.dumps({"tenant_id": str(tenant), "payload": {}}),  # kind missing
+        message(tenant, payload={"note": "a\u0000b"}),          # NUL: PostgreSQL cannot store it
+        message(tenant, idempotency_key="é" * 150),             # key outside visible ASCII
+        message(tenant).replace('"number": "F-1"', '"x": 1, "x": 2'),  # repeated key
+        message(tenant).replace('"F-1"', 'NaN'),                          # not JSON
         message(tenant, payload={"number": "F-2"}),
     ]
     payload, ids = invoke(bodies, stack)
     failed = [f["itemIdentifier"] for f in payload["batchItemFailures"]]
-    assert failed == ids[1:6]
+    assert failed == ids[1:10]
     assert entries(database, tenant) == [{"number": "F-1"}, {"number": "F-2"}]
-    logs = capsys.readouterr().out
-    refused = {json.loads(line)["message_id"]: json.loads(line)["reason"]
-               for line in logs.splitlines()
-               if line.startswith("{") and "ledger message refused" in line}
-    assert set(refused) == set(ids[1:6])
-    assert "InvalidInput" in refused[ids[1]] and "JSON" in refused[ids[1]]
+    refused = {r.message_id: r.reason for r in caplog.records
+               if r.getMessage() == "ledger message refused"}
+    assert set(refused) == set(ids[1:10])
+    assert not any("internal error" in why for why in refused.values())
     assert refused[ids[2]] == "NotFound: tenant_id: no such tenant"
     assert "payload.total" in refused[ids[3]] and "decimal strings" in refused[ids[3]]
     assert refused[ids[4]].startswith("InvalidInput: kind:")
     assert "kind: Field required" in refused[ids[5]]
+    assert "payload.note: must not contain the NUL character" in refused[ids[6]]
+    assert refused[ids[7]].startswith("InvalidInput: idempotency_key:")
+    assert "repeats the key 'x'" in refused[ids[8]]
+    assert "body: NaN is not JSON" in refused[ids[9]]
+    assert refused[ids[1]] == "InvalidInput: body: is not valid JSON"
 
 
 def test_a_batch_where_everything_fails_is_reported_not_raised(stack: LocalStack) -> None:
@@ -165,7 +172,39 @@ def test_plain_function_handler_scaleway_shape(stack: LocalStack, database: Data
 
     unknown = dict(event, body=json.dumps({**body, "tenant_id": str(uuid.uuid4())}))
     assert handler(unknown, None)["statusCode"] == 404
+
+    keyless = {k: v for k, v in body.items() if k != "idempotency_key"}
+    no_key = handler(dict(event, body=json.dumps(keyless)), None)
+    assert no_key["statusCode"] == 422
+    assert json.loads(no_key["body"])["violations"][0]["field"] == "idempotency_key"
     assert len(entries(database, tenant)) == 1
+
+
+def test_plain_function_hides_server_errors(stack: LocalStack, database: Database,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault answers 500 and is logged by type and SQLSTATE only: the
+    payload (here an IBAN) never reaches the logs or the response."""
+    from functions.append_ledger import handler
+
+    tenant = create_tenant("Faulty SAS", database.unit_of_work)
+    body = {"tenant_id": str(tenant), "kind": "payment.received", "idempotency_key": "p-1",
+            "payload": {"iban": "FR7630006000011234567890189"}}
+
+    from pg8000.exceptions import DatabaseError
+
+    def failing(request: Any) -> Any:
+        raise DatabaseError({"C": "XX000", "M": "boom near FR7630006000011234567890189"})
+
+    monkeypatch.setattr("functions.append_ledger.append_entry", failing)
+    response = handler({"body": json.dumps(body)}, None)
+    out = capsys.readouterr()
+    logged = [(r.getMessage(), getattr(r, "reason", "")) for r in caplog.records]
+    assert response["statusCode"] == 500
+    assert ("ledger append failed", "DatabaseError, SQLSTATE XX000") in logged
+    everything = response["body"] + out.out + out.err + caplog.text + repr(logged)
+    assert "FR76" not in everything
 
 
 def test_plain_function_handler_accepts_an_sqs_batch(stack: LocalStack,

@@ -80,3 +80,31 @@ def test_other_tenants_are_unaffected(database: Database, chain10: uuid.UUID, te
     root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq = 2", t=str(chain10))
     assert verify_ledger(other, database.snapshot).ok
     assert not verify_ledger(chain10, database.snapshot).ok
+
+
+def test_head_rewound_behind_the_entries(database: Database, chain10: uuid.UUID,
+                                         root: pg8000.native.Connection) -> None:
+    root.run("UPDATE ledger_heads SET seq = 0, hash = decode(repeat('00', 32), 'hex') "
+             "WHERE tenant_id = :t", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (1, "head_behind")
+
+
+def test_head_hash_replaced(database: Database, chain10: uuid.UUID,
+                            root: pg8000.native.Connection) -> None:
+    root.run("UPDATE ledger_heads SET hash = sha256(hash) WHERE tenant_id = :t", t=str(chain10))
+    result = verify_ledger(chain10, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (10, "head_mismatch")
+
+
+def test_pages_are_cut_by_payload_bytes(database: Database, chain10: uuid.UUID,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a tiny byte budget every page holds one row: the stream is still
+    complete and in order (memory per page is bounded by bytes, not rows)."""
+    from chalicelib.adapters import postgres
+
+    monkeypatch.setattr(postgres, "PAGE_BYTES", 1)
+    with database.snapshot(chain10) as uow:
+        assert [e.seq for e in uow.ledger.entries()] == list(range(1, 11))
+        assert [e.seq for e in uow.ledger.entries(after_seq=7)] == [8, 9, 10]
+    assert verify_ledger(chain10, database.snapshot).ok

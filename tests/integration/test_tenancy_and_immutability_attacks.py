@@ -231,3 +231,62 @@ def test_engine_refuses_forged_entries_even_from_the_owner(
         owner.run("COMMIT")
     finally:
         owner.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE ledger_entries SET payload = payload",
+    "DELETE FROM ledger_entries",
+    "TRUNCATE ledger_entries",
+    "DELETE FROM ledger_heads",
+    "TRUNCATE ledger_heads CASCADE",
+])
+def test_triggers_refuse_mutation_even_to_the_owner(database: Database, tenant: uuid.UUID,
+                                                    as_owner: Connect, sql: str) -> None:
+    """The owner has every privilege on its tables: only the triggers stand
+    in the way (disabling them is the owner's and superuser's power, which is
+    why the owner's password is never given to functions)."""
+    fill(database, tenant, 2)
+    owner = as_owner()
+    try:
+        begin(owner, tenant)
+        assert refused(owner, sql) == "EL001"
+        begin(owner, tenant)
+        assert owner.run("SELECT count(*) FROM ledger_entries")[0][0] == 2
+        owner.run("ROLLBACK")
+    finally:
+        owner.close()
+
+
+def test_engine_refuses_a_payload_that_is_not_the_envelope(
+        tenant: uuid.UUID, app: pg8000.native.Connection) -> None:
+    for payload in ('{"x":1}', '{"at":"t","data":{},"v":2}', '{"at":"t","data":[],"v":1}',
+                    '{"at":"t","data":{},"v":1,"extra":0}'):
+        begin(app, tenant)
+        assert refused(app, "SELECT * FROM ledger_append('a.b', :p, NULL)", p=payload) == "23514"
+
+
+def test_a_non_canonical_payload_slipped_in_is_reported_by_verify(
+        database: Database, tenant: uuid.UUID, app: pg8000.native.Connection) -> None:
+    """A compromised app can chain a valid envelope with a repeated key (jsonb
+    cannot see it): the hash is right, the verifier still names the entry."""
+    from chalicelib.usecases.verify_ledger import verify_ledger
+
+    fill(database, tenant, 2)
+    begin(app, tenant)
+    app.run("SELECT * FROM ledger_append('invoice.issued', :p, NULL)",
+            p='{"at":"2026-11-23T10:00:00.000000Z","data":{"total":"1.00","total":"999.00"},'
+              '"v":1}')
+    app.run("COMMIT")
+    result = verify_ledger(tenant, database.snapshot)
+    assert (result.first_broken_seq, result.reason) == (3, "non_canonical")
+
+
+def test_database_refusals_become_a_clear_4xx_without_the_data(
+        database: Database, tenant: uuid.UUID) -> None:
+    from chalicelib.domain.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as caught, database.unit_of_work(tenant) as uow:
+        uow.ledger.append("a.b", '{"iban":"FR7630006000011234567890189"}', None)
+    assert caught.value.violations[0].field == "payload"
+    assert "23514" in caught.value.violations[0].rule
+    assert "FR76" not in str(caught.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,6 +14,7 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.ledger import (
@@ -21,13 +23,13 @@ from chalicelib.domain.ledger import (
     ChainHead,
     LedgerEntry,
     canonical_payload,
-    check_kind,
     entry_hash,
     next_entry,
     normalise_data,
     same_data,
     verify_chain,
 )
+from chalicelib.usecases.append_ledger import AppendRequest
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -76,10 +78,12 @@ def test_every_bad_value_is_named_by_its_path() -> None:
             "nan": Decimal("NaN"),
             "obj": object(),
             "text": "\ud800",
+            "nul": "a\x00b",
+            "nested": {"k\x00": 1},
         })
     fields = {v.field for v in caught.value.violations}
     assert fields == {"payload.total", "payload.lines[0].qty", "payload.when", "payload.nan",
-                      "payload.obj", "payload.text"}
+                      "payload.obj", "payload.text", "payload.nul", "payload.nested (key)"}
     assert "decimal strings" in next(v.rule for v in caught.value.violations
                                      if v.field == "payload.total")
 
@@ -101,7 +105,12 @@ def test_naive_recording_time_is_refused() -> None:
     ("invoice.issued.", False), ("a." + "b" * 70, False), ("", False),
 ])
 def test_kind_rule(kind: str, ok: bool) -> None:
-    assert (check_kind(kind) == []) is ok
+    try:
+        AppendRequest(tenant_id=uuid.uuid4(), kind=kind, payload={})
+    except ValidationError:
+        assert not ok
+    else:
+        assert ok
 
 
 def test_same_data_is_canonical_not_python_equality() -> None:
@@ -171,3 +180,33 @@ def test_any_flipped_byte_is_located(n: int, data: st.DataObject) -> None:
     result = verify_chain(entries)
     assert not result.ok
     assert result.first_broken_seq == entry.seq
+
+
+@pytest.mark.parametrize("data,problem", [
+    ('{"total":12.5}', "non-integer number 12.5"),
+    ('{"a":1,"a":2}', "repeats the key 'a'"),
+    ('{"x":NaN}', "NaN is not JSON"),
+    ('{"b":1,"a":2}', "not RFC 8785 canonical"),
+    ('{"a": 1}', "not RFC 8785 canonical"),
+    ('{"n":1e400}', "non-integer number"),
+])
+def test_verifier_flags_a_hashed_but_non_canonical_payload(data: str, problem: str) -> None:
+    """What a compromised writer could chain with valid hashes is still reported."""
+    entries = chain(3)
+    forged = next_entry(ChainHead(3, entries[-1].hash), "invoice.issued",
+                        '{"at":"2026-11-23T10:00:00.000000Z","data":' + data + ',"v":1}')
+    result = verify_chain([*entries, forged])
+    assert (result.first_broken_seq, result.reason) == (4, "non_canonical")
+    assert result.detail is not None and problem in result.detail
+
+
+@pytest.mark.parametrize("payload", [
+    '{"at":"2026-11-23T10:00:00.000000Z","data":{},"v":2}',
+    '{"at":"yesterday","data":{},"v":1}',
+    '{"at":"2026-11-23T10:00:00.000000Z","data":[],"v":1}',
+    '{"data":{},"v":1}',
+    '[1]',
+])
+def test_verifier_flags_a_wrong_envelope(payload: str) -> None:
+    forged = next_entry(GENESIS, "invoice.issued", payload)
+    assert verify_chain([forged]).reason == "non_canonical"

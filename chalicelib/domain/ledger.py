@@ -42,6 +42,7 @@ PAYLOAD_MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
 SAFE_INTEGER = 2**53 - 1  # I-JSON / RFC 8785 integer domain
 
+_SIXTEEN_DIGITS = re.compile(r"\d{16}")
 _TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _HEADER = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
@@ -211,6 +212,30 @@ def strict_json(text: str, *, floats: bool) -> Any:
                       parse_float=None if floats else _refuse_float)
 
 
+def _is_canonical(parsed: Any, text: str) -> bool:
+    """Whether `text` is the RFC 8785 form of `parsed` (which holds no floats).
+
+    Fast path: for integers, strings, booleans and null, the C encoder with
+    sorted keys writes exactly RFC 8785 — same escapes, same separators — as
+    long as no character is at or above U+D800, where RFC 8785 orders keys by
+    UTF-16 code units and Python by code points. Anything else is settled by
+    the rfc8785 library itself.
+    """
+    fast = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    if fast == text and (not text or max(text) < "\ud800"):
+        # An integer beyond 2^53 needs 16 digits: without such a run, none is.
+        return not _SIXTEEN_DIGITS.search(text) or _integers_in_domain(parsed)
+    return bool(rfc8785.dumps(parsed) == text.encode("utf-8"))
+
+
+def _integers_in_domain(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_integers_in_domain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_integers_in_domain(v) for v in value)
+    return not isinstance(value, int) or isinstance(value, bool) or abs(value) <= SAFE_INTEGER
+
+
 def payload_format_problem(payload: str) -> str | None:
     """Why `payload` is not a canonical format-1 envelope, or None.
 
@@ -219,8 +244,12 @@ def payload_format_problem(payload: str) -> str | None:
     text), should anything but this code have written an entry.
     """
     try:
-        parsed = strict_json(payload, floats=False)
-        if rfc8785.dumps(parsed) != payload.encode("utf-8"):
+        # No repeated-key hook on this hot path: a repeated key cannot survive
+        # the canonical comparison (a dict keeps one), and the slow path below
+        # names it.
+        parsed = json.loads(payload, parse_float=_refuse_float, parse_constant=_refuse_constant)
+        if not _is_canonical(parsed, payload):
+            strict_json(payload, floats=False)
             return "not RFC 8785 canonical JSON"
     except (ValueError, rfc8785.CanonicalizationError) as exc:
         return str(exc) if isinstance(exc, JSONFormatError) else "not canonical JSON"

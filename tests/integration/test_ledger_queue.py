@@ -66,7 +66,7 @@ def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Datab
     failed = [f["itemIdentifier"] for f in payload["batchItemFailures"]]
     assert failed == ids[1:10]
     assert entries(database, tenant) == [{"number": "F-1"}, {"number": "F-2"}]
-    refused = {r.message_id: r.reason for r in caplog.records
+    refused = {r.__dict__["message_id"]: r.__dict__["reason"] for r in caplog.records
                if r.getMessage() == "ledger message refused"}
     assert set(refused) == set(ids[1:10])
     assert not any("internal error" in why for why in refused.values())

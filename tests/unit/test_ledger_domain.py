@@ -26,6 +26,7 @@ from chalicelib.domain.ledger import (
     entry_hash,
     next_entry,
     normalise_data,
+    payload_format_problem,
     same_data,
     verify_chain,
 )
@@ -210,3 +211,43 @@ def test_verifier_flags_a_hashed_but_non_canonical_payload(data: str, problem: s
 def test_verifier_flags_a_wrong_envelope(payload: str) -> None:
     forged = next_entry(GENESIS, "invoice.issued", payload)
     assert verify_chain([forged]).reason == "non_canonical"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=6), json_values, max_size=5))
+def test_fast_canonical_check_agrees_with_rfc8785(data: dict[str, object]) -> None:
+    """The verifier's fast path must accept exactly what rfc8785 produces and
+    refuse anything else (any Unicode, including keys beyond the BMP)."""
+    envelope: Any = {"at": "2026-11-23T10:00:00.000000Z", "data": data, "v": 1}
+    try:
+        canonical = rfc8785.dumps(envelope).decode("utf-8")
+    except rfc8785.CanonicalizationError:
+        return  # e.g. an integer beyond 2^53: covered below
+    if "\x00" in canonical or any(0xD800 <= ord(c) <= 0xDFFF for c in canonical):
+        return  # not storable text
+    assert payload_format_problem(canonical) is None
+    pretty = json.dumps(envelope, ensure_ascii=False, sort_keys=False, indent=1)
+    if pretty != canonical:
+        assert payload_format_problem(pretty) is not None
+
+
+def test_keys_beyond_the_bmp_are_ordered_as_rfc8785_says() -> None:
+    data = {"\U0001f600": 1, "\uff61": 2}  # UTF-16 order differs from code point order
+    canonical = rfc8785.dumps({"at": "2026-11-23T10:00:00.000000Z", "data": data, "v": 1})
+    assert payload_format_problem(canonical.decode()) is None
+    python_order = json.dumps({"at": "2026-11-23T10:00:00.000000Z", "data": data, "v": 1},
+                              ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    assert python_order != canonical.decode()
+    assert payload_format_problem(python_order) == "not RFC 8785 canonical JSON"
+
+
+def test_integers_beyond_2_pow_53_are_not_canonical() -> None:
+    payload = '{"at":"2026-11-23T10:00:00.000000Z","data":{"n":9007199254740993},"v":1}'
+    assert payload_format_problem(payload) is not None

@@ -7,6 +7,7 @@ an endpoint URL, a region, an addressing style and a checksum policy.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     # where the function's role provides credentials.
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+
+    # The keys port's local adapter: a 0600 JSON file of master keys.
+    master_key_file: Path | None = None
 
     sqs_endpoint_url: str | None = None
     ledger_queue: str = "einvoice-ledger-append"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
@@ -36,6 +37,43 @@ class LedgerStore(Protocol):
         """Entries with seq > after_seq in seq order, streamed in pages."""
 
 
+@dataclass(frozen=True)
+class WrappedKey:
+    """A data key encrypted under a master key the keys port holds."""
+
+    master_key_id: str
+    blob: bytes
+
+
+class KeyWrapper(Protocol):
+    """The keys port (local key file, AWS KMS, Scaleway Key Manager): wraps and
+    unwraps data keys under its master key; `context` must match to unwrap."""
+
+    @property
+    def current_key_id(self) -> str: ...
+
+    def wrap(self, data_key: bytes, context: bytes) -> WrappedKey: ...
+
+    def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class StoredDataKey:
+    version: int
+    wrapped: WrappedKey
+
+
+class DataKeyStore(Protocol):
+    """One tenant's data keys, inside the unit of work's transaction."""
+
+    def latest(self) -> StoredDataKey | None: ...
+
+    def get(self, version: int) -> StoredDataKey | None: ...
+
+    def add(self, key: StoredDataKey) -> bool:
+        """Record a new version; False if that version exists already."""
+
+
 class TenantStore(Protocol):
     def add(self, tenant_id: UUID, name: str) -> None:
         """Create the tenant (its empty chain is opened by the engine)."""
@@ -49,6 +87,9 @@ class UnitOfWork(Protocol):
 
     @property
     def ledger(self) -> LedgerStore: ...
+
+    @property
+    def data_keys(self) -> DataKeyStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

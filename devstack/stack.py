@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chalicelib.adapters.keys import LocalKeyFile
 from chalicelib.config import Settings
 from devstack import database, objectstore
 from devstack.objectstore import MotoServer
@@ -62,6 +63,9 @@ class LocalStack:
         self.postgres = PostgresServer(server_folder(self.base_dir / "postgres"),
                                        self.pg_port, self.secrets.superuser, self.durable)
         self.moto = MotoServer(self.s3_port, self.base_dir / "moto.log")
+        self.master_key_file = self.base_dir / "master-keys.json"
+        if not self.master_key_file.exists():
+            LocalKeyFile.create(self.master_key_file)
 
     def env(self) -> dict[str, str]:
         """What a function needs in its environment to run against this stack:
@@ -79,6 +83,7 @@ class LocalStack:
             "EINVOICE_S3_ADDRESSING_STYLE": "path",
             "EINVOICE_ARCHIVE_BUCKET": "einvoice-archive",
             "EINVOICE_LEDGER_QUEUE": "einvoice-ledger-append",
+            "EINVOICE_MASTER_KEY_FILE": str(self.master_key_file),
             "EINVOICE_S3_ACCESS_KEY_ID": "local",
             "EINVOICE_S3_SECRET_ACCESS_KEY": "local",
         }

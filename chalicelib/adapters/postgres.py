@@ -22,6 +22,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidInput, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
+from chalicelib.ports import StoredDataKey, WrappedKey
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 PAGE_SIZE = 5000  # rows per page at most...
@@ -126,6 +127,7 @@ class TenantUnitOfWork:
 
     tenants: PostgresTenants
     ledger: PostgresLedger
+    data_keys: PostgresDataKeys
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -141,6 +143,7 @@ class TenantUnitOfWork:
         conn = self._cm.__enter__()
         self.tenants = PostgresTenants(conn)
         self.ledger = PostgresLedger(conn, self._tenant_id)
+        self.data_keys = PostgresDataKeys(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -154,6 +157,34 @@ class PostgresTenants:
     def add(self, tenant_id: UUID, name: str) -> None:
         self._conn.run("INSERT INTO tenants (id, name) VALUES (:id, :name)",
                        id=str(tenant_id), name=name)
+
+
+class PostgresDataKeys:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def _one(self, where: str, **params: Any) -> StoredDataKey | None:
+        rows = self._conn.run(
+            "SELECT version, master_key_id, wrapped FROM tenant_data_keys "
+            f"WHERE tenant_id = :t {where}", t=self._tenant, **params)
+        if not rows:
+            return None
+        return StoredDataKey(rows[0][0], WrappedKey(rows[0][1], bytes(rows[0][2])))
+
+    def latest(self) -> StoredDataKey | None:
+        return self._one("ORDER BY version DESC LIMIT 1")
+
+    def get(self, version: int) -> StoredDataKey | None:
+        return self._one("AND version = :v", v=version)
+
+    def add(self, key: StoredDataKey) -> bool:
+        rows = self._conn.run(
+            "INSERT INTO tenant_data_keys (tenant_id, version, master_key_id, wrapped) "
+            "VALUES (:t, :v, :m, :w) ON CONFLICT (tenant_id, version) DO NOTHING "
+            "RETURNING version", t=self._tenant, v=key.version,
+            m=key.wrapped.master_key_id, w=key.wrapped.blob)
+        return bool(rows)
 
 
 _ENTRY_COLUMNS = "seq, kind, payload, prev_hash, hash"

@@ -1,0 +1,122 @@
+"""The keys port's local adapter: master keys in a file only its owner can read.
+
+It offers the two calls a KMS offers (AWS KMS Encrypt/Decrypt with an
+encryption context, Scaleway Key Manager Encrypt/Decrypt with associated data),
+so either can replace it behind the same `KeyWrapper` port. Master keys never
+leave this object; the database only ever holds data keys wrapped by them.
+
+File (JSON, mode 0600): {"current": "<id>", "keys": {"<id>": "<base64 32 bytes>", ...}}.
+Rotation adds a key and makes it current; older keys stay to unwrap until every
+data key has been re-wrapped (`python -m chalicelib.rotate_keys`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from chalicelib.domain.encryption import DecryptionRefused
+from chalicelib.ports import WrappedKey
+
+_WRAP_DOMAIN = b"einvoice-data-key-v1|"
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class KeyFileError(RuntimeError):
+    pass
+
+
+class LocalKeyFile:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._current, self._keys = _load(path)
+
+    @property
+    def current_key_id(self) -> str:
+        return self._current
+
+    def wrap(self, data_key: bytes, context: bytes) -> WrappedKey:
+        nonce = os.urandom(12)
+        blob = nonce + AESGCM(self._keys[self._current]).encrypt(
+            nonce, data_key, _WRAP_DOMAIN + context)
+        return WrappedKey(self._current, blob)
+
+    def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
+        key = self._keys.get(wrapped.master_key_id)
+        if key is None:
+            raise DecryptionRefused(f"master key {wrapped.master_key_id!r} is not available")
+        try:
+            return AESGCM(key).decrypt(wrapped.blob[:12], wrapped.blob[12:],
+                                       _WRAP_DOMAIN + context)
+        except InvalidTag:
+            raise DecryptionRefused("the data key does not unwrap in this context") from None
+
+    @staticmethod
+    def create(path: Path) -> str:
+        """Write a new key file with one master key; refuse to overwrite one."""
+        if path.exists():
+            raise KeyFileError(f"{path} exists: rotate it instead of replacing it")
+        key_id = _new_key_id()
+        _write(path, key_id, {key_id: AESGCM.generate_key(bit_length=256)})
+        return key_id
+
+    @staticmethod
+    def add_key(path: Path) -> str:
+        """Rotation, step 1: a new master key becomes current (old ones kept)."""
+        _, keys = _load(path)
+        key_id = _new_key_id()
+        keys[key_id] = AESGCM.generate_key(bit_length=256)
+        _write(path, key_id, keys)
+        return key_id
+
+    @staticmethod
+    def retire(path: Path, keep: set[str]) -> list[str]:
+        """Rotation, last step: drop master keys no data key is wrapped with."""
+        current, keys = _load(path)
+        dropped = [key_id for key_id in keys if key_id not in keep and key_id != current]
+        _write(path, current, {k: v for k, v in keys.items() if k not in dropped})
+        return dropped
+
+
+def _new_key_id() -> str:
+    return f"local-{secrets.token_hex(8)}"
+
+
+def _load(path: Path) -> tuple[str, dict[str, bytes]]:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyFileError(f"master key file {path} not found") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"master key file {path} is readable by others: chmod 600 it")
+    try:
+        content = json.loads(path.read_text())
+        keys = {key_id: base64.b64decode(value, validate=True)
+                for key_id, value in content["keys"].items()}
+        current = content["current"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise KeyFileError(f"master key file {path} is malformed") from None
+    if current not in keys or not all(
+            _KEY_ID.match(k) and len(v) == 32 for k, v in keys.items()):
+        raise KeyFileError(f"master key file {path} is malformed")
+    return current, keys
+
+
+def _write(path: Path, current: str, keys: dict[str, bytes]) -> None:
+    """Write atomically, never readable by others even for an instant."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"current": current,
+                   "keys": {k: base64.b64encode(v).decode() for k, v in keys.items()}}, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

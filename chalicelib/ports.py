@@ -74,6 +74,33 @@ class DataKeyStore(Protocol):
         """Record a new version; False if that version exists already."""
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user as login and authorization see it (never the password itself)."""
+
+    user_id: UUID
+    tenant_id: UUID
+    role: str
+    password_hash: str
+
+
+class LoginDirectory(Protocol):
+    """The one lookup made before any tenant is known: by exact, normalised email."""
+
+    def find(self, email: str) -> Account | None: ...
+
+
+class UserStore(Protocol):
+    """One tenant's users, inside the unit of work's transaction."""
+
+    def add(self, account: Account, email: str) -> None:
+        """Create the user; Conflict if the email is already registered."""
+
+    def get(self, user_id: UUID) -> Account | None: ...
+
+    def set_password_hash(self, user_id: UUID, password_hash: str) -> None: ...
+
+
 class TenantStore(Protocol):
     def add(self, tenant_id: UUID, name: str) -> None:
         """Create the tenant (its empty chain is opened by the engine)."""
@@ -90,6 +117,9 @@ class UnitOfWork(Protocol):
 
     @property
     def data_keys(self) -> DataKeyStore: ...
+
+    @property
+    def users(self) -> UserStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

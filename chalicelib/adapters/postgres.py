@@ -20,9 +20,9 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import InvalidInput, Violation
+from chalicelib.domain.errors import Conflict, InvalidInput, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
-from chalicelib.ports import StoredDataKey, WrappedKey
+from chalicelib.ports import Account, StoredDataKey, WrappedKey
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 PAGE_SIZE = 5000  # rows per page at most...
@@ -128,6 +128,7 @@ class TenantUnitOfWork:
     tenants: PostgresTenants
     ledger: PostgresLedger
     data_keys: PostgresDataKeys
+    users: PostgresUsers
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -144,6 +145,7 @@ class TenantUnitOfWork:
         self.tenants = PostgresTenants(conn)
         self.ledger = PostgresLedger(conn, self._tenant_id)
         self.data_keys = PostgresDataKeys(conn, self._tenant_id)
+        self.users = PostgresUsers(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -157,6 +159,47 @@ class PostgresTenants:
     def add(self, tenant_id: UUID, name: str) -> None:
         self._conn.run("INSERT INTO tenants (id, name) VALUES (:id, :name)",
                        id=str(tenant_id), name=name)
+
+
+class PostgresUsers:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def add(self, account: Account, email: str) -> None:
+        try:
+            self._conn.run(
+                "INSERT INTO users (id, tenant_id, email, role, password_hash) "
+                "VALUES (:id, :t, :email, :role, :hash)", id=str(account.user_id),
+                t=str(account.tenant_id), email=email, role=account.role,
+                hash=account.password_hash)
+        except DatabaseError as exc:
+            if sqlstate(exc) == "23505":
+                raise Conflict([Violation("email", "is already registered")]) from None
+            raise
+
+    def get(self, user_id: UUID) -> Account | None:
+        rows = self._conn.run("SELECT id, tenant_id, role, password_hash FROM users "
+                              "WHERE tenant_id = :t AND id = :id", t=self._tenant, id=str(user_id))
+        return Account(rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+
+    def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
+        self._conn.run("UPDATE users SET password_hash = :h, password_changed_at = now() "
+                       "WHERE tenant_id = :t AND id = :id", h=password_hash, t=self._tenant,
+                       id=str(user_id))
+
+
+class PostgresLoginDirectory:
+    """Login lookups through auth_login_lookup(), outside any tenant."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def find(self, email: str) -> Account | None:
+        with self._database.transaction(None, read_only=True) as conn:
+            rows = conn.run("SELECT user_id, tenant_id, role, password_hash "
+                            "FROM auth_login_lookup(:e)", e=email)
+        return Account(rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
 
 class PostgresDataKeys:

@@ -39,3 +39,7 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+class Unauthorized(DomainError):
+    status = 401

@@ -1,0 +1,80 @@
+"""Sign up, log in, change password: the credentials half of authentication.
+
+Sessions, CSRF, TOTP and the HTTP routes come next (issue 5); these use cases
+already decide who someone is, and from that alone, which tenant they act in.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from uuid import UUID
+
+from chalicelib.domain.errors import InvalidInput, Unauthorized, Violation
+from chalicelib.domain.passwords import Passwords
+from chalicelib.ports import Account, LoginDirectory, UnitOfWorkFactory
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who acts, for which tenant, with which role: never taken from a request body."""
+
+    user_id: UUID
+    tenant_id: UUID
+    role: str
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def email_violations(email: str) -> list[Violation]:
+    if len(email.encode("utf-8")) > 254 or not _EMAIL.match(email):
+        return [Violation("email", "must be an email address such as name@example.fr")]
+    return []
+
+
+def sign_up(tenant_name: str, email: str, password: str, unit_of_work: UnitOfWorkFactory,
+            passwords: Passwords) -> Principal:
+    """A new tenant and its owner, in one transaction: both or neither."""
+    email = normalise_email(email)
+    name = tenant_name.strip()
+    violations = email_violations(email) + Passwords.policy_violations(password)
+    if not 1 <= len(name) <= 200:
+        violations.insert(0, Violation("tenant_name", "must be 1 to 200 characters"))
+    if violations:
+        raise InvalidInput(violations)
+    tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
+    account = Account(user_id, tenant_id, "owner", passwords.hash(password))
+    with unit_of_work(tenant_id) as uow:
+        uow.tenants.add(tenant_id, name)
+        uow.users.add(account, email)
+    return Principal(user_id, tenant_id, "owner")
+
+
+def log_in(email: str, password: str, directory: LoginDirectory,
+           unit_of_work: UnitOfWorkFactory, passwords: Passwords) -> Principal:
+    """The same answer, after the same work, for an unknown email and a wrong password."""
+    account = directory.find(normalise_email(email))
+    checked = passwords.check(account.password_hash if account else None, password)
+    if account is None or not checked.ok:
+        raise Unauthorized([Violation("email/password", "do not match an account")])
+    if checked.needs_rehash:
+        with unit_of_work(account.tenant_id) as uow:
+            uow.users.set_password_hash(account.user_id, passwords.hash(password))
+    return Principal(account.user_id, account.tenant_id, account.role)
+
+
+def change_password(principal: Principal, current: str, new: str,
+                    unit_of_work: UnitOfWorkFactory, passwords: Passwords) -> None:
+    violations = Passwords.policy_violations(new, field="new_password")
+    if violations:
+        raise InvalidInput(violations)
+    with unit_of_work(principal.tenant_id) as uow:
+        account = uow.users.get(principal.user_id)
+        if account is None or not passwords.check(account.password_hash, current).ok:
+            raise Unauthorized([Violation("current_password", "does not match")])
+        uow.users.set_password_hash(principal.user_id, passwords.hash(new))

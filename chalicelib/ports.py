@@ -66,12 +66,15 @@ class StoredDataKey:
 class DataKeyStore(Protocol):
     """One tenant's data keys, inside the unit of work's transaction."""
 
+    @property
+    def tenant_id(self) -> UUID: ...
+
     def latest(self) -> StoredDataKey | None: ...
 
     def get(self, version: int) -> StoredDataKey | None: ...
 
     def add(self, key: StoredDataKey) -> bool:
-        """Record a new version; False if that version exists already."""
+        """Record the next version; False if that version exists already."""
 
 
 @dataclass(frozen=True)

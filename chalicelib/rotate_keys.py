@@ -5,8 +5,11 @@
 1. a new master key becomes current in the key file (older ones stay);
 2. every tenant's data key is re-wrapped under it, one row per transaction,
    so readers keep working throughout (old and new wrappings both unwrap);
-3. master keys no data key uses any more are dropped from the file.
-Data is never re-encrypted: data keys do not change, only their wrapping.
+Old master keys stay in the file: backups and containers that wrapped a key
+before reloading the file still need them. Data is never re-encrypted: data
+keys do not change, only their wrapping. Run it again to re-wrap what a stale
+container wrapped under the previous key meanwhile; `in_use` says which master
+keys still wrap something.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def rewrap_data_keys(conn: pg8000.native.Connection,
 
     Returns how many were re-wrapped and which could not be unwrapped (a
     tampered row, a master key missing from the file): those are left as they
-    are, reported, and keep their master key in use so it is not retired.
+    are and reported.
     """
     rows = conn.run("SELECT tenant_id, version, master_key_id, wrapped FROM tenant_data_keys "
                     "WHERE master_key_id <> :current ORDER BY tenant_id, version",
@@ -62,14 +65,15 @@ class Rotation:
     new_master_key: str
     rewrapped: int
     failed: list[str]
-    retired: list[str]
+    in_use: list[str]
 
 
 def rotate(conn: pg8000.native.Connection, key_file: Path) -> Rotation:
     new_id = LocalKeyFile.add_key(key_file)
     count, failed = rewrap_data_keys(conn, LocalKeyFile(key_file))
-    in_use = {row[0] for row in conn.run("SELECT DISTINCT master_key_id FROM tenant_data_keys")}
-    return Rotation(new_id, count, failed, LocalKeyFile.retire(key_file, keep=in_use))
+    in_use = sorted(row[0] for row in conn.run(
+        "SELECT DISTINCT master_key_id FROM tenant_data_keys"))
+    return Rotation(new_id, count, failed, in_use)
 
 
 def main() -> int:
@@ -86,7 +90,7 @@ def main() -> int:
     finally:
         conn.close()
     print(f"master key {result.new_master_key} is current; {result.rewrapped} data keys "
-          f"re-wrapped; retired: {', '.join(result.retired) or 'none'}")
+          f"re-wrapped; master keys still wrapping data keys: {', '.join(result.in_use)}")
     for failure in result.failed:
         print(f"NOT re-wrapped: {failure}", file=sys.stderr)
     return 1 if result.failed else 0

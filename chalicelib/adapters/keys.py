@@ -6,18 +6,24 @@ so either can replace it behind the same `KeyWrapper` port. Master keys never
 leave this object; the database only ever holds data keys wrapped by them.
 
 File (JSON, mode 0600): {"current": "<id>", "keys": {"<id>": "<base64 32 bytes>", ...}}.
-Rotation adds a key and makes it current; older keys stay to unwrap until every
-data key has been re-wrapped (`python -m chalicelib.rotate_keys`).
+Rotation adds a key and makes it current; older keys are never deleted: data
+keys in database backups, and those wrapped meanwhile by containers that had
+not yet reloaded the file, still need them. A container that meets a master
+key id it does not know reloads the file once (it may have rotated since).
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
 import secrets
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -51,6 +57,9 @@ class LocalKeyFile:
 
     def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
         key = self._keys.get(wrapped.master_key_id)
+        if key is None:  # rotated since this container loaded the file?
+            self._current, self._keys = _load(self._path)
+            key = self._keys.get(wrapped.master_key_id)
         if key is None:
             raise DecryptionRefused(f"master key {wrapped.master_key_id!r} is not available")
         try:
@@ -62,28 +71,22 @@ class LocalKeyFile:
     @staticmethod
     def create(path: Path) -> str:
         """Write a new key file with one master key; refuse to overwrite one."""
-        if path.exists():
-            raise KeyFileError(f"{path} exists: rotate it instead of replacing it")
-        key_id = _new_key_id()
-        _write(path, key_id, {key_id: AESGCM.generate_key(bit_length=256)})
+        with _locked(path):
+            if path.exists():
+                raise KeyFileError(f"{path} exists: rotate it instead of replacing it")
+            key_id = _new_key_id()
+            _write(path, key_id, {key_id: AESGCM.generate_key(bit_length=256)})
         return key_id
 
     @staticmethod
     def add_key(path: Path) -> str:
         """Rotation, step 1: a new master key becomes current (old ones kept)."""
-        _, keys = _load(path)
-        key_id = _new_key_id()
-        keys[key_id] = AESGCM.generate_key(bit_length=256)
-        _write(path, key_id, keys)
+        with _locked(path):
+            _, keys = _load(path)
+            key_id = _new_key_id()
+            keys[key_id] = AESGCM.generate_key(bit_length=256)
+            _write(path, key_id, keys)
         return key_id
-
-    @staticmethod
-    def retire(path: Path, keep: set[str]) -> list[str]:
-        """Rotation, last step: drop master keys no data key is wrapped with."""
-        current, keys = _load(path)
-        dropped = [key_id for key_id in keys if key_id not in keep and key_id != current]
-        _write(path, current, {k: v for k, v in keys.items() if k not in dropped})
-        return dropped
 
 
 def _new_key_id() -> str:
@@ -110,13 +113,28 @@ def _load(path: Path) -> tuple[str, dict[str, bytes]]:
     return current, keys
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer at a time (two rotations at once would lose a key)."""
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write(path: Path, current: str, keys: dict[str, bytes]) -> None:
-    """Write atomically, never readable by others even for an instant."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write atomically and durably, never readable by others even for an instant."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")  # mode 0600
     with os.fdopen(fd, "w") as out:
         json.dump({"current": current,
                    "keys": {k: base64.b64encode(v).decode() for k, v in keys.items()}}, out)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

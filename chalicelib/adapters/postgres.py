@@ -206,6 +206,7 @@ class PostgresDataKeys:
     def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
         self._conn = conn
         self._tenant = str(tenant_id)
+        self.tenant_id = tenant_id
 
     def _one(self, where: str, **params: Any) -> StoredDataKey | None:
         rows = self._conn.run(
@@ -222,12 +223,9 @@ class PostgresDataKeys:
         return self._one("AND version = :v", v=version)
 
     def add(self, key: StoredDataKey) -> bool:
-        rows = self._conn.run(
-            "INSERT INTO tenant_data_keys (tenant_id, version, master_key_id, wrapped) "
-            "VALUES (:t, :v, :m, :w) ON CONFLICT (tenant_id, version) DO NOTHING "
-            "RETURNING version", t=self._tenant, v=key.version,
-            m=key.wrapped.master_key_id, w=key.wrapped.blob)
-        return bool(rows)
+        [[added]] = self._conn.run("SELECT data_key_add(:v, :m, :w)", v=key.version,
+                                   m=key.wrapped.master_key_id, w=key.wrapped.blob)
+        return bool(added)
 
 
 _ENTRY_COLUMNS = "seq, kind, payload, prev_hash, hash"

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 FORMAT = 1
 NONCE_BYTES = 12
 DATA_KEY_BYTES = 32
+MAX_KEY_VERSION = 2**31 - 1  # the database's integer
 _HEADER = struct.Struct(">BI")
 _LENGTH = struct.Struct(">I")
 _DOMAIN = b"einvoice-field-v1"
@@ -69,6 +70,8 @@ def key_version(sealed: bytes) -> int:
     fmt, version = _HEADER.unpack_from(sealed)
     if fmt != FORMAT:
         raise DecryptionRefused(f"unknown sealed-value format {fmt}")
+    if not 1 <= version <= MAX_KEY_VERSION:
+        raise DecryptionRefused(f"key version {version} is out of range")
     return int(version)
 
 

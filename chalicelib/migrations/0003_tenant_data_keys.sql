@@ -40,4 +40,34 @@ CREATE TRIGGER tenant_data_keys_refuse_delete BEFORE DELETE ON tenant_data_keys
 CREATE TRIGGER tenant_data_keys_refuse_truncate BEFORE TRUNCATE ON tenant_data_keys
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_mutation();
 
-GRANT SELECT, INSERT ON tenant_data_keys TO {{app_role}};
+-- The application adds a data key only as the next version of its own tenant:
+-- no gaps, no far-future version that would block the tenant's next one.
+-- Returns false when that version exists already (a concurrent first use won).
+CREATE FUNCTION data_key_add(p_version integer, p_master_key_id text, p_wrapped bytea)
+    RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+DECLARE
+    tenant uuid := app_current_tenant();
+    latest integer;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'data keys: no tenant set for this transaction' USING ERRCODE = 'EL003';
+    END IF;
+    SELECT max(k.version) INTO latest FROM tenant_data_keys k WHERE k.tenant_id = tenant;
+    IF p_version <= coalesce(latest, 0) THEN
+        RETURN false;
+    END IF;
+    IF p_version <> coalesce(latest, 0) + 1 THEN
+        RAISE EXCEPTION 'data keys: version % is not the next one (%)', p_version,
+            coalesce(latest, 0) + 1 USING ERRCODE = 'EL002';
+    END IF;
+    INSERT INTO tenant_data_keys (tenant_id, version, master_key_id, wrapped)
+        VALUES (tenant, p_version, p_master_key_id, p_wrapped)
+        ON CONFLICT (tenant_id, version) DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+REVOKE ALL ON FUNCTION data_key_add(integer, text, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION data_key_add(integer, text, bytea) TO {{app_role}};
+GRANT SELECT ON tenant_data_keys TO {{app_role}};

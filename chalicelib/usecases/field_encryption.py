@@ -4,12 +4,17 @@ data, TOTP secrets) inside the caller's unit of work (pass `uow.data_keys`).
 Each tenant has versioned data keys, created on first use and stored wrapped
 by the keys port with the tenant and version as context (a wrapped key copied
 to another tenant does not unwrap). New values use the latest version; old
-values keep opening with theirs. Unwrapped keys are cached per container:
-re-wrapping under a new master key never changes them.
+values keep opening with theirs.
+
+Every seal and open reads the key row from the database (one indexed query);
+only the unwrapping (a KMS call in production) is cached, keyed by the wrapped
+blob itself, so a key from a rolled-back transaction or another tenant can
+never be served from the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from threading import Lock
 from uuid import UUID
@@ -22,7 +27,7 @@ from chalicelib.domain.encryption import (
     open_sealed,
     seal,
 )
-from chalicelib.ports import DataKeyStore, KeyWrapper, StoredDataKey
+from chalicelib.ports import DataKeyStore, KeyWrapper, StoredDataKey, WrappedKey
 
 
 def wrap_context(tenant_id: UUID, version: int) -> bytes:
@@ -32,68 +37,62 @@ def wrap_context(tenant_id: UUID, version: int) -> bytes:
 class FieldCipher:
     def __init__(self, keys: KeyWrapper, cache_size: int = 1024) -> None:
         self._wrapper = keys
-        self._cache: OrderedDict[tuple[UUID, int], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[UUID, int, bytes], bytes] = OrderedDict()
         self._cache_size = cache_size
         self._lock = Lock()
 
     def seal(self, keys: DataKeyStore, place: FieldPlace, plaintext: str) -> bytes:
-        version, data_key = self._latest_key(keys, place.tenant_id)
-        return seal(data_key, version, place, plaintext.encode("utf-8"))
-
-    def open(self, keys: DataKeyStore, place: FieldPlace, sealed: bytes) -> str:
-        version = key_version(sealed)
-        return open_sealed(self._key(keys, place.tenant_id, version), place,
-                           sealed).decode("utf-8")
-
-    def new_data_key_version(self, keys: DataKeyStore, tenant_id: UUID) -> int:
-        """Start sealing new values under a fresh data key (old ones still open)."""
-        latest = keys.latest()
-        version = (latest.version if latest else 0) + 1
-        self._create(keys, tenant_id, version)
-        return version
-
-    def _latest_key(self, keys: DataKeyStore, tenant_id: UUID) -> tuple[int, bytes]:
+        _same_tenant(keys, place)
         stored = keys.latest()
         if stored is None:
-            # First use: create version 1. A concurrent first use may win the
-            # insert; then its key (committed, visible now) is the one to use.
-            created = self._create(keys, tenant_id, 1)
-            if created is not None:
-                return 1, created
-            stored = keys.latest()
-            if stored is None:
-                raise DecryptionRefused("the tenant's data key vanished")
-        return stored.version, self._unwrapped(tenant_id, stored)
+            stored = self._first_key(keys)
+        return seal(self._unwrapped(keys.tenant_id, stored), stored.version, place,
+                    plaintext.encode("utf-8"))
 
-    def _key(self, keys: DataKeyStore, tenant_id: UUID, version: int) -> bytes:
-        with self._lock:
-            cached = self._cache.get((tenant_id, version))
-        if cached is not None:
-            return cached
+    def open(self, keys: DataKeyStore, place: FieldPlace, sealed: bytes) -> str:
+        _same_tenant(keys, place)
+        version = key_version(sealed)
         stored = keys.get(version)
         if stored is None:
             raise DecryptionRefused(f"no data key version {version} for this tenant")
-        return self._unwrapped(tenant_id, stored)
+        return open_sealed(self._unwrapped(keys.tenant_id, stored), place,
+                           sealed).decode("utf-8")
 
-    def _create(self, keys: DataKeyStore, tenant_id: UUID, version: int) -> bytes | None:
-        data_key = new_data_key()
-        wrapped = self._wrapper.wrap(data_key, wrap_context(tenant_id, version))
-        if not keys.add(StoredDataKey(version, wrapped)):
-            return None
-        self._remember(tenant_id, version, data_key)
-        return data_key
+    def new_data_key_version(self, keys: DataKeyStore) -> int:
+        """Seal new values under a fresh data key from now on (old ones still open)."""
+        latest = keys.latest()
+        version = (latest.version if latest else 0) + 1
+        if not keys.add(StoredDataKey(version, self._wrap_new(keys.tenant_id, version))):
+            raise DecryptionRefused(f"data key version {version} was added concurrently")
+        return version
+
+    def _first_key(self, keys: DataKeyStore) -> StoredDataKey:
+        # A concurrent first use may win the insert: its key (committed and
+        # visible once our insert has waited for it) is then the one to use.
+        keys.add(StoredDataKey(1, self._wrap_new(keys.tenant_id, 1)))
+        stored = keys.latest()
+        if stored is None:
+            raise DecryptionRefused("the tenant's first data key could not be created")
+        return stored
+
+    def _wrap_new(self, tenant_id: UUID, version: int) -> WrappedKey:
+        return self._wrapper.wrap(new_data_key(), wrap_context(tenant_id, version))
 
     def _unwrapped(self, tenant_id: UUID, stored: StoredDataKey) -> bytes:
+        cache_key = (tenant_id, stored.version, hashlib.sha256(stored.wrapped.blob).digest())
         with self._lock:
-            cached = self._cache.get((tenant_id, stored.version))
-        if cached is None:
-            cached = self._wrapper.unwrap(stored.wrapped, wrap_context(tenant_id, stored.version))
-            self._remember(tenant_id, stored.version, cached)
-        return cached
-
-    def _remember(self, tenant_id: UUID, version: int, data_key: bytes) -> None:
+            cached = self._cache.get(cache_key)
+            if cached is not None:
+                self._cache.move_to_end(cache_key)
+                return cached
+        data_key = self._wrapper.unwrap(stored.wrapped, wrap_context(tenant_id, stored.version))
         with self._lock:
-            self._cache[(tenant_id, version)] = data_key
-            self._cache.move_to_end((tenant_id, version))
+            self._cache[cache_key] = data_key
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        return data_key
+
+
+def _same_tenant(keys: DataKeyStore, place: FieldPlace) -> None:
+    if place.tenant_id != keys.tenant_id:
+        raise DecryptionRefused("a field of another tenant cannot be sealed or opened here")

@@ -62,6 +62,9 @@ def test_wrong_key_and_garbage_are_refused() -> None:
         key_version(b"\x01short")
     with pytest.raises(DecryptionRefused):
         key_version(b"\x02" + sealed[1:])
+    for version in (0, 2**31, 2**32 - 1):  # beyond what the database can hold
+        with pytest.raises(DecryptionRefused, match="out of range"):
+            key_version(b"\x01" + version.to_bytes(4, "big") + sealed[5:])
 
 
 def test_key_file_wraps_with_context_and_rotates(tmp_path: Path) -> None:
@@ -80,9 +83,11 @@ def test_key_file_wraps_with_context_and_rotates(tmp_path: Path) -> None:
     rotated = LocalKeyFile(path)
     assert rotated.current_key_id == second != first
     assert rotated.unwrap(wrapped, b"tenant:a|version:1") == data_key  # old key kept
-    assert LocalKeyFile.retire(path, keep=set()) == [first]
+    # A container loaded before the rotation meets the new key id: it reloads.
+    rewrapped = rotated.wrap(data_key, b"tenant:a|version:1")
+    assert keys.unwrap(rewrapped, b"tenant:a|version:1") == data_key
     with pytest.raises(DecryptionRefused, match="not available"):
-        LocalKeyFile(path).unwrap(wrapped, b"tenant:a|version:1")
+        keys.unwrap(type(wrapped)("local-unknown", wrapped.blob), b"tenant:a|version:1")
     with pytest.raises(KeyFileError, match="exists"):
         LocalKeyFile.create(path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -104,6 +104,26 @@ class UserStore(Protocol):
     def set_password_hash(self, user_id: UUID, password_hash: str) -> None: ...
 
 
+class SessionStore(Protocol):
+    """One tenant's sessions, inside the unit of work's transaction."""
+
+    def add(self, token_hash: bytes, user_id: UUID, now: datetime,
+            expires_at: datetime) -> None: ...
+
+    def revoke(self, token_hash: bytes, user_id: UUID, now: datetime) -> None:
+        """Revoke one session of this user (no-op if not theirs or already revoked)."""
+
+    def revoke_all(self, user_id: UUID, now: datetime) -> int: ...
+
+
+class SessionDirectory(Protocol):
+    """The lookup made before any tenant is known: by token hash."""
+
+    def touch(self, token_hash: bytes, now: datetime,
+              idle: timedelta) -> tuple[UUID, UUID, str] | None:
+        """(user id, tenant id, role) of the live session, its last-seen moved to now."""
+
+
 class TenantStore(Protocol):
     def add(self, tenant_id: UUID, name: str) -> None:
         """Create the tenant (its empty chain is opened by the engine)."""
@@ -123,6 +143,9 @@ class UnitOfWork(Protocol):
 
     @property
     def users(self) -> UserStore: ...
+
+    @property
+    def sessions(self) -> SessionStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

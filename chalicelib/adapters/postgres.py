@@ -13,6 +13,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -129,6 +130,7 @@ class TenantUnitOfWork:
     ledger: PostgresLedger
     data_keys: PostgresDataKeys
     users: PostgresUsers
+    sessions: PostgresSessions
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -146,6 +148,7 @@ class TenantUnitOfWork:
         self.ledger = PostgresLedger(conn, self._tenant_id)
         self.data_keys = PostgresDataKeys(conn, self._tenant_id)
         self.users = PostgresUsers(conn, self._tenant_id)
+        self.sessions = PostgresSessions(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -187,6 +190,43 @@ class PostgresUsers:
         self._conn.run("UPDATE users SET password_hash = :h, password_changed_at = now() "
                        "WHERE tenant_id = :t AND id = :id", h=password_hash, t=self._tenant,
                        id=str(user_id))
+
+
+class PostgresSessions:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def add(self, token_hash: bytes, user_id: UUID, now: datetime,
+            expires_at: datetime) -> None:
+        self._conn.run("INSERT INTO sessions (token_hash, tenant_id, user_id, created_at, "
+                       "last_seen_at, expires_at) VALUES (:h, :t, :u, :now, :now, :exp)",
+                       h=token_hash, t=self._tenant, u=str(user_id), now=now, exp=expires_at)
+
+    def revoke(self, token_hash: bytes, user_id: UUID, now: datetime) -> None:
+        self._conn.run("UPDATE sessions SET revoked_at = :now WHERE token_hash = :h "
+                       "AND user_id = :u AND revoked_at IS NULL", h=token_hash,
+                       u=str(user_id), now=now)
+
+    def revoke_all(self, user_id: UUID, now: datetime) -> int:
+        rows = self._conn.run("UPDATE sessions SET revoked_at = :now WHERE user_id = :u "
+                              "AND revoked_at IS NULL RETURNING 1", u=str(user_id), now=now)
+        return len(rows)
+
+
+class PostgresSessionDirectory:
+    """Session lookups through auth_session_touch(), outside any tenant."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def touch(self, token_hash: bytes, now: datetime,
+              idle: timedelta) -> tuple[UUID, UUID, str] | None:
+        with self._database.transaction(None) as conn:
+            rows = conn.run("SELECT user_id, tenant_id, role FROM auth_session_touch(:h, :now, "
+                            "make_interval(secs => :idle))", h=token_hash, now=now,
+                            idle=idle.total_seconds())
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
 class PostgresLoginDirectory:

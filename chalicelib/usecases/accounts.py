@@ -13,7 +13,7 @@ from uuid import UUID
 
 from chalicelib.domain.errors import InvalidInput, Unauthorized, Violation
 from chalicelib.domain.passwords import Passwords
-from chalicelib.ports import Account, LoginDirectory, UnitOfWorkFactory
+from chalicelib.ports import Account, Clock, LoginDirectory, UnitOfWorkFactory
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
@@ -69,7 +69,8 @@ def log_in(email: str, password: str, directory: LoginDirectory,
 
 
 def change_password(principal: Principal, current: str, new: str,
-                    unit_of_work: UnitOfWorkFactory, passwords: Passwords) -> None:
+                    unit_of_work: UnitOfWorkFactory, passwords: Passwords, clock: Clock) -> None:
+    """Also ends every session of the user, in the same transaction."""
     violations = Passwords.policy_violations(new, field="new_password")
     if violations:
         raise InvalidInput(violations)
@@ -78,3 +79,4 @@ def change_password(principal: Principal, current: str, new: str,
         if account is None or not passwords.check(account.password_hash, current).ok:
             raise Unauthorized([Violation("current_password", "does not match")])
         uow.users.set_password_hash(principal.user_id, passwords.hash(new))
+        uow.sessions.revoke_all(principal.user_id, clock.now())

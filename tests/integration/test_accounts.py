@@ -14,6 +14,7 @@ from chalicelib.adapters.postgres import Database, PostgresLoginDirectory, sqlst
 from chalicelib.domain.errors import Conflict, InvalidInput, Unauthorized
 from chalicelib.domain.passwords import Passwords
 from chalicelib.usecases.accounts import change_password, log_in, sign_up
+from tests.conftest import FrozenClock
 
 Connect = Callable[[], pg8000.native.Connection]
 CHEAP = Passwords(time_cost=1, memory_kib=1024, parallelism=1)
@@ -82,10 +83,11 @@ def test_change_password(database: Database) -> None:
     owner = sign_up("Atelier", email, PASSWORD, database.unit_of_work, CHEAP)
     with pytest.raises(Unauthorized):
         change_password(owner, "not the password", "a brand new passphrase",
-                        database.unit_of_work, CHEAP)
+                        database.unit_of_work, CHEAP, FrozenClock())
     with pytest.raises(InvalidInput):
-        change_password(owner, PASSWORD, "short", database.unit_of_work, CHEAP)
-    change_password(owner, PASSWORD, "a brand new passphrase", database.unit_of_work, CHEAP)
+        change_password(owner, PASSWORD, "short", database.unit_of_work, CHEAP, FrozenClock())
+    change_password(owner, PASSWORD, "a brand new passphrase", database.unit_of_work, CHEAP,
+                    FrozenClock())
     directory = PostgresLoginDirectory(database)
     with pytest.raises(Unauthorized):
         log_in(email, PASSWORD, directory, database.unit_of_work, CHEAP)

@@ -1,0 +1,56 @@
+"""Sessions: who is calling, from an opaque token alone.
+
+The token is 256 random bits, shown once (to be set as an HttpOnly, Secure,
+SameSite=Strict cookie by the HTTP layer, still to come); the database keeps
+only its SHA-256. A fresh token is issued at every login, so a token planted
+before login (fixation) is never promoted. A session ends at its absolute
+expiry, after an idle period, at logout, or when its user's password changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from chalicelib.domain.errors import Unauthorized, Violation
+from chalicelib.ports import Clock, SessionDirectory, UnitOfWorkFactory
+from chalicelib.usecases.accounts import Principal
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    lifetime: timedelta = timedelta(hours=12)
+    idle: timedelta = timedelta(minutes=30)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def open_session(principal: Principal, unit_of_work: UnitOfWorkFactory, clock: Clock,
+                 policy: SessionPolicy) -> str:
+    token = secrets.token_urlsafe(32)
+    now = clock.now()
+    with unit_of_work(principal.tenant_id) as uow:
+        uow.sessions.add(token_hash(token), principal.user_id, now, now + policy.lifetime)
+    return token
+
+
+def authenticate(token: str | None, directory: SessionDirectory, clock: Clock,
+                 policy: SessionPolicy) -> Principal:
+    """The session's principal, or one uniform 401 whatever the reason."""
+    found = None
+    if token and len(token) <= 128:
+        found = directory.touch(token_hash(token), clock.now(), policy.idle)
+    if found is None:
+        raise Unauthorized([Violation("session", "missing, expired or revoked: log in")])
+    user_id, tenant_id, role = found
+    return Principal(user_id, tenant_id, role)
+
+
+def close_session(principal: Principal, token: str, unit_of_work: UnitOfWorkFactory,
+                  clock: Clock) -> None:
+    with unit_of_work(principal.tenant_id) as uow:
+        uow.sessions.revoke(token_hash(token), principal.user_id, clock.now())

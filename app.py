@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, Response, SQSEvent
+from chalice.app import Chalice, Request, Response, SQSEvent
 
 from chalicelib.config import settings
 
 app = Chalice(app_name="einvoice")
+
+
+def _request() -> Request:
+    request = app.current_request
+    if request is None:  # only outside a request, never in a route
+        raise RuntimeError("no current request")
+    return request
+
+
+@app.middleware("http")
+def security_headers(event: Any, get_response: Any) -> Any:
+    """HSTS, no-sniff, frame deny, strict CSP and no-store on every response."""
+    from chalicelib.entrypoints.web import SECURITY_HEADERS
+
+    response = get_response(event)
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 @app.route("/health", methods=["GET"])
@@ -19,6 +36,43 @@ def health() -> Response:
 
     status, body = check_health(health_probes())
     return Response(body=body, status_code=status)
+
+
+@app.route("/signup", methods=["POST"])
+def signup() -> Response:
+    """A new tenant and its owner; answers with the session cookies."""
+    from chalicelib.entrypoints.web import sign_up_route
+
+    return sign_up_route(_request())
+
+
+@app.route("/login", methods=["POST"])
+def login() -> Response:
+    from chalicelib.entrypoints.web import log_in_route
+
+    return log_in_route(_request())
+
+
+@app.route("/logout", methods=["POST"])
+def logout() -> Response:
+    from chalicelib.entrypoints.web import log_out_route
+
+    return log_out_route(_request())
+
+
+@app.route("/password", methods=["POST"])
+def password() -> Response:
+    """Change one's password; ends every session of the user."""
+    from chalicelib.entrypoints.web import change_password_route
+
+    return change_password_route(_request())
+
+
+@app.route("/me", methods=["GET"])
+def me() -> Response:
+    from chalicelib.entrypoints.web import me_route
+
+    return me_route(_request())
 
 
 @app.on_sqs_message(queue=settings().ledger_queue, batch_size=10)

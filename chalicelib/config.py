@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
 
+    # argon2id cost (RFC 9106 "low memory" defaults) and session lifetimes.
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=65536, ge=1024)
+    password_parallelism: int = Field(default=4, ge=1)
+    session_lifetime_minutes: int = Field(default=720, ge=1)
+    session_idle_minutes: int = Field(default=30, ge=1)
+
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None
 

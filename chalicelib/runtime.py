@@ -42,6 +42,24 @@ def field_cipher() -> Any:
     return FieldCipher(LocalKeyFile(path))
 
 
+@lru_cache(maxsize=1)
+def passwords() -> Any:
+    from chalicelib.domain.passwords import Passwords
+
+    s = settings()
+    return Passwords(s.password_time_cost, s.password_memory_kib, s.password_parallelism)
+
+
+def session_policy() -> Any:
+    from datetime import timedelta
+
+    from chalicelib.usecases.sessions import SessionPolicy
+
+    s = settings()
+    return SessionPolicy(lifetime=timedelta(minutes=s.session_lifetime_minutes),
+                         idle=timedelta(minutes=s.session_idle_minutes))
+
+
 def health_probes() -> dict[str, Any]:
     bucket = settings().archive_bucket
     return {

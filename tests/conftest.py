@@ -35,6 +35,7 @@ def _clear_caches() -> None:
     runtime.database.cache_clear()
     runtime.clock.cache_clear()
     runtime.object_store.cache_clear()
+    runtime.passwords.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,9 @@ def stack() -> Iterator[LocalStack]:
     local.start()
     saved = dict(os.environ)
     os.environ.update(local.env())
+    # Same argon2id code path, cheap parameters: the suite logs in many times.
+    os.environ.update(EINVOICE_PASSWORD_TIME_COST="1", EINVOICE_PASSWORD_MEMORY_KIB="1024",
+                      EINVOICE_PASSWORD_PARALLELISM="1")
     _clear_caches()
     try:
         yield local

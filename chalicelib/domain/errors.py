@@ -43,3 +43,7 @@ class Conflict(DomainError):
 
 class Unauthorized(DomainError):
     status = 401
+
+
+class Forbidden(DomainError):
+    status = 403

@@ -1,0 +1,218 @@
+"""The HTTP edge for people: cookies, CSRF, authentication, authorization.
+
+Every route is listed in ROUTES, the single place that says who may call
+what. The tenant a request acts in comes only from its session, never from a
+header or a body. State-changing routes require the double-submit CSRF token
+(the `csrf` cookie echoed in an `X-CSRF-Token` header). Owners and platform
+admins must pass TOTP before anything but logging out (TOTP enrolment is not
+built yet, so today they can only log out).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from chalice.app import Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib import runtime
+from chalicelib.domain.errors import DomainError, Forbidden, InvalidInput, Violation
+from chalicelib.usecases.accounts import Principal, change_password, log_in, sign_up
+from chalicelib.usecases.sessions import SessionPolicy, authenticate, close_session, open_session
+
+logger = Logger(service="einvoice")
+
+EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
+MFA_ROLES = frozenset({"owner", "platform_admin"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str]
+    writes: bool = False  # state-changing: CSRF token required
+    before_mfa: bool = False  # reachable before an owner/admin has passed TOTP
+
+
+ROUTES: dict[str, Rule] = {
+    "me": Rule(EVERYONE),
+    "logout": Rule(EVERYONE, writes=True, before_mfa=True),
+    "change_password": Rule(EVERYONE, writes=True),
+}
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignUpBody(_Body):
+    tenant_name: str = Field(max_length=1000)
+    email: str = Field(max_length=1000)
+    password: str = Field(max_length=1000)
+
+
+class LogInBody(_Body):
+    email: str = Field(max_length=1000)
+    password: str = Field(max_length=1000)
+
+
+class ChangePasswordBody(_Body):
+    current_password: str = Field(max_length=1000)
+    new_password: str = Field(max_length=1000)
+
+
+def sign_up_route(request: Request) -> Response:
+    def act() -> Response:
+        body = parse(request, SignUpBody)
+        principal = sign_up(body.tenant_name, body.email, body.password,
+                            runtime.database().unit_of_work, runtime.passwords())
+        return _logged_in(principal, 201)
+
+    return _answer(act)
+
+
+def log_in_route(request: Request) -> Response:
+    def act() -> Response:
+        body = parse(request, LogInBody)
+        database = runtime.database()
+        from chalicelib.adapters.postgres import PostgresLoginDirectory
+
+        principal = log_in(body.email, body.password, PostgresLoginDirectory(database),
+                           database.unit_of_work, runtime.passwords())
+        return _logged_in(principal, 200)
+
+    return _answer(act)
+
+
+def me_route(request: Request) -> Response:
+    return secured(request, "me", lambda principal, _token: Response(
+        body=_principal_body(principal), status_code=200))
+
+
+def log_out_route(request: Request) -> Response:
+    def act(principal: Principal, token: str) -> Response:
+        close_session(principal, token, runtime.database().unit_of_work, runtime.clock())
+        return Response(body="", status_code=204, headers={"Set-Cookie": cleared_cookies()})
+
+    return secured(request, "logout", act)
+
+
+def change_password_route(request: Request) -> Response:
+    def act(principal: Principal, _token: str) -> Response:
+        body = parse(request, ChangePasswordBody)
+        change_password(principal, body.current_password, body.new_password,
+                        runtime.database().unit_of_work, runtime.passwords(), runtime.clock())
+        # Every session ended, this one included: log in again.
+        return Response(body="", status_code=204, headers={"Set-Cookie": cleared_cookies()})
+
+    return secured(request, "change_password", act)
+
+
+def secured(request: Request, route: str,
+            action: Callable[[Principal, str], Response]) -> Response:
+    """Authenticate, authorize, check CSRF, then act; any refusal is a clear 4xx."""
+    rule = ROUTES[route]
+
+    def act() -> Response:
+        from chalicelib.adapters.postgres import PostgresSessionDirectory
+
+        token = cookie(request, "session")
+        principal = authenticate(token, PostgresSessionDirectory(runtime.database()),
+                                 runtime.clock(), runtime.session_policy())
+        authorize(rule, principal)
+        if rule.writes:
+            check_csrf(request)
+        return action(principal, token or "")
+
+    return _answer(act)
+
+
+def authorize(rule: Rule, principal: Principal) -> None:
+    if principal.role not in rule.roles:
+        raise Forbidden([Violation("role", f"{principal.role} may not do this")])
+    if principal.role in MFA_ROLES and not rule.before_mfa:
+        raise Forbidden([Violation("totp", "owners and admins must pass TOTP first "
+                                   "(enrolment is not available yet)")])
+
+
+def check_csrf(request: Request) -> None:
+    expected = cookie(request, "csrf")
+    given = request.headers.get("x-csrf-token", "")
+    if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise Forbidden([Violation("X-CSRF-Token", "must echo the csrf cookie")])
+
+
+def cookie(request: Request, name: str) -> str | None:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(request.headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
+
+
+def session_cookies(token: str, policy: SessionPolicy) -> list[str]:
+    max_age = int(policy.lifetime.total_seconds())
+    return [f"session={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
+            f"csrf={secrets.token_urlsafe(32)}; Path=/; Max-Age={max_age}; Secure; "
+            "SameSite=Strict"]
+
+
+def cleared_cookies() -> list[str]:
+    return ["session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
+            "csrf=; Path=/; Max-Age=0; Secure; SameSite=Strict"]
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parse(request: Request, model: type[Model]) -> Model:
+    try:
+        raw = json.loads(request.raw_body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput([Violation("body", "is not valid JSON")]) from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput([
+            Violation(".".join(str(p) for p in e["loc"]) or "body", e["msg"])
+            for e in exc.errors(include_input=False, include_url=False)]) from None
+
+
+def _logged_in(principal: Principal, status: int) -> Response:
+    token = open_session(principal, runtime.database().unit_of_work, runtime.clock(),
+                         runtime.session_policy())
+    return Response(body=_principal_body(principal), status_code=status,
+                    headers={"Set-Cookie": session_cookies(token, runtime.session_policy())})
+
+
+def _principal_body(principal: Principal) -> dict[str, Any]:
+    return {"user_id": str(principal.user_id), "tenant_id": str(principal.tenant_id),
+            "role": principal.role}
+
+
+def _answer(act: Callable[[], Response]) -> Response:
+    try:
+        return act()
+    except DomainError as exc:
+        return Response(body=exc.as_dict(), status_code=exc.status)
+    except Exception as exc:  # noqa: BLE001 - answered 500, logged below by type only
+        failure = type(exc).__name__
+    logger.error("request failed", extra={"reason": failure})
+    return Response(body={"error": "internal error"}, status_code=500)

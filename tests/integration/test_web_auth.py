@@ -1,0 +1,162 @@
+"""The HTTP edge through Chalice's test client on the real stack: cookies,
+CSRF, authentication, the authorization table, headers, errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import runtime
+from chalicelib.adapters.postgres import Database
+from chalicelib.ports import Account
+from devstack.stack import LocalStack
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Any:
+    import app as app_module
+
+    with Client(app_module.app) as test_client:
+        yield test_client.http
+
+
+def cookies(response: Any) -> dict[str, str]:
+    values = response.headers.get("Set-Cookie", [])
+    values = [values] if isinstance(values, str) else values
+    return {v.split("=", 1)[0]: v for v in values}
+
+
+def cookie_header(response: Any) -> str:
+    return "; ".join(v.split(";", 1)[0] for v in cookies(response).values())
+
+
+def post(client: Any, path: str, body: Any, **headers: str) -> Any:
+    return client.post(path, body=json.dumps(body) if not isinstance(body, str) else body,
+                       headers={"Content-Type": "application/json", **headers})
+
+
+def signup(client: Any) -> tuple[Any, str]:
+    email = f"owner.{uuid.uuid4().hex[:8]}@example.fr"
+    return post(client, "/signup", {"tenant_name": "Atelier", "email": email,
+                                    "password": PASSWORD}), email
+
+
+def member_of(tenant_id: str, role: str = "member") -> str:
+    """A non-admin user in the tenant (invitations come later), returns its email."""
+    email = f"{role}.{uuid.uuid4().hex[:8]}@example.fr"
+    tenant = uuid.UUID(tenant_id)
+    with runtime.database().unit_of_work(tenant) as uow:
+        uow.users.add(Account(uuid.uuid4(), tenant, role, runtime.passwords().hash(PASSWORD)),
+                      email)
+    return email
+
+
+def login(client: Any, email: str) -> Any:
+    return post(client, "/login", {"email": email, "password": PASSWORD})
+
+
+def csrf_of(response: Any) -> str:
+    return cookies(response)["csrf"].split(";", 1)[0].split("=", 1)[1]
+
+
+def test_signup_sets_strict_cookies_and_headers(client: Any) -> None:
+    response, _ = signup(client)
+    assert response.status_code == 201 and response.json_body["role"] == "owner"
+    session, csrf = cookies(response)["session"], cookies(response)["csrf"]
+    for attribute in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
+        assert attribute in session
+    assert "HttpOnly" not in csrf and "Secure" in csrf and "SameSite=Strict" in csrf
+    for name in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+                 "Content-Security-Policy"):
+        assert name in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_owner_without_totp_can_only_log_out(client: Any) -> None:
+    response, _ = signup(client)
+    jar = cookie_header(response)
+    me = client.get("/me", headers={"Cookie": jar})
+    assert me.status_code == 403 and me.json_body["violations"][0]["field"] == "totp"
+    out = post(client, "/logout", {}, Cookie=jar, **{"X-CSRF-Token": csrf_of(response)})
+    assert out.status_code == 204
+    assert client.get("/me", headers={"Cookie": jar}).status_code == 401
+
+
+def test_member_session_scopes_the_tenant_whatever_the_request_says(client: Any) -> None:
+    owner, _ = signup(client)
+    other, _ = signup(client)
+    email = member_of(owner.json_body["tenant_id"])
+    session = login(client, email)
+    assert session.status_code == 200
+    me = client.get("/me", headers={"Cookie": cookie_header(session),
+                                    "X-Tenant-Id": other.json_body["tenant_id"]})
+    assert me.status_code == 200
+    assert me.json_body["tenant_id"] == owner.json_body["tenant_id"]
+    assert me.json_body["role"] == "member"
+
+
+def test_csrf_is_required_on_state_changing_routes(client: Any) -> None:
+    owner, _ = signup(client)
+    session = login(client, member_of(owner.json_body["tenant_id"]))
+    jar = cookie_header(session)
+    assert post(client, "/logout", {}, Cookie=jar).status_code == 403
+    assert post(client, "/logout", {}, Cookie=jar,
+                **{"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.get("/me", headers={"Cookie": jar}).status_code == 200  # still logged in
+    assert post(client, "/logout", {}, Cookie=jar,
+                **{"X-CSRF-Token": csrf_of(session)}).status_code == 204
+    assert client.get("/me", headers={"Cookie": jar}).status_code == 401
+
+
+def test_password_change_ends_every_session(client: Any) -> None:
+    owner, _ = signup(client)
+    email = member_of(owner.json_body["tenant_id"], role="accountant")
+    first, second = login(client, email), login(client, email)
+    changed = post(client, "/password", {"current_password": PASSWORD,
+                                         "new_password": "a brand new passphrase"},
+                   Cookie=cookie_header(first), **{"X-CSRF-Token": csrf_of(first)})
+    assert changed.status_code == 204 and "Max-Age=0" in cookies(changed)["session"]
+    for old in (first, second):
+        assert client.get("/me", headers={"Cookie": cookie_header(old)}).status_code == 401
+    assert login(client, email).status_code == 401
+    assert post(client, "/login", {"email": email,
+                                   "password": "a brand new passphrase"}).status_code == 200
+
+
+def test_login_failures_are_indistinguishable(client: Any) -> None:
+    _, email = signup(client)
+    wrong = post(client, "/login", {"email": email, "password": "not the password"})
+    unknown = post(client, "/login", {"email": "nobody@example.fr", "password": PASSWORD})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json_body == unknown.json_body
+    assert "Set-Cookie" not in wrong.headers
+
+
+@pytest.mark.parametrize("body,field", [
+    ("{not json", "body"),
+    ({"email": "a@b.fr"}, "password"),
+    ({"email": "a@b.fr", "password": PASSWORD, "tenant_id": str(uuid.uuid4())}, "tenant_id"),
+    ({"email": "a@b.fr", "password": "x" * 5000}, "password"),
+])
+def test_bad_login_bodies_get_a_clear_422(client: Any, body: Any, field: str) -> None:
+    response = post(client, "/login", body)
+    assert response.status_code == 422
+    assert field in {v["field"] for v in response.json_body["violations"]}
+
+
+def test_missing_or_forged_session_cookie(client: Any) -> None:
+    for jar in ("", "session=forged", "session=" + "A" * 43, "csrf=x; session=;"):
+        response = client.get("/me", headers={"Cookie": jar} if jar else {})
+        assert response.status_code == 401, jar
+        assert response.json_body["violations"][0]["field"] == "session"
+
+
+def test_health_carries_the_security_headers_too(client: Any, database: Database) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200 and response.headers["X-Frame-Options"] == "DENY"

@@ -58,9 +58,13 @@ def _run(args: argparse.Namespace) -> int:
         # installs no KeyboardInterrupt handler at all.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+        api = f"http://127.0.0.1:{args.api_port}"
         print(f"""
-API:       http://127.0.0.1:{args.api_port}   try:  curl -s http://127.0.0.1:{args.api_port}/health
+API:       {api}   try:  curl -s {api}/health
 Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers
+Sign up (session cookie in jar.txt; an owner can only log out until TOTP exists):
+  curl -si -c jar.txt -H 'Content-Type: application/json' {api}/signup -d \\
+    '{{"tenant_name": "Demo SARL", "email": "me@example.fr", "password": "correct horse battery"}}'
 Try the ledger (in another shell):
   t=$(.venv/bin/python -m devstack create-tenant "Demo SARL")
   .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'

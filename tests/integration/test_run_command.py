@@ -56,6 +56,16 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
             assert json.loads(resp.read()) == {"status": "ok", "database": "up",
                                                "object_store": "up"}
 
+        assert f"{api}/signup" in text
+        signup = urllib.request.Request(
+            f"http://127.0.0.1:{api}/signup", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"tenant_name": "Demo SARL", "email": "me@example.fr",
+                             "password": "correct horse battery"}).encode())
+        with urllib.request.urlopen(signup, timeout=30) as resp:
+            assert resp.status == 201
+            assert any("HttpOnly" in c for c in resp.headers.get_all("Set-Cookie"))
+
         def cli(*args: str) -> str:
             done = subprocess.run([sys.executable, "-m", "devstack", *args], cwd=ROOT, env=env,
                                   capture_output=True, text=True, timeout=60)

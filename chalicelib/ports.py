@@ -85,6 +85,7 @@ class Account:
     tenant_id: UUID
     role: str
     password_hash: str
+    credential_version: int = 1
 
 
 class LoginDirectory(Protocol):
@@ -99,29 +100,34 @@ class UserStore(Protocol):
     def add(self, account: Account, email: str) -> None:
         """Create the user; Conflict if the email is already registered."""
 
-    def get(self, user_id: UUID) -> Account | None: ...
+    def get(self, user_id: UUID, *, lock: bool = False) -> Account | None:
+        """The user; `lock` holds its row until the transaction ends."""
 
-    def set_password_hash(self, user_id: UUID, password_hash: str) -> None: ...
+    def rehash(self, user_id: UUID, checked_hash: str, new_hash: str) -> bool:
+        """Replace the hash only if it is still `checked_hash` (same password)."""
+
+    def change_password(self, user_id: UUID, new_hash: str) -> int:
+        """New password, next credential version (returned): older sessions end."""
 
 
 class SessionStore(Protocol):
     """One tenant's sessions, inside the unit of work's transaction."""
 
-    def add(self, token_hash: bytes, user_id: UUID, now: datetime,
-            expires_at: datetime) -> None: ...
+    def add(self, token_hash: bytes, user_id: UUID, credential_version: int,
+            lifetime: timedelta, idle: timedelta) -> None:
+        """Open a session from now (the engine's clock); Unauthorized if the
+        user's credentials changed since `credential_version` was checked."""
 
-    def revoke(self, token_hash: bytes, user_id: UUID, now: datetime) -> None:
+    def revoke(self, token_hash: bytes, user_id: UUID) -> None:
         """Revoke one session of this user (no-op if not theirs or already revoked)."""
-
-    def revoke_all(self, user_id: UUID, now: datetime) -> int: ...
 
 
 class SessionDirectory(Protocol):
     """The lookup made before any tenant is known: by token hash."""
 
-    def touch(self, token_hash: bytes, now: datetime,
-              idle: timedelta) -> tuple[UUID, UUID, str] | None:
-        """(user id, tenant id, role) of the live session, its last-seen moved to now."""
+    def touch(self, token_hash: bytes) -> tuple[UUID, UUID, str, int] | None:
+        """(user id, tenant id, role, credential version) of the live session,
+        its last-seen time moved to the engine's now."""
 
 
 class TenantStore(Protocol):

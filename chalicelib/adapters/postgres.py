@@ -13,7 +13,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -21,7 +21,7 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import Conflict, InvalidInput, Violation
+from chalicelib.domain.errors import Conflict, DomainError, InvalidInput, Unauthorized, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 from chalicelib.ports import Account, StoredDataKey, WrappedKey
 
@@ -164,6 +164,22 @@ class PostgresTenants:
                        id=str(tenant_id), name=name)
 
 
+def _data_refused(exc: DatabaseError, field: str) -> DomainError | None:
+    """A data error the engine raised for the caller's input, as a 4xx with no
+    server text (which may quote the data); None for a real fault."""
+    state = sqlstate(exc) or ""
+    if state.startswith("22") or state == "23514":
+        return InvalidInput([Violation(field, f"refused by the database (SQLSTATE {state})")])
+    return None
+
+
+_ACCOUNT_COLUMNS = "id, tenant_id, role, password_hash, credential_version"
+
+
+def _account(row: list[Any]) -> Account:
+    return Account(row[0], row[1], row[2], row[3], row[4])
+
+
 class PostgresUsers:
     def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
         self._conn = conn
@@ -179,17 +195,29 @@ class PostgresUsers:
         except DatabaseError as exc:
             if sqlstate(exc) == "23505":
                 raise Conflict([Violation("email", "is already registered")]) from None
+            refused = _data_refused(exc, "email")
+            if refused:
+                raise refused from None
             raise
 
-    def get(self, user_id: UUID) -> Account | None:
-        rows = self._conn.run("SELECT id, tenant_id, role, password_hash FROM users "
-                              "WHERE tenant_id = :t AND id = :id", t=self._tenant, id=str(user_id))
-        return Account(rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+    def get(self, user_id: UUID, *, lock: bool = False) -> Account | None:
+        rows = self._conn.run(f"SELECT {_ACCOUNT_COLUMNS} FROM users WHERE tenant_id = :t "
+                              f"AND id = :id{' FOR UPDATE' if lock else ''}",
+                              t=self._tenant, id=str(user_id))
+        return _account(rows[0]) if rows else None
 
-    def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
-        self._conn.run("UPDATE users SET password_hash = :h, password_changed_at = now() "
-                       "WHERE tenant_id = :t AND id = :id", h=password_hash, t=self._tenant,
-                       id=str(user_id))
+    def rehash(self, user_id: UUID, checked_hash: str, new_hash: str) -> bool:
+        rows = self._conn.run("UPDATE users SET password_hash = :new WHERE tenant_id = :t "
+                              "AND id = :id AND password_hash = :old RETURNING 1",
+                              new=new_hash, old=checked_hash, t=self._tenant, id=str(user_id))
+        return bool(rows)
+
+    def change_password(self, user_id: UUID, new_hash: str) -> int:
+        [[version]] = self._conn.run(
+            "UPDATE users SET password_hash = :h, credential_version = credential_version + 1, "
+            "password_changed_at = now() WHERE tenant_id = :t AND id = :id "
+            "RETURNING credential_version", h=new_hash, t=self._tenant, id=str(user_id))
+        return int(version)
 
 
 class PostgresSessions:
@@ -197,21 +225,24 @@ class PostgresSessions:
         self._conn = conn
         self._tenant = str(tenant_id)
 
-    def add(self, token_hash: bytes, user_id: UUID, now: datetime,
-            expires_at: datetime) -> None:
-        self._conn.run("INSERT INTO sessions (token_hash, tenant_id, user_id, created_at, "
-                       "last_seen_at, expires_at) VALUES (:h, :t, :u, :now, :now, :exp)",
-                       h=token_hash, t=self._tenant, u=str(user_id), now=now, exp=expires_at)
+    def add(self, token_hash: bytes, user_id: UUID, credential_version: int,
+            lifetime: timedelta, idle: timedelta) -> None:
+        try:
+            self._conn.run(
+                "INSERT INTO sessions (token_hash, tenant_id, user_id, credential_version, "
+                "expires_at, idle_timeout) VALUES (:h, :t, :u, :v, "
+                "now() + make_interval(secs => :life), make_interval(secs => :idle))",
+                h=token_hash, t=self._tenant, u=str(user_id), v=credential_version,
+                life=lifetime.total_seconds(), idle=idle.total_seconds())
+        except DatabaseError as exc:
+            if sqlstate(exc) == "EL004":
+                raise Unauthorized([Violation("password", "changed meanwhile: log in again")]) \
+                    from None
+            raise
 
-    def revoke(self, token_hash: bytes, user_id: UUID, now: datetime) -> None:
-        self._conn.run("UPDATE sessions SET revoked_at = :now WHERE token_hash = :h "
-                       "AND user_id = :u AND revoked_at IS NULL", h=token_hash,
-                       u=str(user_id), now=now)
-
-    def revoke_all(self, user_id: UUID, now: datetime) -> int:
-        rows = self._conn.run("UPDATE sessions SET revoked_at = :now WHERE user_id = :u "
-                              "AND revoked_at IS NULL RETURNING 1", u=str(user_id), now=now)
-        return len(rows)
+    def revoke(self, token_hash: bytes, user_id: UUID) -> None:
+        self._conn.run("UPDATE sessions SET revoked_at = now() WHERE token_hash = :h "
+                       "AND user_id = :u AND revoked_at IS NULL", h=token_hash, u=str(user_id))
 
 
 class PostgresSessionDirectory:
@@ -220,13 +251,11 @@ class PostgresSessionDirectory:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def touch(self, token_hash: bytes, now: datetime,
-              idle: timedelta) -> tuple[UUID, UUID, str] | None:
+    def touch(self, token_hash: bytes) -> tuple[UUID, UUID, str, int] | None:
         with self._database.transaction(None) as conn:
-            rows = conn.run("SELECT user_id, tenant_id, role FROM auth_session_touch(:h, :now, "
-                            "make_interval(secs => :idle))", h=token_hash, now=now,
-                            idle=idle.total_seconds())
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+            rows = conn.run("SELECT user_id, tenant_id, role, credential_version "
+                            "FROM auth_session_touch(:h)", h=token_hash)
+        return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
 
 class PostgresLoginDirectory:
@@ -237,9 +266,9 @@ class PostgresLoginDirectory:
 
     def find(self, email: str) -> Account | None:
         with self._database.transaction(None, read_only=True) as conn:
-            rows = conn.run("SELECT user_id, tenant_id, role, password_hash "
+            rows = conn.run("SELECT user_id, tenant_id, role, password_hash, credential_version "
                             "FROM auth_login_lookup(:e)", e=email)
-        return Account(rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+        return _account(rows[0]) if rows else None
 
 
 class PostgresDataKeys:
@@ -288,12 +317,9 @@ class PostgresLedger:
                                   "FROM ledger_append(:kind, :payload, :key)",
                                   kind=kind, payload=payload, key=idempotency_key)
         except DatabaseError as exc:
-            state = sqlstate(exc) or ""
-            if state.startswith("22") or state == "23514":
-                # Data the engine refuses (a check, an encoding): the caller's
-                # fault, a 4xx. The server's message may quote the data: dropped.
-                raise InvalidInput([Violation("payload", "refused by the database "
-                                              f"(SQLSTATE {state})")]) from None
+            refused = _data_refused(exc, "payload")
+            if refused:
+                raise refused from None
             raise
         return (_entry(rows[0]), bool(rows[0][5])) if rows else None
 

@@ -34,6 +34,7 @@ from typing import Any
 import rfc8785
 
 from chalicelib.domain.errors import InvalidInput, Violation
+from chalicelib.domain.text import text_problem
 
 FORMAT_VERSION = 1
 GENESIS_HASH = bytes(32)
@@ -174,13 +175,8 @@ def _normalise(value: Any, path: str, violations: list[Violation], depth: int) -
 
 
 def _text_violations(text: str, path: str) -> list[Violation]:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return [Violation(path, "must be valid Unicode text")]
-    if "\x00" in text:
-        return [Violation(path, "must not contain the NUL character")]
-    return []
+    problem = text_problem(text)
+    return [Violation(path, problem)] if problem else []
 
 
 class JSONFormatError(ValueError):

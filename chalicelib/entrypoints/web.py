@@ -106,7 +106,7 @@ def me_route(request: Request) -> Response:
 
 def log_out_route(request: Request) -> Response:
     def act(principal: Principal, token: str) -> Response:
-        close_session(principal, token, runtime.database().unit_of_work, runtime.clock())
+        close_session(principal, token, runtime.database().unit_of_work)
         return Response(body="", status_code=204, headers={"Set-Cookie": cleared_cookies()})
 
     return secured(request, "logout", act)
@@ -116,7 +116,7 @@ def change_password_route(request: Request) -> Response:
     def act(principal: Principal, _token: str) -> Response:
         body = parse(request, ChangePasswordBody)
         change_password(principal, body.current_password, body.new_password,
-                        runtime.database().unit_of_work, runtime.passwords(), runtime.clock())
+                        runtime.database().unit_of_work, runtime.passwords())
         # Every session ended, this one included: log in again.
         return Response(body="", status_code=204, headers={"Set-Cookie": cleared_cookies()})
 
@@ -132,8 +132,7 @@ def secured(request: Request, route: str,
         from chalicelib.adapters.postgres import PostgresSessionDirectory
 
         token = cookie(request, "session")
-        principal = authenticate(token, PostgresSessionDirectory(runtime.database()),
-                                 runtime.clock(), runtime.session_policy())
+        principal = authenticate(token, PostgresSessionDirectory(runtime.database()))
         authorize(rule, principal)
         if rule.writes:
             check_csrf(request)
@@ -196,8 +195,7 @@ def parse(request: Request, model: type[Model]) -> Model:
 
 
 def _logged_in(principal: Principal, status: int) -> Response:
-    token = open_session(principal, runtime.database().unit_of_work, runtime.clock(),
-                         runtime.session_policy())
+    token = open_session(principal, runtime.database().unit_of_work, runtime.session_policy())
     return Response(body=_principal_body(principal), status_code=status,
                     headers={"Set-Cookie": session_cookies(token, runtime.session_policy())})
 

@@ -11,9 +11,10 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from chalicelib.domain.errors import InvalidInput, Unauthorized, Violation
+from chalicelib.domain.errors import Forbidden, InvalidInput, Unauthorized, Violation
 from chalicelib.domain.passwords import Passwords
-from chalicelib.ports import Account, Clock, LoginDirectory, UnitOfWorkFactory
+from chalicelib.domain.text import text_problem
+from chalicelib.ports import Account, LoginDirectory, UnitOfWorkFactory
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
@@ -25,6 +26,7 @@ class Principal:
     user_id: UUID
     tenant_id: UUID
     role: str
+    credential_version: int = 1  # the password version this principal proved
 
 
 def normalise_email(email: str) -> str:
@@ -32,7 +34,7 @@ def normalise_email(email: str) -> str:
 
 
 def email_violations(email: str) -> list[Violation]:
-    if len(email.encode("utf-8")) > 254 or not _EMAIL.match(email):
+    if text_problem(email) or len(email.encode("utf-8")) > 254 or not _EMAIL.match(email):
         return [Violation("email", "must be an email address such as name@example.fr")]
     return []
 
@@ -43,8 +45,9 @@ def sign_up(tenant_name: str, email: str, password: str, unit_of_work: UnitOfWor
     email = normalise_email(email)
     name = tenant_name.strip()
     violations = email_violations(email) + Passwords.policy_violations(password)
-    if not 1 <= len(name) <= 200:
-        violations.insert(0, Violation("tenant_name", "must be 1 to 200 characters"))
+    problem = text_problem(name)
+    if problem or not 1 <= len(name) <= 200:
+        violations.insert(0, Violation("tenant_name", problem or "must be 1 to 200 characters"))
     if violations:
         raise InvalidInput(violations)
     tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
@@ -57,26 +60,30 @@ def sign_up(tenant_name: str, email: str, password: str, unit_of_work: UnitOfWor
 
 def log_in(email: str, password: str, directory: LoginDirectory,
            unit_of_work: UnitOfWorkFactory, passwords: Passwords) -> Principal:
-    """The same answer, after the same work, for an unknown email and a wrong password."""
-    account = directory.find(normalise_email(email))
+    """The same answer, after the same work, for an unknown email, a malformed
+    one and a wrong password."""
+    email = normalise_email(email)
+    account = None if email_violations(email) else directory.find(email)
     checked = passwords.check(account.password_hash if account else None, password)
     if account is None or not checked.ok:
         raise Unauthorized([Violation("email/password", "do not match an account")])
     if checked.needs_rehash:
         with unit_of_work(account.tenant_id) as uow:
-            uow.users.set_password_hash(account.user_id, passwords.hash(password))
-    return Principal(account.user_id, account.tenant_id, account.role)
+            # Only if the password is still the one just checked: a change
+            # committed meanwhile must not be undone.
+            uow.users.rehash(account.user_id, account.password_hash, passwords.hash(password))
+    return Principal(account.user_id, account.tenant_id, account.role,
+                     account.credential_version)
 
 
 def change_password(principal: Principal, current: str, new: str,
-                    unit_of_work: UnitOfWorkFactory, passwords: Passwords, clock: Clock) -> None:
-    """Also ends every session of the user, in the same transaction."""
+                    unit_of_work: UnitOfWorkFactory, passwords: Passwords) -> None:
+    """The next credential version: every session opened before ends with it."""
     violations = Passwords.policy_violations(new, field="new_password")
     if violations:
         raise InvalidInput(violations)
     with unit_of_work(principal.tenant_id) as uow:
-        account = uow.users.get(principal.user_id)
+        account = uow.users.get(principal.user_id, lock=True)  # one change at a time
         if account is None or not passwords.check(account.password_hash, current).ok:
-            raise Unauthorized([Violation("current_password", "does not match")])
-        uow.users.set_password_hash(principal.user_id, passwords.hash(new))
-        uow.sessions.revoke_all(principal.user_id, clock.now())
+            raise Forbidden([Violation("current_password", "does not match")])
+        uow.users.change_password(principal.user_id, passwords.hash(new))

@@ -49,3 +49,23 @@ def test_unknown_account_costs_one_full_verification() -> None:
 ])
 def test_policy(password: str, ok: bool) -> None:
     assert (Passwords.policy_violations(password) == []) is ok
+
+
+def test_a_failure_against_an_outdated_hash_costs_a_current_verification() -> None:
+    """Dormant accounts (hashes from cheaper parameters) must not answer faster."""
+    old = Passwords(**CHEAP).hash("correct horse battery")
+    current = Passwords(time_cost=2, memory_kib=2048, parallelism=1)
+    calls: list[str] = []
+    real = current._hasher
+
+    class Counting:
+        def verify(self, stored: str, password: object) -> bool:
+            calls.append(stored)
+            return bool(real.verify(stored, password))  # type: ignore[arg-type]
+
+        def check_needs_rehash(self, stored: str) -> bool:
+            return bool(real.check_needs_rehash(stored))
+
+    current._hasher = Counting()  # type: ignore[assignment]
+    assert not current.check(old, "wrong password here").ok
+    assert calls == [old, current._dummy]

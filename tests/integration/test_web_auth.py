@@ -105,9 +105,10 @@ def test_csrf_is_required_on_state_changing_routes(client: Any) -> None:
     owner, _ = signup(client)
     session = login(client, member_of(owner.json_body["tenant_id"]))
     jar = cookie_header(session)
-    assert post(client, "/logout", {}, Cookie=jar).status_code == 403
-    assert post(client, "/logout", {}, Cookie=jar,
-                **{"X-CSRF-Token": "forged"}).status_code == 403
+    for headers in ({}, {"X-CSRF-Token": "forged"}, {"X-CSRF-Token": ""}):
+        refused = post(client, "/logout", {}, Cookie=jar, **headers)
+        assert refused.status_code == 403
+        assert refused.json_body["violations"][0]["field"] == "X-CSRF-Token"
     assert client.get("/me", headers={"Cookie": jar}).status_code == 200  # still logged in
     assert post(client, "/logout", {}, Cookie=jar,
                 **{"X-CSRF-Token": csrf_of(session)}).status_code == 204
@@ -160,3 +161,55 @@ def test_missing_or_forged_session_cookie(client: Any) -> None:
 def test_health_carries_the_security_headers_too(client: Any, database: Database) -> None:
     response = client.get("/health")
     assert response.status_code == 200 and response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_route_is_in_exactly_one_table() -> None:
+    """A new route that forgets authorization cannot slip in silently public."""
+    import app as app_module
+    from chalicelib.entrypoints.web import PUBLIC, ROUTES
+
+    names = {entry.view_name for methods in app_module.app.routes.values()
+             for entry in methods.values()}
+    routed = {"me": "me", "logout": "logout", "password": "change_password"}
+    assert names == PUBLIC | set(routed)
+    assert {routed[name] for name in names - PUBLIC} == set(ROUTES)
+    assert not PUBLIC & set(ROUTES)
+
+
+def member_session(client: Any) -> Any:
+    owner, _ = signup(client)
+    return login(client, member_of(owner.json_body["tenant_id"]))
+
+
+def test_a_planted_or_duplicated_csrf_cookie_is_refused(client: Any) -> None:
+    session = member_session(client)
+    token = cookies(session)["session"].split(";", 1)[0]
+    for jar, header in ((f"{token}; csrf=evil", "evil"),
+                        (f"{cookie_header(session)}; csrf=evil", "evil"),
+                        (f"{token}; {token}", csrf_of(session))):
+        response = post(client, "/logout", {}, Cookie=jar, **{"X-CSRF-Token": header})
+        assert response.status_code in {401, 403}, jar
+        field = response.json_body["violations"][0]["field"]
+        assert field in {"X-CSRF-Token", "session"}
+    assert client.get("/me", headers={"Cookie": cookie_header(session)}).status_code == 200
+
+
+def test_a_malformed_third_party_cookie_does_not_log_out(client: Any) -> None:
+    session = member_session(client)
+    jar = 'pref={"a":1}; ' + cookie_header(session)
+    assert client.get("/me", headers={"Cookie": jar}).status_code == 200
+
+
+def test_deeply_nested_json_is_a_422(client: Any) -> None:
+    response = post(client, "/login", "[" * 100_000 + "]" * 100_000)
+    assert response.status_code == 422
+    assert response.json_body["violations"][0]["field"] == "body"
+
+
+def test_chalice_errors_carry_the_security_headers(client: Any) -> None:
+    wrong_type = client.post("/login", body="x", headers={"Content-Type": "text/plain"})
+    wrong_method = client.get("/logout")
+    for response in (wrong_type, wrong_method):
+        assert response.status_code in {405, 415}
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"

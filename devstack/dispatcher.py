@@ -94,5 +94,6 @@ class QueueDispatcher:
                 if not self.poll_once(wait_seconds=1):
                     stop.wait(0.2)
             except Exception as exc:  # noqa: BLE001 - keep the local loop alive, say why
-                print(f"dispatcher: {type(exc).__name__}: {exc}")
+                if not stop.is_set():  # on Ctrl-C, moto may go first: not worth a word
+                    print(f"dispatcher: {type(exc).__name__}: {exc}")
                 stop.wait(1)

@@ -4,6 +4,7 @@ free ports, started here and stopped at the end. Tests isolate by tenant."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -85,6 +86,18 @@ def tenant(database: Database) -> uuid.UUID:
 
 
 Connect = Callable[[], pg8000.native.Connection]
+
+
+@pytest.fixture
+def service_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog for the service's Powertools logger, which does not propagate to
+    the root logger (where caplog listens by default)."""
+    logger = logging.getLogger("einvoice")
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture(scope="session")

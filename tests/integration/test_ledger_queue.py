@@ -48,7 +48,7 @@ def entries(database: Database, tenant: uuid.UUID) -> list[dict[str, Any]]:
 
 def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Database,
                                               tenant: uuid.UUID,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+                                              service_logs: pytest.LogCaptureFixture) -> None:
     bodies = [
         message(tenant, payload={"number": "F-1"}),
         "{not json",
@@ -66,7 +66,7 @@ def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Datab
     failed = [f["itemIdentifier"] for f in payload["batchItemFailures"]]
     assert failed == ids[1:10]
     assert entries(database, tenant) == [{"number": "F-1"}, {"number": "F-2"}]
-    refused = {r.__dict__["message_id"]: r.__dict__["reason"] for r in caplog.records
+    refused = {r.__dict__["message_id"]: r.__dict__["reason"] for r in service_logs.records
                if r.getMessage() == "ledger message refused"}
     assert set(refused) == set(ids[1:10])
     assert not any("internal error" in why for why in refused.values())
@@ -182,7 +182,7 @@ def test_plain_function_handler_scaleway_shape(stack: LocalStack, database: Data
 
 def test_plain_function_hides_server_errors(stack: LocalStack, database: Database,
                                             monkeypatch: pytest.MonkeyPatch,
-                                            caplog: pytest.LogCaptureFixture,
+                                            service_logs: pytest.LogCaptureFixture,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A fault answers 500 and is logged by type and SQLSTATE only: the
     payload (here an IBAN) never reaches the logs or the response."""
@@ -200,10 +200,10 @@ def test_plain_function_hides_server_errors(stack: LocalStack, database: Databas
     monkeypatch.setattr("functions.append_ledger.append_entry", failing)
     response = handler({"body": json.dumps(body)}, None)
     out = capsys.readouterr()
-    logged = [(r.getMessage(), getattr(r, "reason", "")) for r in caplog.records]
+    logged = [(r.getMessage(), getattr(r, "reason", "")) for r in service_logs.records]
     assert response["statusCode"] == 500
     assert ("ledger append failed", "DatabaseError, SQLSTATE XX000") in logged
-    everything = response["body"] + out.out + out.err + caplog.text + repr(logged)
+    everything = response["body"] + out.out + out.err + service_logs.text + repr(logged)
     assert "FR76" not in everything
 
 

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     password_parallelism: int = Field(default=4, ge=1)
     session_lifetime_minutes: int = Field(default=720, ge=1)
     session_idle_minutes: int = Field(default=30, ge=1)
+    # Per minute, shared by all instances (PostgreSQL); 429 with Retry-After beyond.
+    login_per_ip_per_minute: int = Field(default=5, ge=1)
+    login_per_account_per_minute: int = Field(default=5, ge=1)
+    signup_per_ip_per_minute: int = Field(default=5, ge=1)
+    writes_per_user_per_minute: int = Field(default=60, ge=1)
 
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None

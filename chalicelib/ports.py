@@ -130,6 +130,12 @@ class SessionDirectory(Protocol):
         its last-seen time moved to the engine's now."""
 
 
+class RateLimiter(Protocol):
+    """Counters shared by every instance: (allowed, seconds to wait if not)."""
+
+    def hit(self, key: str, window: timedelta, limit: int) -> tuple[bool, int]: ...
+
+
 class TenantStore(Protocol):
     def add(self, tenant_id: UUID, name: str) -> None:
         """Create the tenant (its empty chain is opened by the engine)."""

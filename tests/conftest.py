@@ -49,6 +49,9 @@ def stack() -> Iterator[LocalStack]:
     # Same argon2id code path, cheap parameters: the suite logs in many times.
     os.environ.update(EINVOICE_PASSWORD_TIME_COST="1", EINVOICE_PASSWORD_MEMORY_KIB="1024",
                       EINVOICE_PASSWORD_PARALLELISM="1")
+    # Every test request comes from 127.0.0.1: rate-limit tests lower these themselves.
+    for limit in ("LOGIN_PER_IP", "LOGIN_PER_ACCOUNT", "SIGNUP_PER_IP", "WRITES_PER_USER"):
+        os.environ[f"EINVOICE_{limit}_PER_MINUTE"] = "100000"
     _clear_caches()
     try:
         yield local

@@ -9,6 +9,7 @@ into the next request. The policies in the schema do the isolating.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -256,6 +257,22 @@ class PostgresSessionDirectory:
             rows = conn.run("SELECT user_id, tenant_id, role, credential_version "
                             "FROM auth_session_touch(:h)", h=token_hash)
         return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+
+
+class PostgresRateLimiter:
+    """Counts in rate_limit_hits through rate_limit_hit(), its own short
+    transaction (a refused request must still be counted)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def hit(self, key: str, window: timedelta, limit: int) -> tuple[bool, int]:
+        bucket = hashlib.sha256(key.encode("utf-8", "replace")).digest()
+        with self._database.transaction(None) as conn:
+            [[allowed, retry_after]] = conn.run(
+                "SELECT allowed, retry_after FROM rate_limit_hit(:b, "
+                "make_interval(secs => :w), :n)", b=bucket, w=window.total_seconds(), n=limit)
+        return bool(allowed), int(retry_after)
 
 
 class PostgresLoginDirectory:

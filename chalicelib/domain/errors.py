@@ -47,3 +47,11 @@ class Unauthorized(DomainError):
 
 class Forbidden(DomainError):
     status = 403
+
+
+class TooManyRequests(DomainError):
+    status = 429
+
+    def __init__(self, violations: list[Violation], retry_after: int) -> None:
+        super().__init__(violations)
+        self.retry_after = retry_after

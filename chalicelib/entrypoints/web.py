@@ -26,8 +26,22 @@ from chalice.app import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib import runtime
-from chalicelib.domain.errors import DomainError, Forbidden, InvalidInput, Violation
-from chalicelib.usecases.accounts import Principal, change_password, log_in, sign_up
+from chalicelib.config import settings
+from chalicelib.domain.errors import (
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    TooManyRequests,
+    Violation,
+)
+from chalicelib.usecases.accounts import (
+    Principal,
+    change_password,
+    log_in,
+    normalise_email,
+    sign_up,
+)
+from chalicelib.usecases.rate_limits import enforce
 from chalicelib.usecases.sessions import SessionPolicy, authenticate, close_session, open_session
 
 logger = Logger(service="einvoice")
@@ -84,6 +98,8 @@ class ChangePasswordBody(_Body):
 def sign_up_route(request: Request) -> Response:
     def act() -> Response:
         body = parse(request, SignUpBody)
+        limits = settings()
+        enforce(_limiter(), [("signup-ip", client_ip(request), limits.signup_per_ip_per_minute)])
         principal = sign_up(body.tenant_name, body.email, body.password,
                             runtime.database().unit_of_work, runtime.passwords())
         return _logged_in(principal, 201)
@@ -94,6 +110,10 @@ def sign_up_route(request: Request) -> Response:
 def log_in_route(request: Request) -> Response:
     def act() -> Response:
         body = parse(request, LogInBody)
+        limits = settings()
+        enforce(_limiter(), [
+            ("login-ip", client_ip(request), limits.login_per_ip_per_minute),
+            ("login-account", normalise_email(body.email), limits.login_per_account_per_minute)])
         database = runtime.database()
         from chalicelib.adapters.postgres import PostgresLoginDirectory
 
@@ -141,6 +161,8 @@ def secured(request: Request, route: str,
         authorize(rule, principal)
         if rule.writes:
             check_csrf(request)
+            enforce(_limiter(), [("writes-user", str(principal.user_id),
+                                  settings().writes_per_user_per_minute)])
         return action(principal, token or "")
 
     return _answer(act)
@@ -165,6 +187,19 @@ def check_csrf(request: Request) -> None:
     if not token.isascii() or not given.isascii() or not hmac.compare_digest(
             csrf_token(token).encode(), given.encode()):
         raise Forbidden([Violation("X-CSRF-Token", "must echo the csrf cookie of this session")])
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address as the gateway saw it; never a client-set header
+    such as X-Forwarded-For."""
+    identity = (request.context or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
+def _limiter() -> Any:
+    from chalicelib.adapters.postgres import PostgresRateLimiter
+
+    return PostgresRateLimiter(runtime.database())
 
 
 def cookie(request: Request, name: str) -> str | None:
@@ -221,6 +256,9 @@ def _principal_body(principal: Principal) -> dict[str, Any]:
 def _answer(act: Callable[[], Response]) -> Response:
     try:
         return act()
+    except TooManyRequests as exc:
+        return Response(body=exc.as_dict(), status_code=exc.status,
+                        headers={"Retry-After": str(exc.retry_after)})
     except DomainError as exc:
         return Response(body=exc.as_dict(), status_code=exc.status)
     except Exception as exc:  # noqa: BLE001 - answered 500, logged below by type only

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,15 +54,18 @@ MFA_ROLES = frozenset({"owner", "platform_admin"})
 @dataclass(frozen=True)
 class Rule:
     roles: frozenset[str]
-    writes: bool = False  # state-changing: CSRF token required
+    writes: bool = False  # state-changing: CSRF token required, rate-limited per user
     before_mfa: bool = False  # reachable before an owner/admin has passed TOTP
+    # Each route has its own per-user bucket; logging out is never limited, so
+    # a stolen session cannot keep its victim from ending it.
+    rate_limited: bool = True
 
 
 PUBLIC = frozenset({"health", "signup", "login"})
 
 ROUTES: dict[str, Rule] = {
     "me": Rule(EVERYONE),
-    "logout": Rule(EVERYONE, writes=True, before_mfa=True),
+    "logout": Rule(EVERYONE, writes=True, before_mfa=True, rate_limited=False),
     "change_password": Rule(EVERYONE, writes=True),
 }
 
@@ -111,9 +115,12 @@ def log_in_route(request: Request) -> Response:
     def act() -> Response:
         body = parse(request, LogInBody)
         limits = settings()
+        ip = client_ip(request)
+        # Per account *and address*: nobody can lock an owner out from elsewhere.
         enforce(_limiter(), [
-            ("login-ip", client_ip(request), limits.login_per_ip_per_minute),
-            ("login-account", normalise_email(body.email), limits.login_per_account_per_minute)])
+            ("login-ip", ip, limits.login_per_ip_per_minute),
+            ("login-account", f"{normalise_email(body.email)}|{ip}",
+             limits.login_per_account_per_minute)])
         database = runtime.database()
         from chalicelib.adapters.postgres import PostgresLoginDirectory
 
@@ -161,8 +168,9 @@ def secured(request: Request, route: str,
         authorize(rule, principal)
         if rule.writes:
             check_csrf(request)
-            enforce(_limiter(), [("writes-user", str(principal.user_id),
-                                  settings().writes_per_user_per_minute)])
+            if rule.rate_limited:
+                enforce(_limiter(), [(f"writes-{route}", str(principal.user_id),
+                                      settings().writes_per_user_per_minute)])
         return action(principal, token or "")
 
     return _answer(act)
@@ -190,10 +198,18 @@ def check_csrf(request: Request) -> None:
 
 
 def client_ip(request: Request) -> str:
-    """The caller's address as the gateway saw it; never a client-set header
-    such as X-Forwarded-For."""
+    """The caller's address as the gateway saw it, never a client-set header
+    such as X-Forwarded-For; an IPv6 caller is its /64 (one subscriber)."""
     identity = (request.context or {}).get("identity") or {}
-    return str(identity.get("sourceIp") or "unknown")
+    raw = str(identity.get("sourceIp") or "")
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        logger.warning("request without a usable source address")
+        return "unknown"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _limiter() -> Any:

@@ -31,18 +31,6 @@ def object_store() -> Any:
 
 
 @lru_cache(maxsize=1)
-def field_cipher() -> Any:
-    """Fails closed: no master key file configured, no encryption (nor start)."""
-    from chalicelib.adapters.keys import KeyFileError, LocalKeyFile
-    from chalicelib.usecases.field_encryption import FieldCipher
-
-    path = settings().master_key_file
-    if path is None:
-        raise KeyFileError("EINVOICE_MASTER_KEY_FILE is not set")
-    return FieldCipher(LocalKeyFile(path))
-
-
-@lru_cache(maxsize=1)
 def passwords() -> Any:
     from chalicelib.domain.passwords import Passwords
 

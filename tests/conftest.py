@@ -124,3 +124,11 @@ def as_owner(app_settings: Settings) -> Connect:
 def as_app(app_settings: Settings) -> Connect:
     """Opens a raw connection as the application role (the app with a bug)."""
     return app_connector(app_settings)
+
+
+def in_tenant(connect: Connect, tenant: uuid.UUID) -> pg8000.native.Connection:
+    """A raw connection with an open transaction scoped to `tenant` (close it after)."""
+    conn = connect()
+    conn.run("BEGIN")
+    conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant))
+    return conn

@@ -14,6 +14,7 @@ from chalicelib.adapters.postgres import Database, PostgresLoginDirectory, sqlst
 from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from chalicelib.domain.passwords import Passwords
 from chalicelib.usecases.accounts import change_password, log_in, sign_up
+from tests.conftest import in_tenant
 
 Connect = Callable[[], pg8000.native.Connection]
 CHEAP = Passwords(time_cost=1, memory_kib=1024, parallelism=1)
@@ -103,10 +104,8 @@ def test_change_password(database: Database) -> None:
 def test_application_cannot_escalate_or_move_users(database: Database, as_app: Connect,
                                                    sql: str) -> None:
     owner = sign_up("Target", new_email(), PASSWORD, database.unit_of_work, CHEAP)
-    app = as_app()
+    app = in_tenant(as_app, owner.tenant_id)
     try:
-        app.run("BEGIN")
-        app.run("SELECT set_config('app.tenant_id', :t, true)", t=str(owner.tenant_id))
         with pytest.raises(DatabaseError) as caught:
             app.run(sql)
         assert sqlstate(caught.value) == "42501"
@@ -177,10 +176,8 @@ def test_unstorable_login_input_gets_the_uniform_401(database: Database, email: 
 
 def test_application_cannot_create_a_platform_admin(database: Database, as_app: Connect) -> None:
     owner = sign_up("Target", new_email(), PASSWORD, database.unit_of_work, CHEAP)
-    app = as_app()
+    app = in_tenant(as_app, owner.tenant_id)
     try:
-        app.run("BEGIN")
-        app.run("SELECT set_config('app.tenant_id', :t, true)", t=str(owner.tenant_id))
         with pytest.raises(DatabaseError) as caught:
             app.run("INSERT INTO users (id, tenant_id, email, role, password_hash) VALUES "
                     "(:id, :t, 'root@example.fr', 'platform_admin', :h)",

@@ -24,6 +24,7 @@ from chalicelib.rotate_keys import rotate
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.field_encryption import FieldCipher
 from devstack.stack import LocalStack
+from tests.conftest import in_tenant
 
 Connect = Callable[[], pg8000.native.Connection]
 IBAN = "FR7630006000011234567890189"
@@ -227,10 +228,8 @@ def test_application_cannot_change_data_keys(database: Database, tenant: uuid.UU
                                              key_file: Path, secrets_table: str,
                                              as_app: Connect, sql: str, state: str) -> None:
     store_iban(database, FieldCipher(LocalKeyFile(key_file)), tenant, IBAN)
-    app = as_app()
+    app = in_tenant(as_app, tenant)
     try:
-        app.run("BEGIN")
-        app.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant))
         with pytest.raises(DatabaseError) as caught:
             app.run(sql)
         assert sqlstate(caught.value) == state

@@ -28,6 +28,7 @@ from chalicelib.usecases.sessions import (
     open_session,
     token_hash,
 )
+from tests.conftest import in_tenant
 
 Connect = Callable[[], pg8000.native.Connection]
 CHEAP = Passwords(time_cost=1, memory_kib=1024, parallelism=1)
@@ -128,13 +129,6 @@ def test_missing_or_guessed_tokens_get_one_uniform_401(database: Database, owner
         {"field": "session", "rule": "missing, expired or revoked: log in"}]}
 
 
-def as_tenant(as_app: Connect, tenant: uuid.UUID) -> pg8000.native.Connection:
-    app = as_app()
-    app.run("BEGIN")
-    app.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant))
-    return app
-
-
 @pytest.mark.parametrize("values,state", [
     # back-dated or everlasting sessions
     ("now() + interval '100 years', interval '30 minutes'", "EL002"),
@@ -144,7 +138,7 @@ def as_tenant(as_app: Connect, tenant: uuid.UUID) -> pg8000.native.Connection:
 def test_application_cannot_forge_a_session_row(database: Database, owner: Principal,
                                                 as_app: Connect, values: str,
                                                 state: str) -> None:
-    app = as_tenant(as_app, owner.tenant_id)
+    app = in_tenant(as_app, owner.tenant_id)
     try:
         with pytest.raises(DatabaseError) as caught:
             app.run("INSERT INTO sessions (token_hash, tenant_id, user_id, credential_version, "
@@ -161,7 +155,7 @@ def test_a_session_cannot_join_a_user_to_another_tenant(database: Database, owne
     """A session of tenant A for tenant B's owner would act as B's owner in A."""
     victim = sign_up("Victim", f"v.{uuid.uuid4().hex[:8]}@example.fr", PASSWORD,
                      database.unit_of_work, CHEAP)
-    app = as_tenant(as_app, owner.tenant_id)
+    app = in_tenant(as_app, owner.tenant_id)
     try:
         with pytest.raises(DatabaseError) as caught:
             app.run("INSERT INTO sessions (token_hash, tenant_id, user_id, credential_version, "
@@ -182,7 +176,7 @@ def test_a_session_cannot_join_a_user_to_another_tenant(database: Database, owne
 def test_application_cannot_extend_or_move_sessions(database: Database, owner: Principal,
                                                     as_app: Connect, sql: str) -> None:
     open_session(owner, database.unit_of_work, POLICY)
-    app = as_tenant(as_app, owner.tenant_id)
+    app = in_tenant(as_app, owner.tenant_id)
     try:
         with pytest.raises(DatabaseError) as caught:
             app.run(sql)
@@ -195,7 +189,7 @@ def test_a_revoked_session_stays_revoked(database: Database, owner: Principal,
                                          as_app: Connect) -> None:
     token = open_session(owner, database.unit_of_work, POLICY)
     close_session(owner, token, database.unit_of_work)
-    app = as_tenant(as_app, owner.tenant_id)
+    app = in_tenant(as_app, owner.tenant_id)
     try:
         with pytest.raises(DatabaseError) as caught:
             app.run("UPDATE sessions SET revoked_at = NULL")
@@ -212,7 +206,7 @@ def test_sessions_of_other_tenants_are_invisible(database: Database, owner: Prin
                     database.unit_of_work, CHEAP)
     open_session(owner, database.unit_of_work, POLICY)
     open_session(other, database.unit_of_work, POLICY)
-    app = as_tenant(as_app, owner.tenant_id)
+    app = in_tenant(as_app, owner.tenant_id)
     try:
         assert {r[0] for r in app.run("SELECT user_id FROM sessions")} == {owner.user_id}
         app.run("ROLLBACK")

@@ -75,6 +75,30 @@ def me() -> Response:
     return me_route(_request())
 
 
+@app.route("/mfa/totp", methods=["POST"])
+def totp_enrol() -> Response:
+    """A new TOTP secret, pending until its first code confirms it."""
+    from chalicelib.entrypoints.web import totp_enrol_route
+
+    return totp_enrol_route(_request())
+
+
+@app.route("/mfa/totp/confirm", methods=["POST"])
+def totp_confirm() -> Response:
+    """The first code: the secret becomes the second factor; recovery codes, once."""
+    from chalicelib.entrypoints.web import totp_confirm_route
+
+    return totp_confirm_route(_request())
+
+
+@app.route("/mfa", methods=["POST"])
+def second_factor() -> Response:
+    """Pass the second factor for this session (TOTP code or recovery code)."""
+    from chalicelib.entrypoints.web import second_factor_route
+
+    return second_factor_route(_request())
+
+
 @app.on_sqs_message(queue=settings().ledger_queue, batch_size=10)
 def append_ledger_entries(event: SQSEvent) -> Any:
     """Append ledger entries from the queue, reporting failed messages so only

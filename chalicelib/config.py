@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     login_per_account_per_minute: int = Field(default=5, ge=1)
     signup_per_ip_per_minute: int = Field(default=5, ge=1)
     writes_per_user_per_minute: int = Field(default=60, ge=1)
+    second_factor_per_user_per_minute: int = Field(default=5, ge=1)
 
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None

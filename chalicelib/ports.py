@@ -109,6 +109,8 @@ class UserStore(Protocol):
     def change_password(self, user_id: UUID, new_hash: str) -> int:
         """New password, next credential version (returned): older sessions end."""
 
+    def email(self, user_id: UUID) -> str | None: ...
+
 
 class SessionStore(Protocol):
     """One tenant's sessions, inside the unit of work's transaction."""
@@ -121,13 +123,53 @@ class SessionStore(Protocol):
     def revoke(self, token_hash: bytes, user_id: UUID) -> None:
         """Revoke one session of this user (no-op if not theirs or already revoked)."""
 
+    def mark_second_factor(self, token_hash: bytes, user_id: UUID) -> None:
+        """Record that this live session of this user passed the second factor."""
+
+
+@dataclass(frozen=True)
+class TotpRecord:
+    secret: bytes | None  # sealed, confirmed
+    pending_secret: bytes | None  # sealed, waiting for its first code
+    last_step: int
+
+
+class SecondFactorStore(Protocol):
+    """One tenant's TOTP secrets and recovery codes, inside the unit of work."""
+
+    def get(self, user_id: UUID, *, lock: bool = False) -> TotpRecord | None: ...
+
+    def set_pending(self, user_id: UUID, sealed: bytes) -> None: ...
+
+    def confirm(self, user_id: UUID, sealed: bytes, step: int) -> None:
+        """The pending secret (re-sealed for its new column) becomes the one."""
+
+    def use_step(self, user_id: UUID, step: int) -> bool:
+        """Record `step` as used; False if it, or a later one, was used already."""
+
+    def replace_recovery_codes(self, user_id: UUID, digests: list[bytes]) -> None: ...
+
+    def use_recovery_code(self, user_id: UUID, digest: bytes) -> bool:
+        """Spend the code; False if unknown or spent."""
+
+    def recovery_codes_left(self, user_id: UUID) -> int: ...
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    user_id: UUID
+    tenant_id: UUID
+    role: str
+    credential_version: int
+    second_factor_passed: bool
+    has_second_factor: bool
+
 
 class SessionDirectory(Protocol):
     """The lookup made before any tenant is known: by token hash."""
 
-    def touch(self, token_hash: bytes) -> tuple[UUID, UUID, str, int] | None:
-        """(user id, tenant id, role, credential version) of the live session,
-        its last-seen time moved to the engine's now."""
+    def touch(self, token_hash: bytes) -> SessionFacts | None:
+        """The live session, its last-seen time moved to the engine's now."""
 
 
 class RateLimiter(Protocol):
@@ -158,6 +200,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sessions(self) -> SessionStore: ...
+
+    @property
+    def second_factor(self) -> SecondFactorStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

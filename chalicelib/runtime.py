@@ -38,6 +38,17 @@ def passwords() -> Any:
     return Passwords(s.password_time_cost, s.password_memory_kib, s.password_parallelism)
 
 
+@lru_cache(maxsize=1)
+def field_cipher() -> Any:
+    from chalicelib.adapters.keys import LocalKeyFile
+    from chalicelib.usecases.field_encryption import FieldCipher
+
+    path = settings().master_key_file
+    if path is None:
+        raise RuntimeError("EINVOICE_MASTER_KEY_FILE is not set: sealed fields cannot be used")
+    return FieldCipher(LocalKeyFile(path))
+
+
 def session_policy() -> Any:
     from datetime import timedelta
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pg8000.native
 import pytest
@@ -37,6 +38,7 @@ def _clear_caches() -> None:
     runtime.clock.cache_clear()
     runtime.object_store.cache_clear()
     runtime.passwords.cache_clear()
+    runtime.field_cipher.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +52,8 @@ def stack() -> Iterator[LocalStack]:
     os.environ.update(EINVOICE_PASSWORD_TIME_COST="1", EINVOICE_PASSWORD_MEMORY_KIB="1024",
                       EINVOICE_PASSWORD_PARALLELISM="1")
     # Every test request comes from 127.0.0.1: rate-limit tests lower these themselves.
-    for limit in ("LOGIN_PER_IP", "LOGIN_PER_ACCOUNT", "SIGNUP_PER_IP", "WRITES_PER_USER"):
+    for limit in ("LOGIN_PER_IP", "LOGIN_PER_ACCOUNT", "SIGNUP_PER_IP", "WRITES_PER_USER",
+                  "SECOND_FACTOR_PER_USER"):
         os.environ[f"EINVOICE_{limit}_PER_MINUTE"] = "100000"
     _clear_caches()
     try:
@@ -64,6 +67,17 @@ def stack() -> Iterator[LocalStack]:
         local.stop()
         shutil.rmtree(local.postgres.base_dir, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Iterator[Any]:
+    """The HTTP API through Chalice's test client, on the real stack."""
+    from chalice.test import Client
+
+    import app as app_module
+
+    with Client(app_module.app) as test_client:
+        yield test_client.http
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, DomainError, InvalidInput, Unauthorized, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
-from chalicelib.ports import Account, StoredDataKey, WrappedKey
+from chalicelib.ports import Account, SessionFacts, StoredDataKey, TotpRecord, WrappedKey
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 PAGE_SIZE = 5000  # rows per page at most...
@@ -132,6 +132,7 @@ class TenantUnitOfWork:
     data_keys: PostgresDataKeys
     users: PostgresUsers
     sessions: PostgresSessions
+    second_factor: PostgresSecondFactors
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -150,6 +151,7 @@ class TenantUnitOfWork:
         self.data_keys = PostgresDataKeys(conn, self._tenant_id)
         self.users = PostgresUsers(conn, self._tenant_id)
         self.sessions = PostgresSessions(conn, self._tenant_id)
+        self.second_factor = PostgresSecondFactors(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -220,6 +222,11 @@ class PostgresUsers:
             "RETURNING credential_version", h=new_hash, t=self._tenant, id=str(user_id))
         return int(version)
 
+    def email(self, user_id: UUID) -> str | None:
+        rows = self._conn.run("SELECT email FROM users WHERE tenant_id = :t AND id = :id",
+                              t=self._tenant, id=str(user_id))
+        return str(rows[0][0]) if rows else None
+
 
 class PostgresSessions:
     def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
@@ -245,6 +252,67 @@ class PostgresSessions:
         self._conn.run("UPDATE sessions SET revoked_at = now() WHERE token_hash = :h "
                        "AND user_id = :u AND revoked_at IS NULL", h=token_hash, u=str(user_id))
 
+    def mark_second_factor(self, token_hash: bytes, user_id: UUID) -> None:
+        self._conn.run("UPDATE sessions SET mfa_at = now() WHERE token_hash = :h "
+                       "AND user_id = :u AND revoked_at IS NULL AND mfa_at IS NULL",
+                       h=token_hash, u=str(user_id))
+
+
+class PostgresSecondFactors:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def get(self, user_id: UUID, *, lock: bool = False) -> TotpRecord | None:
+        rows = self._conn.run(
+            "SELECT secret, pending_secret, last_step FROM user_totp "
+            f"WHERE tenant_id = :t AND user_id = :u{' FOR UPDATE' if lock else ''}",
+            t=self._tenant, u=str(user_id))
+        if not rows:
+            return None
+        secret, pending, last_step = rows[0]
+        return TotpRecord(bytes(secret) if secret is not None else None,
+                          bytes(pending) if pending is not None else None, int(last_step))
+
+    def set_pending(self, user_id: UUID, sealed: bytes) -> None:
+        self._conn.run("INSERT INTO user_totp (user_id, tenant_id, pending_secret) "
+                       "VALUES (:u, :t, :s) ON CONFLICT (user_id) "
+                       "DO UPDATE SET pending_secret = EXCLUDED.pending_secret",
+                       u=str(user_id), t=self._tenant, s=sealed)
+
+    def confirm(self, user_id: UUID, sealed: bytes, step: int) -> None:
+        self._conn.run("UPDATE user_totp SET secret = :s, pending_secret = NULL, "
+                       "confirmed_at = now(), last_step = greatest(last_step, :step) "
+                       "WHERE tenant_id = :t AND user_id = :u",
+                       s=sealed, step=step, t=self._tenant, u=str(user_id))
+
+    def use_step(self, user_id: UUID, step: int) -> bool:
+        # Atomic: of two requests with the same code, the second finds the
+        # step already recorded once the first commits.
+        rows = self._conn.run("UPDATE user_totp SET last_step = :step WHERE tenant_id = :t "
+                              "AND user_id = :u AND last_step < :step RETURNING 1",
+                              step=step, t=self._tenant, u=str(user_id))
+        return bool(rows)
+
+    def replace_recovery_codes(self, user_id: UUID, digests: list[bytes]) -> None:
+        self._conn.run("DELETE FROM recovery_codes WHERE tenant_id = :t AND user_id = :u",
+                       t=self._tenant, u=str(user_id))
+        for digest in digests:
+            self._conn.run("INSERT INTO recovery_codes (tenant_id, user_id, code_hash) "
+                           "VALUES (:t, :u, :h)", t=self._tenant, u=str(user_id), h=digest)
+
+    def use_recovery_code(self, user_id: UUID, digest: bytes) -> bool:
+        rows = self._conn.run("UPDATE recovery_codes SET used_at = now() WHERE tenant_id = :t "
+                              "AND user_id = :u AND code_hash = :h AND used_at IS NULL "
+                              "RETURNING 1", t=self._tenant, u=str(user_id), h=digest)
+        return bool(rows)
+
+    def recovery_codes_left(self, user_id: UUID) -> int:
+        [[left]] = self._conn.run("SELECT count(*) FROM recovery_codes WHERE tenant_id = :t "
+                                  "AND user_id = :u AND used_at IS NULL",
+                                  t=self._tenant, u=str(user_id))
+        return int(left)
+
 
 class PostgresSessionDirectory:
     """Session lookups through auth_session_touch(), outside any tenant."""
@@ -252,11 +320,11 @@ class PostgresSessionDirectory:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def touch(self, token_hash: bytes) -> tuple[UUID, UUID, str, int] | None:
+    def touch(self, token_hash: bytes) -> SessionFacts | None:
         with self._database.transaction(None) as conn:
-            rows = conn.run("SELECT user_id, tenant_id, role, credential_version "
-                            "FROM auth_session_touch(:h)", h=token_hash)
-        return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+            rows = conn.run("SELECT user_id, tenant_id, role, credential_version, mfa_passed, "
+                            "has_totp FROM auth_session_touch(:h)", h=token_hash)
+        return SessionFacts(*rows[0]) if rows else None
 
 
 class PostgresRateLimiter:

@@ -1,14 +1,15 @@
 """The HTTP edge for people: cookies, CSRF, authentication, authorization.
 
-Every route is listed either in PUBLIC or in ROUTES, the single place that
-says who may call what (a test checks each Chalice route is in exactly one).
+Every route is listed, by its view name in app.py, either in PUBLIC or in
+ROUTES, the single place that says who may call what (a test checks each
+Chalice route is in exactly one).
 The tenant a request acts in comes only from its session, never from a header
 or a body. State-changing routes require the CSRF token in an `X-CSRF-Token`
 header: it is derived from the session token (SHA-256 with a domain prefix)
 and handed to the page in the readable `csrf` cookie, so a cookie planted by
-someone else (cookie tossing) is worth nothing. Owners and platform admins must
-pass TOTP before anything but logging out (TOTP enrolment is not built yet, so
-today they can only log out).
+someone else (cookie tossing) is worth nothing. Owners and platform admins (and
+anyone who enrolled one) must pass their second factor in each session before
+anything but enrolling it, passing it, or logging out.
 """
 
 from __future__ import annotations
@@ -43,12 +44,17 @@ from chalicelib.usecases.accounts import (
     sign_up,
 )
 from chalicelib.usecases.rate_limits import enforce
-from chalicelib.usecases.sessions import SessionPolicy, authenticate, close_session, open_session
+from chalicelib.usecases.sessions import (
+    SessionPolicy,
+    authenticate,
+    close_session,
+    open_session,
+    token_hash,
+)
 
 logger = Logger(service="einvoice")
 
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
-MFA_ROLES = frozenset({"owner", "platform_admin"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,10 @@ PUBLIC = frozenset({"health", "signup", "login"})
 ROUTES: dict[str, Rule] = {
     "me": Rule(EVERYONE),
     "logout": Rule(EVERYONE, writes=True, before_mfa=True, rate_limited=False),
-    "change_password": Rule(EVERYONE, writes=True),
+    "password": Rule(EVERYONE, writes=True),
+    "totp_enrol": Rule(EVERYONE, writes=True, before_mfa=True),
+    "totp_confirm": Rule(EVERYONE, writes=True, before_mfa=True),
+    "second_factor": Rule(EVERYONE, writes=True, before_mfa=True),
 }
 
 SECURITY_HEADERS = {
@@ -97,6 +106,15 @@ class LogInBody(_Body):
 class ChangePasswordBody(_Body):
     current_password: str = Field(max_length=1000)
     new_password: str = Field(max_length=1000)
+
+
+class CodeBody(_Body):
+    code: str = Field(max_length=100)
+
+
+class SecondFactorBody(_Body):
+    code: str | None = Field(default=None, max_length=100)
+    recovery_code: str | None = Field(default=None, max_length=100)
 
 
 def sign_up_route(request: Request) -> Response:
@@ -152,7 +170,55 @@ def change_password_route(request: Request) -> Response:
         # Every session ended, this one included: log in again.
         return Response(body="", status_code=204, headers={"Set-Cookie": cleared_cookies()})
 
-    return secured(request, "change_password", act)
+    return secured(request, "password", act)
+
+
+def totp_enrol_route(request: Request) -> Response:
+    from chalicelib.usecases.second_factor import start_enrolment
+
+    def act(principal: Principal, _token: str) -> Response:
+        enrolment = start_enrolment(principal, runtime.database().unit_of_work,
+                                    runtime.field_cipher())
+        return Response(body={"secret": enrolment.secret, "otpauth_uri": enrolment.uri},
+                        status_code=201)
+
+    return secured(request, "totp_enrol", act)
+
+
+def totp_confirm_route(request: Request) -> Response:
+    from chalicelib.usecases.second_factor import confirm_enrolment
+
+    def act(principal: Principal, token: str) -> Response:
+        body = parse(request, CodeBody)
+        _second_factor_attempt(principal)
+        codes = confirm_enrolment(principal, body.code, token_hash(token),
+                                  runtime.database().unit_of_work, runtime.field_cipher(),
+                                  runtime.clock())
+        return Response(body={"recovery_codes": codes}, status_code=200)
+
+    return secured(request, "totp_confirm", act)
+
+
+def second_factor_route(request: Request) -> Response:
+    from chalicelib.usecases.second_factor import pass_second_factor
+
+    def act(principal: Principal, token: str) -> Response:
+        body = parse(request, SecondFactorBody)
+        if (body.code is None) == (body.recovery_code is None):
+            raise InvalidInput([Violation("code", "give exactly one of code, recovery_code")])
+        _second_factor_attempt(principal)
+        left = pass_second_factor(principal, body.code, body.recovery_code, token_hash(token),
+                                  runtime.database().unit_of_work, runtime.field_cipher(),
+                                  runtime.clock())
+        return Response(body={"recovery_codes_left": left}, status_code=200)
+
+    return secured(request, "second_factor", act)
+
+
+def _second_factor_attempt(principal: Principal) -> None:
+    """Six digits are guessable: few attempts per user, whichever session."""
+    enforce(_limiter(), [("second-factor", str(principal.user_id),
+                          settings().second_factor_per_user_per_minute)])
 
 
 def secured(request: Request, route: str,
@@ -179,9 +245,11 @@ def secured(request: Request, route: str,
 def authorize(rule: Rule, principal: Principal) -> None:
     if principal.role not in rule.roles:
         raise Forbidden([Violation("role", f"{principal.role} may not do this")])
-    if principal.role in MFA_ROLES and not rule.before_mfa:
-        raise Forbidden([Violation("totp", "owners and admins must pass TOTP first "
-                                   "(enrolment is not available yet)")])
+    if principal.needs_second_factor and not rule.before_mfa:
+        if principal.has_second_factor:
+            raise Forbidden([Violation("totp", "pass your second factor first: POST /mfa")])
+        raise Forbidden([Violation("totp", "owners and admins must enrol a second factor "
+                                   "first: POST /mfa/totp, then POST /mfa/totp/confirm")])
 
 
 def csrf_token(session_token: str) -> str:

@@ -1,7 +1,6 @@
 """Sign up, log in, change password: the credentials half of authentication.
 
-Sessions, CSRF, TOTP and the HTTP routes come next (issue 5); these use cases
-already decide who someone is, and from that alone, which tenant they act in.
+These use cases decide who someone is, and from that alone, which tenant they act in.
 """
 
 from __future__ import annotations
@@ -27,6 +26,14 @@ class Principal:
     tenant_id: UUID
     role: str
     credential_version: int = 1  # the password version this principal proved
+    second_factor_passed: bool = False  # this session passed TOTP or a recovery code
+    has_second_factor: bool = False  # the user has a confirmed TOTP
+
+    @property
+    def needs_second_factor(self) -> bool:
+        """Owners and admins always; anyone else once they enrolled one."""
+        return (self.role in {"owner", "platform_admin"} or self.has_second_factor) \
+            and not self.second_factor_passed
 
 
 def normalise_email(email: str) -> str:

@@ -1,7 +1,7 @@
 """Sessions: who is calling, from an opaque token alone.
 
 The token is 256 random bits, shown once (to be set as an HttpOnly, Secure,
-SameSite=Strict cookie by the HTTP layer, still to come); the database keeps
+SameSite=Strict cookie by the HTTP layer); the database keeps
 only its SHA-256. A fresh token is issued at every login, so a token planted
 before login (fixation) is never promoted. A session ends at its absolute
 expiry, after an idle period, at logout, or when its user's password changes.
@@ -49,8 +49,9 @@ def authenticate(token: str | None, directory: SessionDirectory) -> Principal:
         found = directory.touch(token_hash(token))
     if found is None:
         raise Unauthorized([Violation("session", "missing, expired or revoked: log in")])
-    user_id, tenant_id, role, credential_version = found
-    return Principal(user_id, tenant_id, role, credential_version)
+    return Principal(found.user_id, found.tenant_id, found.role, found.credential_version,
+                     second_factor_passed=found.second_factor_passed,
+                     has_second_factor=found.has_second_factor)
 
 
 def close_session(principal: Principal, token: str, unit_of_work: UnitOfWorkFactory) -> None:

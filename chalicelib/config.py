@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     signup_per_ip_per_minute: int = Field(default=5, ge=1)
     writes_per_user_per_minute: int = Field(default=60, ge=1)
     second_factor_per_user_per_minute: int = Field(default=5, ge=1)
+    # Lock-out: after this many wrong passwords for an account from one address
+    # (or wrong codes for a user), a wait of lockout_base_seconds that doubles
+    # with each further failure, up to the cap; for an account from all
+    # addresses, later and shorter (a remote attacker cannot keep it out long).
+    lockout_after_failures: int = Field(default=5, ge=1)
+    lockout_base_seconds: int = Field(default=30, ge=1)
+    lockout_cap_seconds: int = Field(default=3600, ge=1, le=86400)
+    lockout_account_after_failures: int = Field(default=20, ge=1)
+    lockout_account_cap_seconds: int = Field(default=900, ge=1, le=86400)
 
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None

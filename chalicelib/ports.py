@@ -178,6 +178,18 @@ class RateLimiter(Protocol):
     def hit(self, key: str, window: timedelta, limit: int) -> tuple[bool, int]: ...
 
 
+class Lockouts(Protocol):
+    """Failure counters with exponential back-off, shared by every instance."""
+
+    def wait(self, key: str) -> int:
+        """Seconds before `key` may try again; 0 if it may now."""
+
+    def fail(self, key: str, free: int, base: timedelta, cap: timedelta) -> int:
+        """Count a failure; the seconds it is now locked for (0: not locked)."""
+
+    def clear(self, key: str) -> None: ...
+
+
 class TenantStore(Protocol):
     def add(self, tenant_id: UUID, name: str) -> None:
         """Create the tenant (its empty chain is opened by the engine)."""

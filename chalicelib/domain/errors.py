@@ -49,6 +49,14 @@ class Forbidden(DomainError):
     status = 403
 
 
+class WrongPassword(Unauthorized):
+    """A failed password: counts towards the lock-out."""
+
+
+class WrongSecondFactor(Forbidden):
+    """A failed TOTP or recovery code: counts towards the lock-out."""
+
+
 class TooManyRequests(DomainError):
     status = 429
 

@@ -21,6 +21,7 @@ import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
@@ -43,6 +44,7 @@ from chalicelib.usecases.accounts import (
     normalise_email,
     sign_up,
 )
+from chalicelib.usecases.lockout import Backoff, guarded
 from chalicelib.usecases.rate_limits import enforce
 from chalicelib.usecases.sessions import (
     SessionPolicy,
@@ -142,8 +144,12 @@ def log_in_route(request: Request) -> Response:
         database = runtime.database()
         from chalicelib.adapters.postgres import PostgresLoginDirectory
 
-        principal = log_in(body.email, body.password, PostgresLoginDirectory(database),
-                           database.unit_of_work, runtime.passwords())
+        email = normalise_email(body.email)
+        principal = guarded(_lockouts(), [
+            (f"login-address|{email}|{ip}", _backoff()),
+            (f"login-account|{email}", _backoff(account_wide=True))],
+            lambda: log_in(body.email, body.password, PostgresLoginDirectory(database),
+                           database.unit_of_work, runtime.passwords()))
         return _logged_in(principal, 200)
 
     return _answer(act)
@@ -191,9 +197,11 @@ def totp_confirm_route(request: Request) -> Response:
     def act(principal: Principal, token: str) -> Response:
         body = parse(request, CodeBody)
         _second_factor_attempt(principal)
-        codes = confirm_enrolment(principal, body.code, token_hash(token),
-                                  runtime.database().unit_of_work, runtime.field_cipher(),
-                                  runtime.clock())
+        codes = guarded(_lockouts(), [(f"second-factor|{principal.user_id}", _backoff())],
+                        lambda: confirm_enrolment(
+                            principal, body.code, token_hash(token),
+                            runtime.database().unit_of_work, runtime.field_cipher(),
+                            runtime.clock()))
         return Response(body={"recovery_codes": codes}, status_code=200)
 
     return secured(request, "totp_confirm", act)
@@ -207,9 +215,11 @@ def second_factor_route(request: Request) -> Response:
         if (body.code is None) == (body.recovery_code is None):
             raise InvalidInput([Violation("code", "give exactly one of code, recovery_code")])
         _second_factor_attempt(principal)
-        left = pass_second_factor(principal, body.code, body.recovery_code, token_hash(token),
-                                  runtime.database().unit_of_work, runtime.field_cipher(),
-                                  runtime.clock())
+        left = guarded(_lockouts(), [(f"second-factor|{principal.user_id}", _backoff())],
+                       lambda: pass_second_factor(
+                           principal, body.code, body.recovery_code, token_hash(token),
+                           runtime.database().unit_of_work, runtime.field_cipher(),
+                           runtime.clock()))
         return Response(body={"recovery_codes_left": left}, status_code=200)
 
     return secured(request, "second_factor", act)
@@ -278,6 +288,20 @@ def client_ip(request: Request) -> str:
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+def _lockouts() -> Any:
+    from chalicelib.adapters.postgres import PostgresLockouts
+
+    return PostgresLockouts(runtime.database())
+
+
+def _backoff(*, account_wide: bool = False) -> Backoff:
+    s = settings()
+    base = timedelta(seconds=s.lockout_base_seconds)
+    cap = s.lockout_account_cap_seconds if account_wide else s.lockout_cap_seconds
+    return Backoff(s.lockout_account_after_failures if account_wide else s.lockout_after_failures,
+                   base, max(base, timedelta(seconds=cap)))
 
 
 def _limiter() -> Any:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from chalicelib.domain.errors import Forbidden, InvalidInput, Unauthorized, Violation
+from chalicelib.domain.errors import Forbidden, InvalidInput, Violation, WrongPassword
 from chalicelib.domain.passwords import Passwords
 from chalicelib.domain.text import text_problem
 from chalicelib.ports import Account, LoginDirectory, UnitOfWorkFactory
@@ -73,7 +73,7 @@ def log_in(email: str, password: str, directory: LoginDirectory,
     account = None if email_violations(email) else directory.find(email)
     checked = passwords.check(account.password_hash if account else None, password)
     if account is None or not checked.ok:
-        raise Unauthorized([Violation("email/password", "do not match an account")])
+        raise WrongPassword([Violation("email/password", "do not match an account")])
     if checked.needs_rehash:
         with unit_of_work(account.tenant_id) as uow:
             # Only if the password is still the one just checked: a change

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib.domain.encryption import DecryptionRefused, FieldPlace
-from chalicelib.domain.errors import Conflict, Forbidden, Violation
+from chalicelib.domain.errors import Conflict, Forbidden, Violation, WrongSecondFactor
 from chalicelib.domain.second_factor import (
     accepted_step,
     new_recovery_codes,
@@ -53,7 +53,8 @@ def confirm_enrolment(principal: Principal, code: str, session_hash: bytes,
         secret = _open(cipher, uow, principal, "pending_secret", record.pending_secret)
         step = accepted_step(secret, code, clock.now())
         if step is None or step <= record.last_step:
-            raise Forbidden([Violation("code", "is not the current code of the new authenticator")])
+            raise WrongSecondFactor([Violation("code",
+                                               "is not the current code of the new authenticator")])
         uow.second_factor.confirm(principal.user_id, cipher.seal(
             uow.data_keys, _place(principal, "secret"), secret), step)
         codes = new_recovery_codes()
@@ -83,7 +84,7 @@ def pass_second_factor(principal: Principal, code: str | None, recovery_code: st
             passed = step is not None and store.use_step(principal.user_id, step)
             field = "code"
         if not passed:
-            raise Forbidden([Violation(field, "is wrong, expired or already used")])
+            raise WrongSecondFactor([Violation(field, "is wrong, expired or already used")])
         uow.sessions.mark_second_factor(session_hash, principal.user_id)
         return store.recovery_codes_left(principal.user_id)
 

@@ -99,6 +99,43 @@ def second_factor() -> Response:
     return second_factor_route(_request())
 
 
+@app.route("/ledger/verify", methods=["GET"])
+def ledger_verify() -> Response:
+    """Recompute the caller's tenant chain and say where it breaks, if it does."""
+    from chalicelib.entrypoints.web import ledger_verify_route
+
+    return ledger_verify_route(_request())
+
+
+@app.route("/ledger/entries", methods=["GET"])
+def ledger_entries() -> Response:
+    from chalicelib.entrypoints.web import ledger_entries_route
+
+    return ledger_entries_route(_request())
+
+
+@app.route("/api-keys", methods=["POST"])
+def api_keys_create() -> Response:
+    """A key for a machine caller, with scopes; its secret is shown once."""
+    from chalicelib.entrypoints.web import api_keys_create_route
+
+    return api_keys_create_route(_request())
+
+
+@app.route("/api-keys", methods=["GET"])
+def api_keys_list() -> Response:
+    from chalicelib.entrypoints.web import api_keys_list_route
+
+    return api_keys_list_route(_request())
+
+
+@app.route("/api-keys/{key_id}", methods=["DELETE"])
+def api_key_revoke(key_id: str) -> Response:
+    from chalicelib.entrypoints.web import api_key_revoke_route
+
+    return api_key_revoke_route(_request(), key_id)
+
+
 @app.on_sqs_message(queue=settings().ledger_queue, batch_size=10)
 def append_ledger_entries(event: SQSEvent) -> Any:
     """Append ledger entries from the queue, reporting failed messages so only

@@ -178,6 +178,39 @@ class RateLimiter(Protocol):
     def hit(self, key: str, window: timedelta, limit: int) -> tuple[bool, int]: ...
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as its tenant's owners see it (never the secret)."""
+
+    key_id: UUID
+    name: str
+    scopes: tuple[str, ...]
+    created_by: UUID
+    created_at: datetime | None
+    expires_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyStore(Protocol):
+    """One tenant's API keys, inside the unit of work's transaction."""
+
+    def add(self, key: ApiKey, secret_hash: bytes) -> ApiKey:
+        """Create it (the engine stamps created_at); returns it as stored."""
+
+    def list(self) -> list[ApiKey]: ...
+
+    def revoke(self, key_id: UUID) -> bool:
+        """False if the tenant has no such live key."""
+
+
+class ApiKeyDirectory(Protocol):
+    """The lookup made before any tenant is known: by secret hash."""
+
+    def find(self, secret_hash: bytes) -> tuple[UUID, UUID, tuple[str, ...]] | None:
+        """(key id, tenant id, scopes) of the live key, its last use stamped."""
+
+
 class Lockouts(Protocol):
     """Failure counters with exponential back-off, shared by every instance."""
 
@@ -215,6 +248,9 @@ class UnitOfWork(Protocol):
 
     @property
     def second_factor(self) -> SecondFactorStore: ...
+
+    @property
+    def api_keys(self) -> ApiKeyStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

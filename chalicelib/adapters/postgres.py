@@ -24,7 +24,14 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, DomainError, InvalidInput, Unauthorized, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
-from chalicelib.ports import Account, SessionFacts, StoredDataKey, TotpRecord, WrappedKey
+from chalicelib.ports import (
+    Account,
+    ApiKey,
+    SessionFacts,
+    StoredDataKey,
+    TotpRecord,
+    WrappedKey,
+)
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 PAGE_SIZE = 5000  # rows per page at most...
@@ -133,6 +140,7 @@ class TenantUnitOfWork:
     users: PostgresUsers
     sessions: PostgresSessions
     second_factor: PostgresSecondFactors
+    api_keys: PostgresApiKeys
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -152,6 +160,7 @@ class TenantUnitOfWork:
         self.users = PostgresUsers(conn, self._tenant_id)
         self.sessions = PostgresSessions(conn, self._tenant_id)
         self.second_factor = PostgresSecondFactors(conn, self._tenant_id)
+        self.api_keys = PostgresApiKeys(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -341,6 +350,52 @@ class PostgresRateLimiter:
                 "SELECT allowed, retry_after FROM rate_limit_hit(:b, "
                 "make_interval(secs => :w), :n)", b=bucket, w=window.total_seconds(), n=limit)
         return bool(allowed), int(retry_after)
+
+
+_API_KEY_COLUMNS = ("id, name, scopes, created_by, created_at, expires_at, last_used_at, "
+                    "revoked_at")
+
+
+def _api_key(row: list[Any]) -> ApiKey:
+    return ApiKey(row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6], row[7])
+
+
+class PostgresApiKeys:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def add(self, key: ApiKey, secret_hash: bytes) -> ApiKey:
+        [row] = self._conn.run(
+            "INSERT INTO api_keys (id, tenant_id, name, secret_hash, scopes, created_by, "
+            "expires_at) VALUES (:id, :t, :name, :h, CAST(:scopes AS text[]), :by, :exp) "
+            f"RETURNING {_API_KEY_COLUMNS}", id=str(key.key_id), t=self._tenant, name=key.name,
+            h=secret_hash, scopes=list(key.scopes), by=str(key.created_by), exp=key.expires_at)
+        return _api_key(row)
+
+    def list(self) -> list[ApiKey]:
+        rows = self._conn.run(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = :t "
+                              "ORDER BY created_at, id", t=self._tenant)
+        return [_api_key(row) for row in rows]
+
+    def revoke(self, key_id: UUID) -> bool:
+        rows = self._conn.run("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = :t "
+                              "AND id = :id AND revoked_at IS NULL RETURNING 1",
+                              t=self._tenant, id=str(key_id))
+        return bool(rows)
+
+
+class PostgresApiKeyDirectory:
+    """API key lookups through auth_api_key(), outside any tenant."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def find(self, secret_hash: bytes) -> tuple[UUID, UUID, tuple[str, ...]] | None:
+        with self._database.transaction(None) as conn:
+            rows = conn.run("SELECT key_id, tenant_id, scopes FROM auth_api_key(:h)",
+                            h=secret_hash)
+        return (rows[0][0], rows[0][1], tuple(rows[0][2])) if rows else None
 
 
 def _bucket(key: str) -> bytes:

@@ -18,11 +18,13 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 from aws_lambda_powertools import Logger
 from chalice.app import Request, Response
@@ -44,6 +46,7 @@ from chalicelib.usecases.accounts import (
     normalise_email,
     sign_up,
 )
+from chalicelib.usecases.api_keys import API_KEY_ROLE, authenticate_api_key
 from chalicelib.usecases.lockout import Backoff, guarded
 from chalicelib.usecases.rate_limits import enforce
 from chalicelib.usecases.sessions import (
@@ -57,6 +60,7 @@ from chalicelib.usecases.sessions import (
 logger = Logger(service="einvoice")
 
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
+OWNERS = frozenset({"owner"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class Rule:
     # Each route has its own per-user bucket; logging out is never limited, so
     # a stolen session cannot keep its victim from ending it.
     rate_limited: bool = True
+    # The scope an API key needs here; None: people only (cookie session).
+    api_scope: str | None = None
 
 
 PUBLIC = frozenset({"health", "signup", "login"})
@@ -78,6 +84,11 @@ ROUTES: dict[str, Rule] = {
     "totp_enrol": Rule(EVERYONE, writes=True, before_mfa=True),
     "totp_confirm": Rule(EVERYONE, writes=True, before_mfa=True),
     "second_factor": Rule(EVERYONE, writes=True, before_mfa=True),
+    "ledger_verify": Rule(EVERYONE, api_scope="ledger:read"),
+    "ledger_entries": Rule(EVERYONE, api_scope="ledger:read"),
+    "api_keys_create": Rule(OWNERS, writes=True),
+    "api_keys_list": Rule(OWNERS),
+    "api_key_revoke": Rule(OWNERS, writes=True),
 }
 
 SECURITY_HEADERS = {
@@ -108,6 +119,12 @@ class LogInBody(_Body):
 class ChangePasswordBody(_Body):
     current_password: str = Field(max_length=1000)
     new_password: str = Field(max_length=1000)
+
+
+class ApiKeyBody(_Body):
+    name: str = Field(max_length=1000)
+    scopes: list[str] = Field(max_length=20)
+    expires_in_days: int = 90
 
 
 class CodeBody(_Body):
@@ -225,6 +242,90 @@ def second_factor_route(request: Request) -> Response:
     return secured(request, "second_factor", act)
 
 
+def ledger_verify_route(request: Request) -> Response:
+    from chalicelib.usecases.verify_ledger import verify_ledger
+
+    def act(principal: Principal, _token: str) -> Response:
+        result = verify_ledger(principal.tenant_id, runtime.database().snapshot)
+        return Response(body=result.as_dict(), status_code=200)
+
+    return secured(request, "ledger_verify", act)
+
+
+def ledger_entries_route(request: Request) -> Response:
+    """Entries after `after` (a seq), at most `limit` (1..1000), in order."""
+    def act(principal: Principal, _token: str) -> Response:
+        after = _query_int(request, "after", 0, 0, 2**62)
+        limit = _query_int(request, "limit", 100, 1, 1000)
+        with runtime.database().snapshot(principal.tenant_id) as uow:
+            entries = [{"seq": e.seq, "kind": e.kind, "payload": e.payload,
+                        "prev_hash": e.prev_hash.hex(), "hash": e.hash.hex()}
+                       for e in itertools.islice(uow.ledger.entries(after), limit)]
+        return Response(body={"entries": entries}, status_code=200)
+
+    return secured(request, "ledger_entries", act)
+
+
+def api_keys_create_route(request: Request) -> Response:
+    from chalicelib.usecases.api_keys import create_api_key
+
+    def act(principal: Principal, _token: str) -> Response:
+        body = parse(request, ApiKeyBody)
+        key, secret = create_api_key(principal, body.name, body.scopes, body.expires_in_days,
+                                     runtime.database().unit_of_work, runtime.clock())
+        return Response(body={**_api_key_body(key), "secret": secret}, status_code=201)
+
+    return secured(request, "api_keys_create", act)
+
+
+def api_keys_list_route(request: Request) -> Response:
+    from chalicelib.usecases.api_keys import list_api_keys
+
+    def act(principal: Principal, _token: str) -> Response:
+        keys = list_api_keys(principal, runtime.database().unit_of_work)
+        return Response(body={"api_keys": [_api_key_body(k) for k in keys]}, status_code=200)
+
+    return secured(request, "api_keys_list", act)
+
+
+def api_key_revoke_route(request: Request, key_id: str) -> Response:
+    from chalicelib.usecases.api_keys import revoke_api_key
+
+    def act(principal: Principal, _token: str) -> Response:
+        revoke_api_key(principal, _path_uuid(key_id, "key_id"),
+                       runtime.database().unit_of_work)
+        return Response(body="", status_code=204)
+
+    return secured(request, "api_key_revoke", act)
+
+
+def _api_key_body(key: Any) -> dict[str, Any]:
+    def when(moment: Any) -> str | None:
+        return moment.isoformat() if moment is not None else None
+
+    return {"id": str(key.key_id), "name": key.name, "scopes": list(key.scopes),
+            "created_by": str(key.created_by), "created_at": when(key.created_at),
+            "expires_at": when(key.expires_at), "last_used_at": when(key.last_used_at),
+            "revoked_at": when(key.revoked_at)}
+
+
+def _path_uuid(raw: str, field: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise InvalidInput([Violation(field, "must be a UUID")]) from None
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    params = request.query_params
+    raw = params.get(name) if params is not None else None
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20 and low <= int(raw) <= high):
+        raise InvalidInput([Violation(name, f"must be a whole number from {low} to {high}")])
+    return int(raw)
+
+
 def _second_factor_attempt(principal: Principal) -> None:
     """Six digits are guessable: few attempts per user, whichever session."""
     enforce(_limiter(), [("second-factor", str(principal.user_id),
@@ -237,13 +338,20 @@ def secured(request: Request, route: str,
     rule = ROUTES[route]
 
     def act() -> Response:
-        from chalicelib.adapters.postgres import PostgresSessionDirectory
+        from chalicelib.adapters.postgres import PostgresApiKeyDirectory, PostgresSessionDirectory
 
-        token = cookie(request, "session")
-        principal = authenticate(token, PostgresSessionDirectory(runtime.database()))
+        authorization = request.headers.get("authorization")
+        token = None
+        if authorization is not None:  # a machine: API key, no cookies, no CSRF
+            principal = authenticate_api_key(authorization,
+                                             PostgresApiKeyDirectory(runtime.database()))
+        else:
+            token = cookie(request, "session")
+            principal = authenticate(token, PostgresSessionDirectory(runtime.database()))
         authorize(rule, principal)
         if rule.writes:
-            check_csrf(request)
+            if token is not None:
+                check_csrf(request)
             if rule.rate_limited:
                 enforce(_limiter(), [(f"writes-{route}", str(principal.user_id),
                                       settings().writes_per_user_per_minute)])
@@ -253,6 +361,13 @@ def secured(request: Request, route: str,
 
 
 def authorize(rule: Rule, principal: Principal) -> None:
+    if principal.role == API_KEY_ROLE:
+        if rule.api_scope is None:
+            raise Forbidden([Violation("Authorization", "API keys may not do this: "
+                                       "people only")])
+        if rule.api_scope not in principal.scopes:
+            raise Forbidden([Violation("scope", f"this API key lacks {rule.api_scope}")])
+        return
     if principal.role not in rule.roles:
         raise Forbidden([Violation("role", f"{principal.role} may not do this")])
     if principal.needs_second_factor and not rule.before_mfa:

@@ -28,6 +28,8 @@ class Principal:
     credential_version: int = 1  # the password version this principal proved
     second_factor_passed: bool = False  # this session passed TOTP or a recovery code
     has_second_factor: bool = False  # the user has a confirmed TOTP
+    # An API key acts as role "api_key" with these scopes (user_id is the key's id).
+    scopes: frozenset[str] = frozenset()
 
     @property
     def needs_second_factor(self) -> bool:

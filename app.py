@@ -8,7 +8,9 @@ from chalice.app import Chalice, Request, Response, SQSEvent
 
 from chalicelib.config import settings
 
-app = Chalice(app_name="einvoice")
+# configure_logs=False: Chalice would otherwise take over the "einvoice" logger
+# (plain-text handler, level ERROR), next to the service's redacting one.
+app = Chalice(app_name="einvoice", configure_logs=False)
 
 
 def _request() -> Request:
@@ -19,12 +21,16 @@ def _request() -> Request:
 
 
 @app.middleware("http")
-def security_headers(event: Any, get_response: Any) -> Any:
-    """HSTS, no-sniff, frame deny, strict CSP and no-store on every response."""
-    from chalicelib.entrypoints.web import SECURITY_HEADERS
+def access_log_and_headers(event: Any, get_response: Any) -> Any:
+    """Every request: a request id, security headers on the response (HSTS,
+    no-sniff, frame deny, strict CSP, no-store), and a row in the access log."""
+    from chalicelib.entrypoints.web import SECURITY_HEADERS, begin_request, record_access
 
+    request_id, started = begin_request(event)
     response = get_response(event)
     response.headers.update(SECURITY_HEADERS)
+    response.headers["X-Request-Id"] = request_id
+    record_access(event, response.status_code, request_id, started)
     return response
 
 

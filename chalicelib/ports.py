@@ -211,6 +211,22 @@ class ApiKeyDirectory(Protocol):
         """(key id, tenant id, scopes) of the live key, its last use stamped."""
 
 
+@dataclass(frozen=True)
+class AccessRecord:
+    tenant_id: UUID | None
+    principal: str | None  # "user:<id>" or "api_key:<id>"
+    method: str
+    route: str  # the route template, never a concrete path with ids
+    status: int
+    latency_ms: int
+    request_id: str
+    ip_prefix: str
+
+
+class AccessLog(Protocol):
+    def record(self, entry: AccessRecord) -> None: ...
+
+
 class Lockouts(Protocol):
     """Failure counters with exponential back-off, shared by every instance."""
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from chalicelib.domain.errors import DomainError, InvalidInput, Violation
 from chalicelib.entrypoints.http import error_response, json_response, request_body
 from chalicelib.entrypoints.ledger_queue import handle_ledger_batch, parse_message, sanitised
+from chalicelib.logs import logger
 from chalicelib.runtime import append_entry
-
-logger = Logger(service="einvoice")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

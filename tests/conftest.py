@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -22,6 +23,56 @@ from chalicelib.adapters.postgres import Database, app_connector
 from chalicelib.config import Settings, settings
 from chalicelib.usecases.create_tenant import create_tenant
 from devstack.stack import LocalStack, Secrets, free_port
+
+# Every secret the tests see (passwords, tokens, codes, keys, emails), and
+# every log line the service (and any library) printed during the run: at the
+# end, no line may hold any of them (pytest_sessionfinish below).
+SECRETS: set[str] = set()
+LOG_LINES: list[str] = []
+_FULL_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@example\.fr")
+_RAW_CREDENTIAL = re.compile(r"eik_[^\[]|(?:session|csrf)=[^\[;\s]")
+
+
+def remember(*values: str | None) -> None:
+    SECRETS.update(v for v in values if v and len(v) >= 6)
+
+
+def find_leaks(lines: list[str], secrets: set[str]) -> list[str]:
+    """Each line that holds a known secret, a full email or a raw credential."""
+    leaks = []
+    for line in lines:
+        found = [s for s in secrets if s in line]
+        if found or _FULL_EMAIL.search(line) or _RAW_CREDENTIAL.search(line):
+            leaks.append(line[:300])
+    return leaks
+
+
+class _Capture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        LOG_LINES.append(self.format(record))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from chalicelib.logs import logger as service_logger
+
+    service = _Capture()
+    service.setFormatter(service_logger.registered_formatter)  # exactly what is printed
+    logging.getLogger("einvoice").addHandler(service)
+    everything_else = _Capture()  # libraries (pg8000, boto3, moto, ...) at their own levels
+    everything_else.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(everything_else)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = find_leaks(LOG_LINES, SECRETS)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"log scan: {len(LOG_LINES)} log lines checked against "
+                            f"{len(SECRETS)} secrets seen by the tests: {len(leaks)} leaks")
+        for leak in leaks[:20]:
+            reporter.write_line(f"  LEAK: {leak}")
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class FrozenClock:

@@ -25,6 +25,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, DomainError, InvalidInput, Unauthorized, Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 from chalicelib.ports import (
+    AccessRecord,
     Account,
     ApiKey,
     SessionFacts,
@@ -396,6 +397,22 @@ class PostgresApiKeyDirectory:
             rows = conn.run("SELECT key_id, tenant_id, scopes FROM auth_api_key(:h)",
                             h=secret_hash)
         return (rows[0][0], rows[0][1], tuple(rows[0][2])) if rows else None
+
+
+class PostgresAccessLog:
+    """One row per request, in its own transaction, in the caller's tenant
+    (none for anonymous calls): RLS checks the row's tenant is that one."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def record(self, entry: AccessRecord) -> None:
+        with self._database.transaction(entry.tenant_id) as conn:
+            conn.run("INSERT INTO access_log (tenant_id, principal, method, route, status, "
+                     "latency_ms, request_id, ip_prefix) VALUES (:t, :p, :m, :r, :s, :l, :q, :i)",
+                     t=str(entry.tenant_id) if entry.tenant_id else None, p=entry.principal,
+                     m=entry.method, r=entry.route, s=entry.status, l=entry.latency_ms,
+                     q=entry.request_id, i=entry.ip_prefix)
 
 
 def _bucket(key: str) -> bytes:

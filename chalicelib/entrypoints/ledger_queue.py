@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -21,9 +20,8 @@ from pydantic import ValidationError
 from chalicelib.adapters.postgres import sqlstate
 from chalicelib.domain.errors import DomainError, InvalidInput, Violation
 from chalicelib.domain.ledger import JSONFormatError, LedgerEntry, normalise_data, strict_json
+from chalicelib.logs import logger
 from chalicelib.usecases.append_ledger import AppendRequest
-
-logger = Logger(service="einvoice")
 
 Append = Callable[[AppendRequest], LedgerEntry]
 

@@ -20,13 +20,14 @@ import hmac
 import ipaddress
 import itertools
 import json
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from aws_lambda_powertools import Logger
 from chalice.app import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,6 +40,8 @@ from chalicelib.domain.errors import (
     TooManyRequests,
     Violation,
 )
+from chalicelib.logs import logger
+from chalicelib.ports import AccessRecord
 from chalicelib.usecases.accounts import (
     Principal,
     change_password,
@@ -56,8 +59,6 @@ from chalicelib.usecases.sessions import (
     open_session,
     token_hash,
 )
-
-logger = Logger(service="einvoice")
 
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
 OWNERS = frozenset({"owner"})
@@ -134,6 +135,52 @@ class CodeBody(_Body):
 class SecondFactorBody(_Body):
     code: str | None = Field(default=None, max_length=100)
     recovery_code: str | None = Field(default=None, max_length=100)
+
+
+# Who the current request acts as, once known: read by the access log.
+_caller: ContextVar[Principal | None] = ContextVar("caller", default=None)
+
+
+def begin_request(request: Request) -> tuple[str, float]:
+    """The request's id (the gateway's, else a new one) and its start time."""
+    given = str((request.context or {}).get("requestId") or "")
+    request_id = given if 1 <= len(given) <= 100 and given.isascii() and given.isprintable() \
+        else str(uuid4())
+    _caller.set(None)
+    logger.set_correlation_id(request_id)
+    return request_id, time.monotonic()
+
+
+def record_access(request: Request, status: int, request_id: str, started: float) -> None:
+    """Write the access-log row; a failure to write is logged, never hidden."""
+    from chalicelib.adapters.postgres import PostgresAccessLog
+
+    principal = _caller.get()
+    kind = "api_key" if principal and principal.role == API_KEY_ROLE else "user"
+    entry = AccessRecord(
+        tenant_id=principal.tenant_id if principal else None,
+        principal=f"{kind}:{principal.user_id}" if principal else None,
+        method=request.method if request.method.isalpha() else "OTHER",
+        route=str((request.context or {}).get("resourcePath") or "?")[:200],
+        status=status, latency_ms=int((time.monotonic() - started) * 1000),
+        request_id=request_id, ip_prefix=address_prefix(request))
+    try:
+        PostgresAccessLog(runtime.database()).record(entry)
+    except Exception as exc:  # noqa: BLE001 - logged below by type only
+        failure = type(exc).__name__
+    else:
+        return
+    logger.error("access log write failed", extra={"reason": failure, "status": status})
+
+
+def address_prefix(request: Request) -> str:
+    """The caller's network, not the caller: IPv4 /24, IPv6 /48."""
+    address = client_ip(request)
+    if address == "unknown":
+        return address
+    network = ipaddress.ip_network(address, strict=False)
+    prefix = 24 if network.version == 4 else 48
+    return str(network.supernet(new_prefix=prefix))
 
 
 def sign_up_route(request: Request) -> Response:
@@ -348,6 +395,7 @@ def secured(request: Request, route: str,
         else:
             token = cookie(request, "session")
             principal = authenticate(token, PostgresSessionDirectory(runtime.database()))
+        _caller.set(principal)
         authorize(rule, principal)
         if rule.writes:
             if token is not None:
@@ -466,6 +514,7 @@ def parse(request: Request, model: type[Model]) -> Model:
 
 
 def _logged_in(principal: Principal, status: int) -> Response:
+    _caller.set(principal)
     token = open_session(principal, runtime.database().unit_of_work, runtime.session_policy())
     return Response(body=_principal_body(principal), status_code=status,
                     headers={"Set-Cookie": session_cookies(token, runtime.session_policy())})

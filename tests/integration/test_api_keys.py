@@ -12,7 +12,7 @@ from pg8000.exceptions import DatabaseError
 from chalicelib import runtime
 from chalicelib.adapters.postgres import sqlstate
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
-from tests.conftest import Connect, FrozenClock, in_tenant
+from tests.conftest import Connect, FrozenClock, in_tenant, remember
 from tests.integration.test_second_factor import Session, enrolled_owner
 from tests.integration.web import login, member_of
 
@@ -35,6 +35,7 @@ def owner_with_key(client: Any, frozen: FrozenClock,
     created = owner.post(client, "/api-keys", {"name": "Accounting sync",
                                                "scopes": scopes or ["ledger:read"]})
     assert created.status_code == 201, created.json_body
+    remember(created.json_body["secret"])
     return owner, created.json_body
 
 

@@ -20,7 +20,7 @@ from chalicelib.domain.errors import Forbidden
 from chalicelib.usecases.accounts import Principal
 from chalicelib.usecases.second_factor import pass_second_factor
 from chalicelib.usecases.sessions import token_hash
-from tests.conftest import Connect, FrozenClock, in_tenant
+from tests.conftest import Connect, FrozenClock, in_tenant, remember
 from tests.integration.web import (
     cookie_header,
     cookies,
@@ -65,9 +65,11 @@ def enrolled_owner(client: Any, clock: FrozenClock) -> tuple[Session, str, str, 
     enrolment = session.post(client, "/mfa/totp", {})
     assert enrolment.status_code == 201
     secret = enrolment.json_body["secret"]
+    remember(secret, enrolment.json_body["otpauth_uri"])
     assert enrolment.json_body["otpauth_uri"].startswith("otpauth://totp/einvoice:")
     confirmed = session.post(client, "/mfa/totp/confirm", {"code": code(secret, clock)})
     assert confirmed.status_code == 200
+    remember(*confirmed.json_body["recovery_codes"])
     return session, email, secret, confirmed.json_body["recovery_codes"]
 
 

@@ -8,14 +8,18 @@ from typing import Any
 
 from chalicelib import runtime
 from chalicelib.ports import Account
+from tests.conftest import remember
 
 PASSWORD = "correct horse battery"
+remember(PASSWORD)
 
 
 def cookies(response: Any) -> dict[str, str]:
     values = response.headers.get("Set-Cookie", [])
     values = [values] if isinstance(values, str) else values
-    return {v.split("=", 1)[0]: v for v in values}
+    found = {v.split("=", 1)[0]: v for v in values}
+    remember(*(v.split(";", 1)[0].split("=", 1)[1] for v in found.values()))
+    return found
 
 
 def cookie_header(response: Any) -> str:
@@ -29,6 +33,7 @@ def post(client: Any, path: str, body: Any, **headers: str) -> Any:
 
 def signup(client: Any) -> tuple[Any, str]:
     email = f"owner.{uuid.uuid4().hex[:8]}@example.fr"
+    remember(email)
     return post(client, "/signup", {"tenant_name": "Atelier", "email": email,
                                     "password": PASSWORD}), email
 
@@ -36,6 +41,7 @@ def signup(client: Any) -> tuple[Any, str]:
 def member_of(tenant_id: str, role: str = "member") -> str:
     """A non-admin user in the tenant (invitations come later), returns its email."""
     email = f"{role}.{uuid.uuid4().hex[:8]}@example.fr"
+    remember(email)
     tenant = uuid.UUID(tenant_id)
     with runtime.database().unit_of_work(tenant) as uow:
         uow.users.add(Account(uuid.uuid4(), tenant, role, runtime.passwords().hash(PASSWORD)),

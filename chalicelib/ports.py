@@ -123,8 +123,8 @@ class SessionStore(Protocol):
     def revoke(self, token_hash: bytes, user_id: UUID) -> None:
         """Revoke one session of this user (no-op if not theirs or already revoked)."""
 
-    def mark_second_factor(self, token_hash: bytes, user_id: UUID) -> None:
-        """Record that this live session of this user passed the second factor."""
+    def revoke_others(self, user_id: UUID, keep_token_hash: bytes) -> None:
+        """End every session of the user but this one."""
 
 
 @dataclass(frozen=True)
@@ -141,16 +141,18 @@ class SecondFactorStore(Protocol):
 
     def set_pending(self, user_id: UUID, sealed: bytes) -> None: ...
 
-    def confirm(self, user_id: UUID, sealed: bytes, step: int) -> None:
-        """The pending secret (re-sealed for its new column) becomes the one."""
+    def confirm(self, session_hash: bytes, sealed: bytes, step: int) -> bool:
+        """The pending secret (re-sealed for its new column) becomes the one,
+        and the session passes; False if nothing was pending or the step is used."""
 
-    def use_step(self, user_id: UUID, step: int) -> bool:
-        """Record `step` as used; False if it, or a later one, was used already."""
+    def pass_with_step(self, session_hash: bytes, step: int) -> bool:
+        """Spend `step` for the session's user and pass the session; False if
+        it, or a later one, was used already."""
 
     def replace_recovery_codes(self, user_id: UUID, digests: list[bytes]) -> None: ...
 
-    def use_recovery_code(self, user_id: UUID, digest: bytes) -> bool:
-        """Spend the code; False if unknown or spent."""
+    def pass_with_recovery_code(self, session_hash: bytes, digest: bytes) -> bool:
+        """Spend the code and pass the session; False if unknown or spent."""
 
     def recovery_codes_left(self, user_id: UUID) -> int: ...
 

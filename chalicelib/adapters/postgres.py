@@ -262,10 +262,10 @@ class PostgresSessions:
         self._conn.run("UPDATE sessions SET revoked_at = now() WHERE token_hash = :h "
                        "AND user_id = :u AND revoked_at IS NULL", h=token_hash, u=str(user_id))
 
-    def mark_second_factor(self, token_hash: bytes, user_id: UUID) -> None:
-        self._conn.run("UPDATE sessions SET mfa_at = now() WHERE token_hash = :h "
-                       "AND user_id = :u AND revoked_at IS NULL AND mfa_at IS NULL",
-                       h=token_hash, u=str(user_id))
+    def revoke_others(self, user_id: UUID, keep_token_hash: bytes) -> None:
+        self._conn.run("UPDATE sessions SET revoked_at = now() WHERE tenant_id = :t "
+                       "AND user_id = :u AND token_hash <> :h AND revoked_at IS NULL",
+                       t=self._tenant, u=str(user_id), h=keep_token_hash)
 
 
 class PostgresSecondFactors:
@@ -290,19 +290,17 @@ class PostgresSecondFactors:
                        "DO UPDATE SET pending_secret = EXCLUDED.pending_secret",
                        u=str(user_id), t=self._tenant, s=sealed)
 
-    def confirm(self, user_id: UUID, sealed: bytes, step: int) -> None:
-        self._conn.run("UPDATE user_totp SET secret = :s, pending_secret = NULL, "
-                       "confirmed_at = now(), last_step = greatest(last_step, :step) "
-                       "WHERE tenant_id = :t AND user_id = :u",
-                       s=sealed, step=step, t=self._tenant, u=str(user_id))
+    def confirm(self, session_hash: bytes, sealed: bytes, step: int) -> bool:
+        [[done]] = self._conn.run("SELECT second_factor_confirm(:h, :s, :step)",
+                                  h=session_hash, s=sealed, step=step)
+        return bool(done)
 
-    def use_step(self, user_id: UUID, step: int) -> bool:
+    def pass_with_step(self, session_hash: bytes, step: int) -> bool:
         # Atomic: of two requests with the same code, the second finds the
         # step already recorded once the first commits.
-        rows = self._conn.run("UPDATE user_totp SET last_step = :step WHERE tenant_id = :t "
-                              "AND user_id = :u AND last_step < :step RETURNING 1",
-                              step=step, t=self._tenant, u=str(user_id))
-        return bool(rows)
+        [[done]] = self._conn.run("SELECT second_factor_pass_step(:h, :step)",
+                                  h=session_hash, step=step)
+        return bool(done)
 
     def replace_recovery_codes(self, user_id: UUID, digests: list[bytes]) -> None:
         self._conn.run("DELETE FROM recovery_codes WHERE tenant_id = :t AND user_id = :u",
@@ -311,11 +309,10 @@ class PostgresSecondFactors:
             self._conn.run("INSERT INTO recovery_codes (tenant_id, user_id, code_hash) "
                            "VALUES (:t, :u, :h)", t=self._tenant, u=str(user_id), h=digest)
 
-    def use_recovery_code(self, user_id: UUID, digest: bytes) -> bool:
-        rows = self._conn.run("UPDATE recovery_codes SET used_at = now() WHERE tenant_id = :t "
-                              "AND user_id = :u AND code_hash = :h AND used_at IS NULL "
-                              "RETURNING 1", t=self._tenant, u=str(user_id), h=digest)
-        return bool(rows)
+    def pass_with_recovery_code(self, session_hash: bytes, digest: bytes) -> bool:
+        [[done]] = self._conn.run("SELECT second_factor_pass_recovery(:h, :d)",
+                                  h=session_hash, d=digest)
+        return bool(done)
 
     def recovery_codes_left(self, user_id: UUID) -> int:
         [[left]] = self._conn.run("SELECT count(*) FROM recovery_codes WHERE tenant_id = :t "

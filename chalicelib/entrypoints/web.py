@@ -244,11 +244,21 @@ def change_password_route(request: Request) -> Response:
 
 
 def totp_enrol_route(request: Request) -> Response:
-    from chalicelib.usecases.second_factor import start_enrolment
+    """A replacement must carry a current code (or recovery code) in the body."""
+    from chalicelib.usecases.second_factor import SecondFactorProof, start_enrolment
 
-    def act(principal: Principal, _token: str) -> Response:
-        enrolment = start_enrolment(principal, runtime.database().unit_of_work,
-                                    runtime.field_cipher())
+    def act(principal: Principal, token: str) -> Response:
+        body = parse(request, SecondFactorBody)
+        if body.code is not None and body.recovery_code is not None:
+            raise InvalidInput([Violation("code", "give at most one of code, recovery_code")])
+        proof = SecondFactorProof(body.code, body.recovery_code)
+        if principal.has_second_factor:
+            _second_factor_attempt(principal, request)
+        enrolment = guarded(_lockouts(), _second_factor_lockouts(principal, request),
+                            lambda: start_enrolment(
+                                principal, proof, token_hash(token),
+                                runtime.database().unit_of_work, runtime.field_cipher(),
+                                runtime.clock()))
         return Response(body={"secret": enrolment.secret, "otpauth_uri": enrolment.uri},
                         status_code=201)
 
@@ -260,8 +270,8 @@ def totp_confirm_route(request: Request) -> Response:
 
     def act(principal: Principal, token: str) -> Response:
         body = parse(request, CodeBody)
-        _second_factor_attempt(principal)
-        codes = guarded(_lockouts(), [(f"second-factor|{principal.user_id}", _backoff())],
+        _second_factor_attempt(principal, request)
+        codes = guarded(_lockouts(), _second_factor_lockouts(principal, request),
                         lambda: confirm_enrolment(
                             principal, body.code, token_hash(token),
                             runtime.database().unit_of_work, runtime.field_cipher(),
@@ -278,8 +288,8 @@ def second_factor_route(request: Request) -> Response:
         body = parse(request, SecondFactorBody)
         if (body.code is None) == (body.recovery_code is None):
             raise InvalidInput([Violation("code", "give exactly one of code, recovery_code")])
-        _second_factor_attempt(principal)
-        left = guarded(_lockouts(), [(f"second-factor|{principal.user_id}", _backoff())],
+        _second_factor_attempt(principal, request)
+        left = guarded(_lockouts(), _second_factor_lockouts(principal, request),
                        lambda: pass_second_factor(
                            principal, body.code, body.recovery_code, token_hash(token),
                            runtime.database().unit_of_work, runtime.field_cipher(),
@@ -373,10 +383,18 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-def _second_factor_attempt(principal: Principal) -> None:
-    """Six digits are guessable: few attempts per user, whichever session."""
-    enforce(_limiter(), [("second-factor", str(principal.user_id),
+def _second_factor_attempt(principal: Principal, request: Request) -> None:
+    """Six digits are guessable: few attempts per user and address (per
+    address, so a password thief elsewhere cannot keep the owner out)."""
+    enforce(_limiter(), [("second-factor", f"{principal.user_id}|{client_ip(request)}",
                           settings().second_factor_per_user_per_minute)])
+
+
+def _second_factor_lockouts(principal: Principal,
+                            request: Request) -> list[tuple[str, Backoff]]:
+    """As for passwords: early and long per address, later and shorter per user."""
+    return [(f"second-factor-address|{principal.user_id}|{client_ip(request)}", _backoff()),
+            (f"second-factor-account|{principal.user_id}", _backoff(account_wide=True))]
 
 
 def secured(request: Request, route: str,

@@ -41,6 +41,11 @@ BEGIN
     IF NEW.user_id IS DISTINCT FROM OLD.user_id OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id THEN
         RAISE EXCEPTION 'user_totp: a second factor stays with its user' USING ERRCODE = 'EL001';
     END IF;
+    -- A step is a 30-second slot of the engine's clock (one of drift allowed):
+    -- a value from the future would refuse every code to come, for good.
+    IF NEW.last_step > floor(extract(epoch FROM now()) / 30) + 2 THEN
+        RAISE EXCEPTION 'user_totp: last_step lies in the future' USING ERRCODE = 'EL002';
+    END IF;
     IF NEW.secret IS DISTINCT FROM OLD.secret THEN
         NEW.confirmed_at := now();
     END IF;
@@ -66,8 +71,10 @@ $$;
 CREATE TRIGGER user_totp_check_insert BEFORE INSERT ON user_totp
     FOR EACH ROW EXECUTE FUNCTION user_totp_check_insert();
 
+-- The application starts enrolments; confirming one and spending codes go
+-- through the functions below, which also mark the session.
 GRANT SELECT, INSERT ON user_totp TO {{app_role}};
-GRANT UPDATE (secret, pending_secret, confirmed_at, last_step) ON user_totp TO {{app_role}};
+GRANT UPDATE (pending_secret) ON user_totp TO {{app_role}};
 
 -- Recovery codes: 80 random bits each, shown once; kept as SHA-256 digests
 -- (a slow hash adds nothing against guessing 80 random bits). Each works once.
@@ -106,10 +113,9 @@ $$;
 CREATE TRIGGER recovery_codes_check BEFORE INSERT OR UPDATE ON recovery_codes
     FOR EACH ROW EXECUTE FUNCTION recovery_codes_check();
 
--- The application adds codes, uses them, and deletes a user's set when a new
--- second factor replaces it.
+-- The application adds codes and deletes a user's set when a new second
+-- factor replaces it; spending one goes through second_factor_pass_recovery().
 GRANT SELECT, INSERT, DELETE ON recovery_codes TO {{app_role}};
-GRANT UPDATE (used_at) ON recovery_codes TO {{app_role}};
 
 -- Sessions: when (engine clock) this session passed the second factor.
 ALTER TABLE sessions ADD COLUMN mfa_at timestamptz;
@@ -155,7 +161,96 @@ BEGIN
     RETURN NEW;
 END
 $$;
-GRANT UPDATE (mfa_at) ON sessions TO {{app_role}};
+
+-- The only ways a session passes the second factor: each spends something in
+-- the same statement (a time step, strictly later than any used, never in the
+-- future; or an unused recovery code) for the session's own user, in the
+-- transaction's tenant. The application cannot set mfa_at by itself.
+CREATE FUNCTION second_factor_session(p_token_hash bytea) RETURNS uuid
+    LANGUAGE plpgsql SET search_path = public, pg_temp
+    AS $$
+DECLARE
+    found_user uuid;
+BEGIN
+    IF app_current_tenant() IS NULL THEN
+        RAISE EXCEPTION 'second factor: no tenant set for this transaction'
+            USING ERRCODE = 'EL003';
+    END IF;
+    SELECT s.user_id INTO found_user FROM sessions s
+        WHERE s.token_hash = p_token_hash AND s.tenant_id = app_current_tenant()
+          AND s.revoked_at IS NULL AND s.expires_at > now()
+        FOR UPDATE;
+    RETURN found_user;
+END
+$$;
+
+CREATE FUNCTION second_factor_mark(p_token_hash bytea) RETURNS void
+    LANGUAGE sql SET search_path = public, pg_temp
+    AS $$ UPDATE sessions SET mfa_at = now() WHERE token_hash = p_token_hash AND mfa_at IS NULL $$;
+
+CREATE FUNCTION second_factor_pass_step(p_token_hash bytea, p_step bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+DECLARE
+    found_user uuid := second_factor_session(p_token_hash);
+BEGIN
+    UPDATE user_totp SET last_step = p_step
+        WHERE user_id = found_user AND tenant_id = app_current_tenant()
+          AND secret IS NOT NULL AND last_step < p_step;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM second_factor_mark(p_token_hash);
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION second_factor_pass_recovery(p_token_hash bytea, p_digest bytea)
+    RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+DECLARE
+    found_user uuid := second_factor_session(p_token_hash);
+BEGIN
+    UPDATE recovery_codes SET used_at = now()
+        WHERE user_id = found_user AND tenant_id = app_current_tenant()
+          AND code_hash = p_digest AND used_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM second_factor_mark(p_token_hash);
+    RETURN true;
+END
+$$;
+
+-- The pending secret (re-sealed for its new column) becomes the second factor
+-- with the step of its first code.
+CREATE FUNCTION second_factor_confirm(p_token_hash bytea, p_sealed bytea, p_step bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+DECLARE
+    found_user uuid := second_factor_session(p_token_hash);
+BEGIN
+    UPDATE user_totp SET secret = p_sealed, pending_secret = NULL, last_step = p_step
+        WHERE user_id = found_user AND tenant_id = app_current_tenant()
+          AND pending_secret IS NOT NULL AND last_step < p_step;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM second_factor_mark(p_token_hash);
+    RETURN true;
+END
+$$;
+
+REVOKE ALL ON FUNCTION second_factor_session(bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION second_factor_mark(bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION second_factor_pass_step(bytea, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION second_factor_pass_recovery(bytea, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION second_factor_confirm(bytea, bytea, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION second_factor_pass_step(bytea, bigint) TO {{app_role}};
+GRANT EXECUTE ON FUNCTION second_factor_pass_recovery(bytea, bytea) TO {{app_role}};
+GRANT EXECUTE ON FUNCTION second_factor_confirm(bytea, bytea, bigint) TO {{app_role}};
 
 -- The session lookup now also says whether the session passed the second
 -- factor and whether its user has one (then every session must pass it).

@@ -135,5 +135,31 @@ def test_second_factor_codes_lock_out_too(client: Any, superuser: Connect,
     clock.moment += timedelta(seconds=30)
     locked = session.post(client, "/mfa", {"code": code(secret, clock)})
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) == 30
-    expire(superuser, f"second-factor|{session.body['user_id']}")
+    expire(superuser, f"second-factor-address|{session.body['user_id']}|127.0.0.1")
     assert session.post(client, "/mfa", {"code": code(secret, clock)}).status_code == 200
+
+
+def test_a_password_holder_elsewhere_cannot_keep_the_owner_from_passing(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import runtime
+    from chalicelib.entrypoints.web import second_factor_route
+
+    clock = FrozenClock()
+    monkeypatch.setattr(runtime, "clock", lambda: clock)
+    _, email, secret, _ = enrolled_owner(client, clock)
+
+    def attempt(session: Session, given: str, address: str) -> Any:
+        return second_factor_route(Request({
+            "multiValueQueryStringParameters": None, "pathParameters": None,
+            "stageVariables": None, "isBase64Encoded": False,
+            "headers": {"content-type": "application/json", "cookie": session.jar,
+                        "x-csrf-token": session.csrf},
+            "body": json.dumps({"code": given}),
+            "requestContext": {"httpMethod": "POST", "resourcePath": "/mfa",
+                               "identity": {"sourceIp": address}}}))
+
+    thief, owner = Session(login(client, email)), Session(login(client, email))
+    statuses = [attempt(thief, "000000", "198.51.100.7").status_code for _ in range(8)]
+    assert statuses[:5] == [403] * 5 and set(statuses[5:]) == {429}
+    clock.moment += timedelta(seconds=30)
+    assert attempt(owner, code(secret, clock), "203.0.113.9").status_code == 200

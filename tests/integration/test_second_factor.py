@@ -148,16 +148,28 @@ def test_recovery_codes_work_once_each(client: Any, frozen: FrozenClock) -> None
     assert second.me(client).status_code == 403
 
 
-def test_replacing_the_second_factor_needs_it_passed(client: Any, frozen: FrozenClock) -> None:
+def test_replacing_the_second_factor_needs_it_passed_and_a_fresh_code(
+        client: Any, frozen: FrozenClock) -> None:
     first, email, secret, old_codes = enrolled_owner(client, frozen)
     thief = Session(login(client, email))  # knows the password only
     assert thief.post(client, "/mfa/totp", {}).status_code == 403
     assert thief.post(client, "/mfa/totp/confirm", {"code": "000000"}).status_code == 403
-    new_secret = first.post(client, "/mfa/totp", {}).json_body["secret"]
+    # A session that passed is not enough either (it may be a stolen cookie).
+    bare = first.post(client, "/mfa/totp", {})
+    assert bare.status_code == 422 and bare.json_body["violations"][0]["field"] == "code"
+    assert first.post(client, "/mfa/totp", {"code": "000000"}).status_code == 403
+    other = Session(login(client, email))
+    frozen.moment += timedelta(seconds=30)
+    assert other.post(client, "/mfa", {"code": code(secret, frozen)}).status_code == 200
+    frozen.moment += timedelta(seconds=30)
+    new_secret = first.post(client, "/mfa/totp", {"code": code(secret, frozen)}
+                            ).json_body["secret"]
     assert new_secret != secret
     frozen.moment += timedelta(seconds=30)
     confirmed = first.post(client, "/mfa/totp/confirm", {"code": code(new_secret, frozen)})
     assert confirmed.status_code == 200
+    assert other.me(client).status_code == 401  # other sessions end with the old factor
+    assert first.me(client).status_code == 200
     later = Session(login(client, email))
     assert later.post(client, "/mfa", {"recovery_code": old_codes[0]}).status_code == 403
     frozen.moment += timedelta(seconds=30)
@@ -247,15 +259,19 @@ def test_the_application_cannot_unset_or_rewind_the_second_factor(
     session, tenant = enrolled
     user = session.body["user_id"]
     attacks = [
-        ("UPDATE user_totp SET secret = NULL, confirmed_at = NULL WHERE user_id = :u", "EL001"),
-        ("UPDATE user_totp SET last_step = 0 WHERE user_id = :u", "EL001"),
+        ("UPDATE user_totp SET secret = NULL, confirmed_at = NULL WHERE user_id = :u", "42501"),
+        ("UPDATE user_totp SET last_step = 0 WHERE user_id = :u", "42501"),
         ("DELETE FROM user_totp WHERE user_id = :u", "42501"),
-        ("UPDATE recovery_codes SET used_at = NULL WHERE user_id = :u", "EL001"),
-        ("UPDATE sessions SET mfa_at = NULL WHERE user_id = :u", "EL001"),
+        ("UPDATE recovery_codes SET used_at = NULL WHERE user_id = :u", "42501"),
+        # No session passes without spending a code in the same statement.
+        ("UPDATE sessions SET mfa_at = now() WHERE user_id = :u", "42501"),
+        ("SELECT second_factor_mark(token_hash) FROM sessions WHERE user_id = :u", "42501"),
+        # A step from the future would refuse every code to come.
+        ("SELECT second_factor_pass_step(token_hash, 4000000000) FROM sessions "
+         "WHERE user_id = :u", "EL002"),
     ]
     conn = in_tenant(as_app, tenant)
     try:
-        conn.run("UPDATE recovery_codes SET used_at = now() WHERE user_id = :u", u=user)
         conn.run("SAVEPOINT s")
         for sql, state in attacks:
             with pytest.raises(DatabaseError) as refused:
@@ -272,13 +288,32 @@ def test_the_application_cannot_unset_or_rewind_the_second_factor(
         conn.close()
 
 
+def test_even_the_table_owner_cannot_unset_or_rewind_it(
+        enrolled: tuple[Session, uuid.UUID], as_owner: Connect) -> None:
+    session, tenant = enrolled
+    conn = in_tenant(as_owner, tenant)
+    try:
+        conn.run("SAVEPOINT s")
+        for sql, state in (
+                ("UPDATE user_totp SET secret = NULL, confirmed_at = NULL", "EL001"),
+                ("UPDATE user_totp SET last_step = 0", "EL001"),
+                ("UPDATE user_totp SET last_step = 4000000000", "EL002"),
+                ("UPDATE sessions SET mfa_at = NULL", "EL001")):
+            with pytest.raises(DatabaseError) as refused:
+                conn.run(sql + " WHERE user_id = :u", u=session.body["user_id"])
+            assert sqlstate(refused.value) == state, sql
+            conn.run("ROLLBACK TO SAVEPOINT s")
+    finally:
+        conn.close()
+
+
 def test_another_tenant_sees_no_second_factor_rows(enrolled: tuple[Session, uuid.UUID],
                                                    as_app: Connect, tenant: uuid.UUID) -> None:
     conn = in_tenant(as_app, tenant)  # a different, fresh tenant
     try:
         for table in ("user_totp", "recovery_codes"):
             assert conn.run(f"SELECT count(*) FROM {table}") == [[0]]
-        assert conn.run("UPDATE user_totp SET last_step = last_step + 1 RETURNING 1") == []
+        assert conn.run("UPDATE user_totp SET pending_secret = NULL RETURNING 1") == []
     finally:
         conn.close()
 

@@ -149,6 +149,14 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    """A frozen clock installed as the app's clock (runtime.clock), e.g. for TOTP."""
+    clock = FrozenClock()
+    monkeypatch.setattr(runtime, "clock", lambda: clock)
+    return clock
+
+
+@pytest.fixture
 def tenant(database: Database) -> uuid.UUID:
     return create_tenant(f"Tenant {uuid.uuid4().hex[:8]}", database.unit_of_work)
 

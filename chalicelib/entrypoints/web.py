@@ -200,15 +200,15 @@ def log_in_route(request: Request) -> Response:
         body = parse(request, LogInBody)
         limits = settings()
         ip = client_ip(request)
+        email = normalise_email(body.email)
         # Per account *and address*: nobody can lock an owner out from elsewhere.
         enforce(_limiter(), [
             ("login-ip", ip, limits.login_per_ip_per_minute),
-            ("login-account", f"{normalise_email(body.email)}|{ip}",
+            ("login-account", f"{email}|{ip}",
              limits.login_per_account_per_minute)])
         database = runtime.database()
         from chalicelib.adapters.postgres import PostgresLoginDirectory
 
-        email = normalise_email(body.email)
         principal = guarded(_lockouts(), [
             (f"login-address|{email}|{ip}", _backoff()),
             (f"login-account|{email}", _backoff(account_wide=True))],

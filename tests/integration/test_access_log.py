@@ -17,7 +17,7 @@ from chalicelib.adapters.postgres import sqlstate
 from chalicelib.entrypoints.web import address_prefix
 from chalicelib.logs import logger, redact
 from tests.conftest import Connect, FrozenClock, in_tenant
-from tests.integration.test_api_keys import frozen, owner_with_key  # noqa: F401 - fixture
+from tests.integration.test_api_keys import owner_with_key
 from tests.integration.web import PASSWORD, post
 
 
@@ -33,7 +33,7 @@ def rows(superuser: Connect, request_id: str) -> list[list[Any]]:
 
 
 def test_each_request_is_logged_with_who_what_and_outcome(
-        client: Any, frozen: FrozenClock, superuser: Connect) -> None:  # noqa: F811
+        client: Any, frozen: FrozenClock, superuser: Connect) -> None:
     owner, key = owner_with_key(client, frozen)
     revoked = client.delete(f"/api-keys/{key['id']}",
                             headers={"Cookie": owner.jar, "X-CSRF-Token": owner.csrf})
@@ -58,7 +58,7 @@ def test_anonymous_and_refused_calls_are_logged_without_a_tenant(
 
 
 def test_tenants_read_only_their_own_rows_and_nobody_rewrites_them(
-        client: Any, frozen: FrozenClock, as_app: Connect, as_owner: Connect,  # noqa: F811
+        client: Any, frozen: FrozenClock, as_app: Connect, as_owner: Connect,
         superuser: Connect, tenant: uuid.UUID) -> None:
     owner, _ = owner_with_key(client, frozen)
     mine = uuid.UUID(owner.body["tenant_id"])

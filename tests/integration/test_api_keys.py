@@ -17,13 +17,6 @@ from tests.integration.test_second_factor import Session, enrolled_owner
 from tests.integration.web import login, member_of
 
 
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    clock = FrozenClock()
-    monkeypatch.setattr(runtime, "clock", lambda: clock)
-    return clock
-
-
 def bearer(client: Any, path: str, secret: str, method: str = "GET", **headers: str) -> Any:
     return getattr(client, method.lower())(
         path, headers={"Authorization": f"Bearer {secret}", **headers})

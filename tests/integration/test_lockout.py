@@ -123,11 +123,8 @@ def test_other_addresses_are_not_locked_until_the_account_wide_threshold(
 
 
 def test_second_factor_codes_lock_out_too(client: Any, superuser: Connect,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import runtime
-
-    clock = FrozenClock()
-    monkeypatch.setattr(runtime, "clock", lambda: clock)
+                                          frozen: FrozenClock) -> None:
+    clock = frozen
     _, email, secret, _ = enrolled_owner(client, clock)
     session = Session(login(client, email))
     for attempt in range(5):
@@ -140,12 +137,10 @@ def test_second_factor_codes_lock_out_too(client: Any, superuser: Connect,
 
 
 def test_a_password_holder_elsewhere_cannot_keep_the_owner_from_passing(
-        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import runtime
+        client: Any, frozen: FrozenClock) -> None:
     from chalicelib.entrypoints.web import second_factor_route
 
-    clock = FrozenClock()
-    monkeypatch.setattr(runtime, "clock", lambda: clock)
+    clock = frozen
     _, email, secret, _ = enrolled_owner(client, clock)
 
     def attempt(session: Session, given: str, address: str) -> Any:

@@ -32,14 +32,6 @@ from tests.integration.web import (
 )
 
 
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    """The clock TOTP codes are checked against (runtime's, replaced)."""
-    clock = FrozenClock()
-    monkeypatch.setattr(runtime, "clock", lambda: clock)
-    return clock
-
-
 class Session:
     def __init__(self, response: Any) -> None:
         self.jar = cookie_header(response)
@@ -199,14 +191,14 @@ def test_concurrent_replays_pass_exactly_once(client: Any, frozen: FrozenClock) 
     outcomes: list[str] = []
 
     def attempt(session: Session) -> None:
-        facts = runtime.database()  # one connection per thread
+        database = runtime.database()  # one connection per thread
         principal = Principal(uuid.UUID(session.body["user_id"]),
                               uuid.UUID(session.body["tenant_id"]), "owner",
                               has_second_factor=True)
         barrier.wait()
         try:
             pass_second_factor(principal, now, None, token_hash(session.token),
-                               facts.unit_of_work, runtime.field_cipher(), frozen)
+                               database.unit_of_work, runtime.field_cipher(), frozen)
             outcomes.append("passed")
         except Forbidden:
             outcomes.append("refused")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, Request, Response, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, Cron, Request, Response, SQSEvent
 
 from chalicelib.config import settings
+from chalicelib.entrypoints.cors import frontend_cors
 
 # configure_logs=False: Chalice would otherwise take over the "einvoice" logger
 # (plain-text handler, level ERROR), next to the service's redacting one.
 app = Chalice(app_name="einvoice", configure_logs=False)
+# Every route below: CORS for the configured frontend origin only (or none).
+app.api.cors = frontend_cors(settings().frontend_origin)
 
 
 def _request() -> Request:
@@ -152,3 +155,16 @@ def append_ledger_entries(event: SQSEvent) -> Any:
     from chalicelib.runtime import append_entry
 
     return handle_ledger_batch(event.to_dict(), append_entry).response
+
+
+@app.schedule(Cron(17, 3, "*", "*", "?", "*"))  # daily, 03:17 UTC
+def retention_purge(event: CloudWatchEvent) -> dict[str, int]:
+    """Delete personal data whose retention period has ended (access logs: a year)."""
+    from chalicelib.adapters.postgres import PostgresRetention
+    from chalicelib.logs import logger
+    from chalicelib.runtime import database
+    from chalicelib.usecases.retention import purge_expired
+
+    removed = purge_expired(PostgresRetention(database()))
+    logger.info("retention purge", extra={"removed": removed})
+    return removed

@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,8 +66,29 @@ class Settings(BaseSettings):
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None
 
+    # The one browser origin allowed to call the API cross-origin (CORS), e.g.
+    # https://app.example.fr; unset: no CORS header at all (same origin only).
+    frontend_origin: str | None = None
+
     sqs_endpoint_url: str | None = None
     ledger_queue: str = "einvoice-ledger-append"
+
+    @field_validator("frontend_origin")
+    @classmethod
+    def _one_exact_origin(cls, value: str | None) -> str | None:
+        """An origin exactly as a browser sends it: never a wildcard, a list or
+        a path; HTTPS, except plain HTTP on loopback for local development."""
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        loopback = parts.hostname in {"localhost", "127.0.0.1"}
+        if (parts.scheme != "https" and not (parts.scheme == "http" and loopback)) \
+                or not parts.hostname or "*" in value or "," in value or " " in value \
+                or parts.path or parts.query or parts.fragment or parts.username \
+                or value != f"{parts.scheme}://{parts.netloc}".lower():
+            raise ValueError("must be one origin such as https://app.example.fr "
+                             "(lower case, no path, no wildcard; http only on localhost)")
+        return value
 
 
 @lru_cache(maxsize=1)

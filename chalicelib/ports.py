@@ -229,6 +229,11 @@ class AccessLog(Protocol):
     def record(self, entry: AccessRecord) -> None: ...
 
 
+class Retention(Protocol):
+    def purge_access_log(self) -> int:
+        """Delete access-log rows older than a year; how many went."""
+
+
 class Lockouts(Protocol):
     """Failure counters with exponential back-off, shared by every instance."""
 

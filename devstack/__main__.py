@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     from chalice.config import Config
     from chalice.local import create_local_server
 
-    from devstack.dispatcher import QueueDispatcher
+    from devstack.dispatcher import QueueDispatcher, ScheduleRunner
     from devstack.stack import LocalStack, Secrets
 
     STACK_DIR.mkdir(exist_ok=True)
@@ -53,6 +53,8 @@ def _run(args: argparse.Namespace) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         dispatcher = QueueDispatcher(app_module, stack.settings())
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
+        schedules = ScheduleRunner(app_module, stack.settings(), args.schedule_seconds)
+        threading.Thread(target=schedules.run, args=(stop,), daemon=True).start()
         # Explicit handlers: a process started in the background by a shell
         # without job control inherits SIGINT ignored, and Python then
         # installs no KeyboardInterrupt handler at all.
@@ -61,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
         api = f"http://127.0.0.1:{args.api_port}"
         print(f"""
 API:       {api}   try:  curl -s {api}/health
-Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers
+Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers;
+           schedules {', '.join(schedules.names)} at start, then every {args.schedule_seconds:g} s
 Sign up (session cookie in jar.txt; an owner can only log out until TOTP exists):
   curl -si -c jar.txt -H 'Content-Type: application/json' {api}/signup -d \\
     '{{"tenant_name": "Demo SARL", "email": "me@example.fr", "password": "correct horse battery"}}'
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="start the stack, the API and the triggers")
     run.add_argument("--api-port", type=int, default=int(os.environ.get("EINVOICE_API_PORT", 8000)))
     run.add_argument("--pg-port", type=int, default=int(os.environ.get("EINVOICE_PG_PORT", 54329)))
+    run.add_argument("--schedule-seconds", type=float,
+                     default=float(os.environ.get("EINVOICE_SCHEDULE_SECONDS", 3600)),
+                     help="how often the scheduled triggers run locally")
     run.add_argument("--s3-port", type=int, default=int(os.environ.get("EINVOICE_S3_PORT", 54330)))
     run.set_defaults(func=_run)
     tenant = commands.add_parser("create-tenant")

@@ -4,6 +4,8 @@
 every `@app.on_sqs_message` handler, hands each batch to the same handler the
 Lambda runtime would call, deletes what succeeded and leaves the reported
 failures to be redelivered (and dead-lettered after the redrive limit).
+`ScheduleRunner` calls every `@app.schedule` handler at start and then every
+`interval` seconds (locally; the cloud follows each handler's Cron).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from chalice.app import SQSEventConfig
+from chalice.app import ScheduledEventConfig, SQSEventConfig
 
 from chalicelib.adapters.aws import sqs_client
 from chalicelib.config import Settings
@@ -97,3 +99,40 @@ class QueueDispatcher:
                 if not stop.is_set():  # on Ctrl-C, moto may go first: not worth a word
                     print(f"dispatcher: {type(exc).__name__}: {exc}")
                 stop.wait(1)
+
+
+def scheduled_event(name: str, region: str) -> dict[str, Any]:
+    """What EventBridge hands a scheduled function."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "000000000000",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": region,
+            "resources": [f"arn:aws:events:{region}:000000000000:rule/{name}"], "detail": {}}
+
+
+class ScheduleRunner:
+    def __init__(self, app_module: ModuleType, settings: Settings, interval: float) -> None:
+        self._region = settings.s3_region
+        self._interval = interval
+        self._jobs = [(source.name, getattr(app_module, source.handler_string.split(".")[-1]))
+                      for source in app_module.app.event_sources
+                      if isinstance(source, ScheduledEventConfig)]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self._jobs]
+
+    def run_once(self) -> dict[str, Any]:
+        results = {}
+        for name, handler in self._jobs:
+            context = LocalContext(name, str(uuid.uuid4()), deadline=time.monotonic() + 300)
+            results[name] = handler(scheduled_event(name, self._region), context)
+        return results
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - keep the local loop alive, say why
+                if not stop.is_set():
+                    print(f"schedule: {type(exc).__name__}: {exc}")
+            stop.wait(self._interval)

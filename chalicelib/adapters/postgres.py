@@ -396,6 +396,19 @@ class PostgresApiKeyDirectory:
         return (rows[0][0], rows[0][1], tuple(rows[0][2])) if rows else None
 
 
+class PostgresRetention:
+    """The retention purges, each one engine function that deletes only what
+    the law's period allows (the app role cannot delete those rows itself)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def purge_access_log(self) -> int:
+        with self._database.transaction(None) as conn:
+            [[count]] = conn.run("SELECT purge_access_log()")
+        return int(count)
+
+
 class PostgresAccessLog:
     """One row per request, in its own transaction, in the caller's tenant
     (none for anonymous calls): RLS checks the row's tenant is that one."""

@@ -60,6 +60,11 @@ from chalicelib.usecases.sessions import (
     token_hash,
 )
 
+# `__Host-`: the browser accepts these only from this exact host over HTTPS,
+# with Path=/ and no Domain, so a sibling subdomain cannot plant or overwrite them.
+SESSION_COOKIE = "__Host-session"
+CSRF_COOKIE = "__Host-csrf"
+
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
 OWNERS = frozenset({"owner"})
 
@@ -220,8 +225,8 @@ def log_in_route(request: Request) -> Response:
 
 
 def me_route(request: Request) -> Response:
-    return secured(request, "me", lambda principal, _token: Response(
-        body=_principal_body(principal), status_code=200))
+    return secured(request, "me", lambda principal, token: Response(
+        body=_principal_body(principal, token), status_code=200))
 
 
 def log_out_route(request: Request) -> Response:
@@ -411,7 +416,7 @@ def secured(request: Request, route: str,
             principal = authenticate_api_key(authorization,
                                              PostgresApiKeyDirectory(runtime.database()))
         else:
-            token = cookie(request, "session")
+            token = cookie(request, SESSION_COOKIE)
             principal = authenticate(token, PostgresSessionDirectory(runtime.database()))
         _caller.set(principal)
         authorize(rule, principal)
@@ -449,11 +454,12 @@ def csrf_token(session_token: str) -> str:
 
 
 def check_csrf(request: Request) -> None:
-    token = cookie(request, "session") or ""
+    token = cookie(request, SESSION_COOKIE) or ""
     given = request.headers.get("x-csrf-token", "")
     if not token.isascii() or not given.isascii() or not hmac.compare_digest(
             csrf_token(token).encode(), given.encode()):
-        raise Forbidden([Violation("X-CSRF-Token", "must echo the csrf cookie of this session")])
+        raise Forbidden([Violation("X-CSRF-Token", "must echo this session's CSRF token (the "
+                                   f"{CSRF_COOKIE} cookie, or csrf_token from login or /me)")])
 
 
 def client_ip(request: Request) -> str:
@@ -505,13 +511,15 @@ def cookie(request: Request, name: str) -> str | None:
 
 def session_cookies(token: str, policy: SessionPolicy) -> list[str]:
     max_age = int(policy.lifetime.total_seconds())
-    return [f"session={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
-            f"csrf={csrf_token(token)}; Path=/; Max-Age={max_age}; Secure; SameSite=Strict"]
+    return [f"{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; "
+            "SameSite=Strict",
+            f"{CSRF_COOKIE}={csrf_token(token)}; Path=/; Max-Age={max_age}; Secure; "
+            "SameSite=Strict"]
 
 
 def cleared_cookies() -> list[str]:
-    return ["session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
-            "csrf=; Path=/; Max-Age=0; Secure; SameSite=Strict"]
+    return [f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
+            f"{CSRF_COOKIE}=; Path=/; Max-Age=0; Secure; SameSite=Strict"]
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -534,13 +542,15 @@ def parse(request: Request, model: type[Model]) -> Model:
 def _logged_in(principal: Principal, status: int) -> Response:
     _caller.set(principal)
     token = open_session(principal, runtime.database().unit_of_work, runtime.session_policy())
-    return Response(body=_principal_body(principal), status_code=status,
+    return Response(body=_principal_body(principal, token), status_code=status,
                     headers={"Set-Cookie": session_cookies(token, runtime.session_policy())})
 
 
-def _principal_body(principal: Principal) -> dict[str, Any]:
+def _principal_body(principal: Principal, token: str) -> dict[str, Any]:
+    """With the CSRF token: a frontend on a sibling origin cannot read the
+    API host's `__Host-` cookie, and CORS lets only that origin read this."""
     return {"user_id": str(principal.user_id), "tenant_id": str(principal.tenant_id),
-            "role": principal.role}
+            "role": principal.role, "csrf_token": csrf_token(token)}
 
 
 def _answer(act: Callable[[], Response]) -> Response:

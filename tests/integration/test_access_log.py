@@ -194,3 +194,41 @@ def test_a_foreign_handler_sees_redacted_records_too() -> None:
     finally:
         std.removeHandler(foreign)
     assert stream.getvalue().strip() == "to ***@example.fr: Bearer [REDACTED] [REDACTED]"
+
+
+def test_the_daily_schedule_purges_only_what_is_a_year_old(
+        client: Any, superuser: Connect, as_app: Connect) -> None:
+    """The scheduled trigger (run as `bin/run` runs it) removes rows past a
+    year and keeps the rest; the app role gets no more from the engine
+    function than that."""
+    from chalice.app import Cron, ScheduledEventConfig
+
+    import app as app_module
+    from chalicelib.config import settings
+    from devstack.dispatcher import ScheduleRunner
+
+    old, recent = (client.get("/health").headers["X-Request-Id"] for _ in range(2))
+    conn = superuser()
+    try:
+        conn.run("SET session_replication_role = replica")  # time passes for one row
+        conn.run("UPDATE access_log SET at = now() - interval '1 year 1 day' "
+                 "WHERE request_id = :r", r=old)
+        conn.run("UPDATE access_log SET at = now() - interval '364 days' "
+                 "WHERE request_id = :r", r=recent)
+    finally:
+        conn.close()
+    [source] = [s for s in app_module.app.event_sources if isinstance(s, ScheduledEventConfig)
+                and s.name == "retention_purge"]
+    assert isinstance(source.schedule_expression, Cron)
+    result = ScheduleRunner(app_module, settings(), 3600).run_once()
+    assert result["retention_purge"]["access_log"] >= 1
+    assert rows(superuser, old) == [] and len(rows(superuser, recent)) == 1
+    app_conn = as_app()
+    try:  # a second call, straight from the app role: the recent row stays
+        app_conn.run("SELECT purge_access_log()")
+        with pytest.raises(DatabaseError) as refused:
+            app_conn.run("DELETE FROM access_log WHERE request_id = :r", r=recent)
+        assert sqlstate(refused.value) == "42501"
+    finally:
+        app_conn.close()
+    assert len(rows(superuser, recent)) == 1

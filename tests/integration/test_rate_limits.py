@@ -133,7 +133,7 @@ def test_writes_per_user_limit(strict: Any) -> None:
     session = login(http, member, "correct horse battery")
     values = session.headers["Set-Cookie"]
     jar = "; ".join(v.split(";", 1)[0] for v in values)
-    csrf = next(v for v in values if v.startswith("csrf=")).split(";", 1)[0].split("=", 1)[1]
+    csrf = next(v for v in values if v.startswith("__Host-csrf=")).split(";", 1)[0].split("=", 1)[1]
     codes = [http.post("/password", headers={"Content-Type": "application/json", "Cookie": jar,
                                              "X-CSRF-Token": csrf},
                        body=json.dumps({"current_password": "wrong password here",

@@ -36,7 +36,7 @@ class Session:
     def __init__(self, response: Any) -> None:
         self.jar = cookie_header(response)
         self.csrf = csrf_of(response)
-        self.token = cookies(response)["session"].split(";", 1)[0].split("=", 1)[1]
+        self.token = cookies(response)["__Host-session"].split(";", 1)[0].split("=", 1)[1]
         self.body = response.json_body
 
     def post(self, client: Any, path: str, body: Any) -> Any:

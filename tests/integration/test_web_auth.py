@@ -24,10 +24,12 @@ from tests.integration.web import (
 def test_signup_sets_strict_cookies_and_headers(client: Any) -> None:
     response, _ = signup(client)
     assert response.status_code == 201 and response.json_body["role"] == "owner"
-    session, csrf = cookies(response)["session"], cookies(response)["csrf"]
+    session, csrf = cookies(response)["__Host-session"], cookies(response)["__Host-csrf"]
     for attribute in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
         assert attribute in session
     assert "HttpOnly" not in csrf and "Secure" in csrf and "SameSite=Strict" in csrf
+    for jar in (session, csrf):  # what a browser requires of a __Host- cookie
+        assert "Domain" not in jar and "; Path=/;" in jar and "Secure" in jar
     for name in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
                  "Content-Security-Policy"):
         assert name in response.headers
@@ -78,7 +80,7 @@ def test_password_change_ends_every_session(client: Any) -> None:
     changed = post(client, "/password", {"current_password": PASSWORD,
                                          "new_password": "a brand new passphrase"},
                    Cookie=cookie_header(first), **{"X-CSRF-Token": csrf_of(first)})
-    assert changed.status_code == 204 and "Max-Age=0" in cookies(changed)["session"]
+    assert changed.status_code == 204 and "Max-Age=0" in cookies(changed)["__Host-session"]
     for old in (first, second):
         assert client.get("/me", headers={"Cookie": cookie_header(old)}).status_code == 401
     assert login(client, email).status_code == 401
@@ -108,7 +110,8 @@ def test_bad_login_bodies_get_a_clear_422(client: Any, body: Any, field: str) ->
 
 
 def test_missing_or_forged_session_cookie(client: Any) -> None:
-    for jar in ("", "session=forged", "session=" + "A" * 43, "csrf=x; session=;"):
+    for jar in ("", "__Host-session=forged", "__Host-session=" + "A" * 43,
+                "session=" + "A" * 43, "__Host-csrf=x; __Host-session=;"):
         response = client.get("/me", headers={"Cookie": jar} if jar else {})
         assert response.status_code == 401, jar
         assert response.json_body["violations"][0]["field"] == "session"
@@ -137,9 +140,9 @@ def member_session(client: Any) -> Any:
 
 def test_a_planted_or_duplicated_csrf_cookie_is_refused(client: Any) -> None:
     session = member_session(client)
-    token = cookies(session)["session"].split(";", 1)[0]
-    for jar, header in ((f"{token}; csrf=evil", "evil"),
-                        (f"{cookie_header(session)}; csrf=evil", "evil"),
+    token = cookies(session)["__Host-session"].split(";", 1)[0]
+    for jar, header in ((f"{token}; __Host-csrf=evil", "evil"),
+                        (f"{cookie_header(session)}; __Host-csrf=evil", "evil"),
                         (f"{token}; {token}", csrf_of(session))):
         response = post(client, "/logout", {}, Cookie=jar, **{"X-CSRF-Token": header})
         assert response.status_code in {401, 403}, jar
@@ -167,3 +170,23 @@ def test_chalice_errors_carry_the_security_headers(client: Any) -> None:
         assert response.status_code in {405, 415}
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_only_the_host_prefixed_cookie_counts(client: Any) -> None:
+    """A cookie a sibling subdomain could set (no `__Host-` prefix) is not a
+    session, even when it carries a real token."""
+    session = member_session(client)
+    token = cookies(session)["__Host-session"].split(";", 1)[0].split("=", 1)[1]
+    assert client.get("/me", headers={"Cookie": f"session={token}"}).status_code == 401
+    out = post(client, "/logout", {}, Cookie=f"__Host-session={token}; csrf={csrf_of(session)}")
+    assert out.status_code == 403  # the CSRF token travels in the header, never a cookie
+
+
+def test_csrf_token_is_given_in_the_body_for_a_sibling_origin_frontend(client: Any) -> None:
+    session = member_session(client)
+    assert session.json_body["csrf_token"] == csrf_of(session)
+    me = client.get("/me", headers={"Cookie": cookie_header(session)})
+    assert me.json_body["csrf_token"] == csrf_of(session)
+    out = post(client, "/logout", {}, Cookie=cookie_header(session),
+               **{"X-CSRF-Token": me.json_body["csrf_token"]})
+    assert out.status_code == 204

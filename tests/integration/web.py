@@ -54,4 +54,4 @@ def login(client: Any, email: str) -> Any:
 
 
 def csrf_of(response: Any) -> str:
-    return cookies(response)["csrf"].split(";", 1)[0].split("=", 1)[1]
+    return cookies(response)["__Host-csrf"].split(";", 1)[0].split("=", 1)[1]

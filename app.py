@@ -49,10 +49,18 @@ def health() -> Response:
 
 @app.route("/signup", methods=["POST"])
 def signup() -> Response:
-    """A new tenant and its owner; answers with the session cookies."""
+    """Mails a confirmation link (or, for a taken address, a notice); 202 either way."""
     from chalicelib.entrypoints.web import sign_up_route
 
     return sign_up_route(_request())
+
+
+@app.route("/signup/confirm", methods=["POST"])
+def signup_confirm() -> Response:
+    """The link's token: a new tenant and its owner, with the session cookies."""
+    from chalicelib.entrypoints.web import sign_up_confirm_route
+
+    return sign_up_confirm_route(_request())
 
 
 @app.route("/login", methods=["POST"])

@@ -66,6 +66,21 @@ class Settings(BaseSettings):
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None
 
+    # Mail (sign-up confirmation): an SMTP relay when smtp_host is set, else
+    # .eml files in mail_outbox_dir (local development); neither: sign-up is off.
+    mail_from: str = "einvoice <no-reply@einvoice.localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    mail_outbox_dir: Path | None = None
+    # Where the confirmation link points (the frontend's page); the token goes
+    # in the fragment, which browsers never send to a server or a Referer.
+    signup_confirm_url: str = "http://127.0.0.1:8000/signup/confirm"
+    signup_confirm_hours: int = Field(default=24, ge=1, le=48)
+    signup_per_email_per_minute: int = Field(default=2, ge=1)
+
     # The one browser origin allowed to call the API cross-origin (CORS), e.g.
     # https://app.example.fr; unset: no CORS header at all (same origin only).
     frontend_origin: str | None = None

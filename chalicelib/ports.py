@@ -233,6 +233,39 @@ class Retention(Protocol):
     def purge_access_log(self) -> int:
         """Delete access-log rows older than a year; how many went."""
 
+    def purge_pending_signups(self) -> int:
+        """Delete sign-ups whose confirmation expired; how many went."""
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    body: str
+
+
+class Mailer(Protocol):
+    def send(self, mail: Mail) -> None: ...
+
+
+@dataclass(frozen=True)
+class PendingSignUp:
+    email: str
+    tenant_name: str
+    password_hash: str
+
+
+class PendingSignUps(Protocol):
+    """Sign-ups waiting for their address to be confirmed (outside any tenant)."""
+
+    def add(self, token_hash: bytes, sign_up: PendingSignUp, lifetime: timedelta) -> None: ...
+
+
+class SignUpClaims(Protocol):
+    def take(self, token_hash: bytes) -> PendingSignUp | None:
+        """The sign-up for this token, consumed with the transaction; None if
+        unknown, already used or expired."""
+
 
 class Lockouts(Protocol):
     """Failure counters with exponential back-off, shared by every instance."""
@@ -274,6 +307,9 @@ class UnitOfWork(Protocol):
 
     @property
     def api_keys(self) -> ApiKeyStore: ...
+
+    @property
+    def signups(self) -> SignUpClaims: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

@@ -71,3 +71,18 @@ def append_entry(request: Any) -> Any:
     from chalicelib.usecases.append_ledger import append_ledger
 
     return append_ledger(request, database().unit_of_work, clock())
+
+
+@lru_cache(maxsize=1)
+def mailer() -> Any:
+    """SMTP when configured, else the local outbox folder; refuses to guess."""
+    from chalicelib.adapters.mail import OutboxMailer, SmtpMailer
+
+    s = settings()
+    if s.smtp_host:
+        return SmtpMailer(s.smtp_host, s.smtp_port, s.mail_from, user=s.smtp_user,
+                          password=s.smtp_password.get_secret_value()
+                          if s.smtp_password else None, starttls=s.smtp_starttls)
+    if s.mail_outbox_dir:
+        return OutboxMailer(s.mail_outbox_dir, s.mail_from)
+    raise RuntimeError("no mail configured: set EINVOICE_SMTP_HOST or EINVOICE_MAIL_OUTBOX_DIR")

@@ -42,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         env = stack.env()
         os.environ.update(env)
+        os.environ.setdefault("EINVOICE_SIGNUP_CONFIRM_URL",
+                              f"http://127.0.0.1:{args.api_port}/signup/confirm")
         ENV_FILE.touch(mode=0o600)
         ENV_FILE.write_text(json.dumps(env))
         sys.path.insert(0, str(ROOT))
@@ -65,9 +67,13 @@ def _run(args: argparse.Namespace) -> int:
 API:       {api}   try:  curl -s {api}/health
 Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers;
            schedules {', '.join(schedules.names)} at start, then every {args.schedule_seconds:g} s
-Sign up (session cookie in jar.txt; an owner can only log out until TOTP exists):
-  curl -si -c jar.txt -H 'Content-Type: application/json' {api}/signup -d \\
+Sign up: mail is not sent from here, it lands in {stack.mail_outbox}/ as .eml files.
+  curl -s -H 'Content-Type: application/json' {api}/signup -d \\
     '{{"tenant_name": "Demo SARL", "email": "me@example.fr", "password": "correct horse battery"}}'
+  token=$(grep -ho 'token=[A-Za-z0-9_-]*' {stack.mail_outbox}/*.eml | tail -1 | cut -d= -f2)
+  curl -si -c jar.txt -H 'Content-Type: application/json' {api}/signup/confirm \\
+    -d "{{\\"token\\": \\"$token\\"}}"
+  (session cookie in jar.txt; an owner can only log out until TOTP is enrolled)
 Try the ledger (in another shell):
   t=$(.venv/bin/python -m devstack create-tenant "Demo SARL")
   .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'

@@ -64,6 +64,7 @@ class LocalStack:
                                        self.pg_port, self.secrets.superuser, self.durable)
         self.moto = MotoServer(self.s3_port, self.base_dir / "moto.log")
         self.master_key_file = self.base_dir / "master-keys.json"
+        self.mail_outbox = self.base_dir / "mail"  # what would be mailed: .eml files
         if not self.master_key_file.exists():
             LocalKeyFile.create(self.master_key_file)
 
@@ -86,6 +87,7 @@ class LocalStack:
             "EINVOICE_MASTER_KEY_FILE": str(self.master_key_file),
             "EINVOICE_S3_ACCESS_KEY_ID": "local",
             "EINVOICE_S3_SECRET_ACCESS_KEY": "local",
+            "EINVOICE_MAIL_OUTBOX_DIR": str(self.mail_outbox),
         }
 
     def settings(self) -> Settings:

@@ -90,6 +90,7 @@ def _clear_caches() -> None:
     runtime.object_store.cache_clear()
     runtime.passwords.cache_clear()
     runtime.field_cipher.cache_clear()
+    runtime.mailer.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from chalicelib.ports import (
     AccessRecord,
     Account,
     ApiKey,
+    PendingSignUp,
     SessionFacts,
     StoredDataKey,
     TotpRecord,
@@ -142,6 +143,7 @@ class TenantUnitOfWork:
     sessions: PostgresSessions
     second_factor: PostgresSecondFactors
     api_keys: PostgresApiKeys
+    signups: PostgresSignUpClaims
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -162,6 +164,7 @@ class TenantUnitOfWork:
         self.sessions = PostgresSessions(conn, self._tenant_id)
         self.second_factor = PostgresSecondFactors(conn, self._tenant_id)
         self.api_keys = PostgresApiKeys(conn, self._tenant_id)
+        self.signups = PostgresSignUpClaims(conn)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -404,9 +407,36 @@ class PostgresRetention:
         self._database = database
 
     def purge_access_log(self) -> int:
+        return self._purge("purge_access_log")
+
+    def purge_pending_signups(self) -> int:
+        return self._purge("purge_pending_signups")
+
+    def _purge(self, function: str) -> int:
         with self._database.transaction(None) as conn:
-            [[count]] = conn.run("SELECT purge_access_log()")
+            [[count]] = conn.run(f"SELECT {function}()")
         return int(count)
+
+
+class PostgresPendingSignUps:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def add(self, token_hash: bytes, sign_up: PendingSignUp, lifetime: timedelta) -> None:
+        with self._database.transaction(None) as conn:
+            conn.run("SELECT signup_pend(:h, :e, :n, :p, make_interval(secs => :s))",
+                     h=token_hash, e=sign_up.email, n=sign_up.tenant_name,
+                     p=sign_up.password_hash, s=lifetime.total_seconds())
+
+
+class PostgresSignUpClaims:
+    def __init__(self, conn: pg8000.native.Connection) -> None:
+        self._conn = conn
+
+    def take(self, token_hash: bytes) -> PendingSignUp | None:
+        rows = self._conn.run("SELECT email, tenant_name, password_hash FROM signup_take(:h)",
+                              h=token_hash)
+        return PendingSignUp(*rows[0]) if rows else None
 
 
 class PostgresAccessLog:

@@ -47,7 +47,6 @@ from chalicelib.usecases.accounts import (
     change_password,
     log_in,
     normalise_email,
-    sign_up,
 )
 from chalicelib.usecases.api_keys import API_KEY_ROLE, authenticate_api_key
 from chalicelib.usecases.lockout import Backoff, guarded
@@ -81,7 +80,7 @@ class Rule:
     api_scope: str | None = None
 
 
-PUBLIC = frozenset({"health", "signup", "login"})
+PUBLIC = frozenset({"health", "signup", "signup_confirm", "login"})
 
 ROUTES: dict[str, Rule] = {
     "me": Rule(EVERYONE),
@@ -115,6 +114,10 @@ class SignUpBody(_Body):
     tenant_name: str = Field(max_length=1000)
     email: str = Field(max_length=1000)
     password: str = Field(max_length=1000)
+
+
+class TokenBody(_Body):
+    token: str = Field(max_length=200)
 
 
 class LogInBody(_Body):
@@ -189,12 +192,39 @@ def address_prefix(request: Request) -> str:
 
 
 def sign_up_route(request: Request) -> Response:
+    """202 whether or not the address has an account: the mailbox learns which."""
+    from chalicelib.adapters.postgres import PostgresLoginDirectory, PostgresPendingSignUps
+    from chalicelib.usecases.signup import SignUpMail, request_sign_up
+
     def act() -> Response:
         body = parse(request, SignUpBody)
         limits = settings()
-        enforce(_limiter(), [("signup-ip", client_ip(request), limits.signup_per_ip_per_minute)])
-        principal = sign_up(body.tenant_name, body.email, body.password,
-                            runtime.database().unit_of_work, runtime.passwords())
+        enforce(_limiter(), [
+            ("signup-ip", client_ip(request), limits.signup_per_ip_per_minute),
+            ("signup-email", normalise_email(body.email), limits.signup_per_email_per_minute)])
+        database = runtime.database()
+        request_sign_up(body.tenant_name, body.email, body.password,
+                        directory=PostgresLoginDirectory(database),
+                        pending=PostgresPendingSignUps(database), mailer=runtime.mailer(),
+                        passwords=runtime.passwords(),
+                        mail=SignUpMail(limits.signup_confirm_url,
+                                        timedelta(hours=limits.signup_confirm_hours)))
+        return Response(body={"status": "confirmation sent", "detail": (
+            "If this address can be used, a link to confirm it was mailed to it. "
+            f"It works once, within {limits.signup_confirm_hours} hours.")}, status_code=202)
+
+    return _answer(act)
+
+
+def sign_up_confirm_route(request: Request) -> Response:
+    """The link's token, once: the tenant, its owner and a session."""
+    from chalicelib.usecases.signup import confirm_sign_up
+
+    def act() -> Response:
+        body = parse(request, TokenBody)
+        enforce(_limiter(), [("signup-ip", client_ip(request),
+                              settings().signup_per_ip_per_minute)])
+        principal = confirm_sign_up(body.token, runtime.database().unit_of_work)
         return _logged_in(principal, 201)
 
     return _answer(act)

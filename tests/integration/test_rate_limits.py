@@ -118,9 +118,9 @@ def test_login_per_account_limit_answers_429_with_retry_after(strict: Any,
 
 def test_writes_per_user_limit(strict: Any) -> None:
     http = strict
-    email = f"writer.{uuid.uuid4().hex[:8]}@example.fr"
-    up = http.post("/signup", headers={"Content-Type": "application/json"}, body=json.dumps(
-        {"tenant_name": "Busy", "email": email, "password": "correct horse battery"}))
+    from tests.integration.web import signup
+
+    up, _ = signup(http)
     assert up.status_code == 201
     tenant = uuid.UUID(up.json_body["tenant_id"])
     from chalicelib.ports import Account

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -63,6 +64,21 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
             data=json.dumps({"tenant_name": "Demo SARL", "email": "me@example.fr",
                              "password": "correct horse battery"}).encode())
         with urllib.request.urlopen(signup, timeout=30) as resp:
+            assert resp.status == 202
+        # The confirmation link lands in the outbox folder the banner names.
+        assert "schedules retention_purge at start" in text
+        folder = re.search(r"lands in (\S+)/ as \.eml", text)
+        assert folder, text
+        mail = next(Path(folder.group(1)).glob("*.eml")).read_text()
+        link = re.search(r"#token=([A-Za-z0-9_-]+)", mail)
+        assert link, mail
+        token = link.group(1)
+        assert f"http://127.0.0.1:{api}/signup/confirm#token=" in mail
+        confirm = urllib.request.Request(
+            f"http://127.0.0.1:{api}/signup/confirm", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"token": token}).encode())
+        with urllib.request.urlopen(confirm, timeout=30) as resp:
             assert resp.status == 201
             assert any("HttpOnly" in c for c in resp.headers.get_all("Set-Cookie"))
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
 from typing import Any
 
 from chalicelib import runtime
+from chalicelib.config import settings
 from chalicelib.ports import Account
 from tests.conftest import remember
 
@@ -31,11 +36,41 @@ def post(client: Any, path: str, body: Any, **headers: str) -> Any:
                        headers={"Content-Type": "application/json", **headers})
 
 
-def signup(client: Any) -> tuple[Any, str]:
-    email = f"owner.{uuid.uuid4().hex[:8]}@example.fr"
+def mails_to(email: str) -> list[EmailMessage]:
+    """What the app mailed to `email` (the local outbox), oldest first."""
+    folder = settings().mail_outbox_dir
+    assert folder is not None
+    found = []
+    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
+        message = BytesParser(policy=default).parsebytes(path.read_bytes())
+        if message["To"] == email:
+            found.append(message)
+    return found
+
+
+def confirmation_token(email: str) -> str:
+    """The token of the newest confirmation link mailed to `email`."""
+    for message in reversed(mails_to(email)):
+        part = message.get_body(("plain",))
+        assert part is not None
+        match = re.search(r"#token=([A-Za-z0-9_-]+)", part.get_content())
+        if match:
+            remember(match.group(1))
+            return match.group(1)
+    raise AssertionError("no confirmation link was mailed")
+
+
+def request_signup(client: Any, email: str, tenant_name: str = "Atelier") -> Any:
     remember(email)
-    return post(client, "/signup", {"tenant_name": "Atelier", "email": email,
-                                    "password": PASSWORD}), email
+    return post(client, "/signup", {"tenant_name": tenant_name, "email": email,
+                                    "password": PASSWORD})
+
+
+def signup(client: Any) -> tuple[Any, str]:
+    """A confirmed sign-up: the owner's session response, and the email."""
+    email = f"owner.{uuid.uuid4().hex[:8]}@example.fr"
+    assert request_signup(client, email).status_code == 202
+    return post(client, "/signup/confirm", {"token": confirmation_token(email)}), email
 
 
 def member_of(tenant_id: str, role: str = "member") -> str:

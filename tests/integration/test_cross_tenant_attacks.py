@@ -1,0 +1,146 @@
+"""Generated cross-tenant attacks over HTTP (issue 5, item 9): every route of
+the app, called by every kind of credential of tenant A, with every forgery
+we know of (another tenant's ids in the path, tenant fields in headers, query
+strings and bodies, tenant B's key id with A's key), must not show A a single
+identifier or secret of tenant B, nor change any row of B, nor fail with a 5xx.
+
+The route list comes from the app itself, so a new route is attacked the day
+it is added.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from chalicelib import runtime
+from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from tests.conftest import Connect, FrozenClock, remember
+from tests.integration.test_api_keys import owner_with_key
+from tests.integration.test_second_factor import Session
+from tests.integration.web import login, member_of
+
+MARKER = f"victim-marker-{uuid.uuid4().hex}"
+
+# Bodies that would pass validation on the routes that take one, so the
+# forged fields are tried both alone and next to an otherwise valid request.
+VALID_BODIES: dict[str, dict[str, Any]] = {
+    "api_keys_create": {"name": "attacker", "scopes": ["ledger:read"]},
+    "password": {"current_password": "not the password", "new_password": "another passphrase"},
+    "second_factor": {"code": "000000"},
+    "totp_confirm": {"code": "000000"},
+    "totp_enrol": {},
+}
+# Ending the attacker's own session would only make the remaining attempts
+# trivially 401: those two routes are attacked in test_web_auth/test_sessions.
+SELF_ENDING = {"logout", "password"}
+
+
+def victim_state(superuser: Connect, tenant: str) -> list[Any]:
+    """Every row of the victim's tenant that an attack could change."""
+    conn = superuser()
+    try:
+        return [conn.run(sql, t=tenant) for sql in (
+            "SELECT id::text, name FROM tenants WHERE id = :t",
+            "SELECT id::text, email, role, password_hash, credential_version FROM users "
+            "WHERE tenant_id = :t ORDER BY id",
+            "SELECT id::text, name, scopes, expires_at, revoked_at FROM api_keys "
+            "WHERE tenant_id = :t ORDER BY id",
+            "SELECT seq, encode(hash, 'hex') FROM ledger_entries WHERE tenant_id = :t "
+            "ORDER BY seq",
+            "SELECT count(*), count(revoked_at) FROM sessions s JOIN users u "
+            "ON u.id = s.user_id WHERE u.tenant_id = :t",
+            "SELECT count(*) FROM user_totp t JOIN users u ON u.id = t.user_id "
+            "WHERE u.tenant_id = :t")]
+    finally:
+        conn.close()
+
+
+def attempts(routes: list[tuple[str, str, str]], victim: dict[str, str],
+             credentials: dict[str, dict[str, str]]) -> Iterator[tuple[str, str, str,
+                                                                        dict[str, str], str]]:
+    """(label, method, path, headers, body) for every combination."""
+    b = victim["tenant_id"]
+    path_ids = [victim["key_id"], victim["user_id"], b, str(uuid.uuid4()),
+                victim["key_id"].upper(), f"..%2F{victim['key_id']}", "00000000-0000-0000-0000-"
+                "000000000000"]
+    header_forgeries = [{}, {"X-Tenant-Id": b}, {"Tenant-Id": b},
+                        {"X-Forwarded-For": "10.0.0.1", "X-Amzn-Tenant": b},
+                        {"X-User-Id": victim["user_id"], "X-Role": "platform_admin"}]
+    queries = ["", f"?tenant_id={b}", f"?tenant={b}&after=0&limit=1000"]
+    for (view, method, template), (who, creds) in itertools.product(
+            routes, credentials.items()):
+        paths = [template.replace("{key_id}", i) for i in path_ids] \
+            if "{key_id}" in template else [template]
+        valid = VALID_BODIES.get(view, {})
+        bodies = [valid, {**valid, "tenant_id": b},
+                  {**valid, "tenant": {"id": b}, "user_id": victim["user_id"]}] \
+            if method != "GET" else [None]
+        for path, forged, query, body in itertools.product(paths, header_forgeries, queries,
+                                                           bodies):
+            headers = {**creds, **forged}
+            raw = "" if body is None else json.dumps(body)
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            yield f"{who} {method} {path}{query} {sorted(forged)} {raw[:60]}", method, \
+                path + query, headers, raw
+
+
+def test_a_thousand_generated_cross_tenant_attempts_leak_nothing(
+        client: Any, frozen: FrozenClock, superuser: Connect) -> None:
+    import app as app_module
+    from chalicelib.entrypoints.web import ROUTES
+
+    victim_owner, victim_key = owner_with_key(client, frozen)
+    b = victim_owner.body["tenant_id"]
+    append_ledger(AppendRequest(tenant_id=uuid.UUID(b), kind="invoice.issued",
+                                payload={"number": MARKER, "total": "120.00"}),
+                  runtime.database().unit_of_work, FrozenClock())
+    victim_member = member_of(b)
+    remember(victim_key["secret"])
+    victim = {"tenant_id": b, "user_id": victim_owner.body["user_id"],
+              "key_id": victim_key["id"]}
+    secrets = {b, victim["user_id"], victim_key["id"], victim_key["secret"], MARKER,
+               victim_member, victim_owner.token, victim_owner.csrf}
+
+    attacker_owner, attacker_key = owner_with_key(client, frozen)
+    a = attacker_owner.body["tenant_id"]
+    sessions = {role: Session(login(client, member_of(a, role)))
+                for role in ("member", "accountant")}
+    credentials = {
+        "owner": {"Cookie": attacker_owner.jar, "X-CSRF-Token": attacker_owner.csrf},
+        **{role: {"Cookie": s.jar, "X-CSRF-Token": s.csrf} for role, s in sessions.items()},
+        "api_key": {"Authorization": f"Bearer {attacker_key['secret']}"},
+        # A's session cookie with B's CSRF token, and A's key beside B's session.
+        "mixed_csrf": {"Cookie": attacker_owner.jar, "X-CSRF-Token": victim_owner.csrf},
+        "mixed_auth": {"Cookie": victim_owner.jar,
+                       "Authorization": f"Bearer {attacker_key['secret']}"},
+    }
+    routes = sorted({(entry.view_name, method, path)
+                     for path, methods in app_module.app.routes.items()
+                     for method, entry in methods.items()
+                     if entry.view_name in ROUTES and entry.view_name not in SELF_ENDING})
+    before = victim_state(superuser, b)
+    assert before[2] and before[3], "the victim has keys and ledger entries to steal"
+
+    tried, statuses = 0, dict[int, int]()
+    for label, method, path, headers, raw in attempts(routes, victim, credentials):
+        answer = client.request(method, path, headers=headers, body=raw.encode())
+        tried += 1
+        statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+        seen = answer.body.decode("utf-8", "replace") + json.dumps(dict(answer.headers))
+        leaked = [s for s in secrets if s in seen or s.lower() in seen.lower()]
+        assert not leaked, f"{label}: {answer.status_code} shows {leaked}"
+        assert answer.status_code < 500, f"{label}: {answer.status_code} {seen[:300]}"
+
+    assert tried >= 1000, tried
+    assert victim_state(superuser, b) == before
+    # The attempts were answered, not all refused at the door: the attacker's
+    # own reads succeed (200) while the forgeries change nothing.
+    assert statuses.get(200, 0) > 100 and statuses.get(404, 0) > 0, statuses
+    # The victim still works normally.
+    assert victim_owner.me(client).status_code == 200
+    assert login(client, victim_member).status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -284,6 +284,49 @@ class TenantStore(Protocol):
         """Create the tenant (its empty chain is opened by the engine)."""
 
 
+@dataclass(frozen=True)
+class IssuedInvoice:
+    """An invoice as the database keeps it (never edited after insert)."""
+
+    invoice_id: UUID
+    series: str
+    number: int
+    invoice_number: str
+    type_code: str
+    preceding_id: UUID | None
+    issue_date: date
+    idempotency_key: str
+    request_sha256: bytes
+    document: str  # canonical JSON of the validated invoice
+    totals: str  # canonical JSON of the computed totals
+    pdf_sha256: bytes
+    xml_sha256: bytes
+    ledger_seq: int
+    archive: str | None = None  # canonical JSON receipt, once archived
+
+
+class InvoiceStore(Protocol):
+    """One tenant's invoices, inside the unit of work's transaction."""
+
+    def next_number(self, series: str) -> int:
+        """The series' next number, locked until the transaction ends; the
+        transaction must insert that invoice or fail (engine-checked)."""
+
+    def add(self, invoice: IssuedInvoice) -> None: ...
+
+    def by_idempotency_key(self, key: str) -> IssuedInvoice | None: ...
+
+    def get(self, invoice_id: UUID) -> IssuedInvoice | None: ...
+
+    def add_document(self, invoice_id: UUID, kind: str, content: bytes) -> None: ...
+
+    def documents(self, invoice_id: UUID) -> dict[str, bytes]: ...
+
+    def record_archive(self, invoice_id: UUID, receipt: str) -> bool:
+        """Write the archive receipt once and drop the staged documents;
+        False if it was already written."""
+
+
 class UnitOfWork(Protocol):
     """One transaction scoped to one tenant: commits on success, else rolls back."""
 
@@ -310,6 +353,9 @@ class UnitOfWork(Protocol):
 
     @property
     def signups(self) -> SignUpClaims: ...
+
+    @property
+    def invoices(self) -> InvoiceStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

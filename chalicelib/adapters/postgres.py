@@ -28,6 +28,7 @@ from chalicelib.ports import (
     AccessRecord,
     Account,
     ApiKey,
+    IssuedInvoice,
     PendingSignUp,
     SessionFacts,
     StoredDataKey,
@@ -144,6 +145,7 @@ class TenantUnitOfWork:
     second_factor: PostgresSecondFactors
     api_keys: PostgresApiKeys
     signups: PostgresSignUpClaims
+    invoices: PostgresInvoices
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -165,6 +167,7 @@ class TenantUnitOfWork:
         self.second_factor = PostgresSecondFactors(conn, self._tenant_id)
         self.api_keys = PostgresApiKeys(conn, self._tenant_id)
         self.signups = PostgresSignUpClaims(conn)
+        self.invoices = PostgresInvoices(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -427,6 +430,70 @@ class PostgresPendingSignUps:
             conn.run("SELECT signup_pend(:h, :e, :n, :p, make_interval(secs => :s))",
                      h=token_hash, e=sign_up.email, n=sign_up.tenant_name,
                      p=sign_up.password_hash, s=lifetime.total_seconds())
+
+
+_INVOICE_COLUMNS = ("id, series, number, invoice_number, type_code, preceding_id, issue_date, "
+                    "idempotency_key, request_sha256, document, totals, pdf_sha256, "
+                    "xml_sha256, ledger_seq, archive")
+
+
+class PostgresInvoices:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def next_number(self, series: str) -> int:
+        [[number]] = self._conn.run("SELECT invoice_number_next(:s)", s=series)
+        return int(number)
+
+    def add(self, invoice: IssuedInvoice) -> None:
+        self._conn.run(
+            f"INSERT INTO invoices (tenant_id, {_INVOICE_COLUMNS}) VALUES (:t, :id, :series, "
+            ":number, :invoice_number, :type_code, :preceding_id, :issue_date, :key, "
+            ":request_sha256, :document, :totals, :pdf, :xml, :seq, NULL)",
+            t=self._tenant, id=str(invoice.invoice_id), series=invoice.series,
+            number=invoice.number, invoice_number=invoice.invoice_number,
+            type_code=invoice.type_code,
+            preceding_id=str(invoice.preceding_id) if invoice.preceding_id else None,
+            issue_date=invoice.issue_date, key=invoice.idempotency_key,
+            request_sha256=invoice.request_sha256, document=invoice.document,
+            totals=invoice.totals, pdf=invoice.pdf_sha256, xml=invoice.xml_sha256,
+            seq=invoice.ledger_seq)
+
+    def _one(self, where: str, **params: Any) -> IssuedInvoice | None:
+        rows = self._conn.run(f"SELECT {_INVOICE_COLUMNS} FROM invoices "
+                              f"WHERE tenant_id = :t AND {where}", t=self._tenant, **params)
+        if not rows:
+            return None
+        row = rows[0]
+        return IssuedInvoice(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                             bytes(row[8]), row[9], row[10], bytes(row[11]), bytes(row[12]),
+                             row[13], row[14])
+
+    def by_idempotency_key(self, key: str) -> IssuedInvoice | None:
+        return self._one("idempotency_key = :k", k=key)
+
+    def get(self, invoice_id: UUID) -> IssuedInvoice | None:
+        return self._one("id = :id", id=str(invoice_id))
+
+    def add_document(self, invoice_id: UUID, kind: str, content: bytes) -> None:
+        self._conn.run("INSERT INTO invoice_documents (tenant_id, invoice_id, kind, content) "
+                       "VALUES (:t, :id, :kind, :content)", t=self._tenant,
+                       id=str(invoice_id), kind=kind, content=content)
+
+    def documents(self, invoice_id: UUID) -> dict[str, bytes]:
+        rows = self._conn.run("SELECT kind, content FROM invoice_documents WHERE tenant_id = :t "
+                              "AND invoice_id = :id", t=self._tenant, id=str(invoice_id))
+        return {kind: bytes(content) for kind, content in rows}
+
+    def record_archive(self, invoice_id: UUID, receipt: str) -> bool:
+        done = self._conn.run("UPDATE invoices SET archive = :r WHERE tenant_id = :t AND id = :id "
+                              "AND archive IS NULL RETURNING 1", r=receipt, t=self._tenant,
+                              id=str(invoice_id))
+        if done:
+            self._conn.run("DELETE FROM invoice_documents WHERE tenant_id = :t "
+                           "AND invoice_id = :id", t=self._tenant, id=str(invoice_id))
+        return bool(done)
 
 
 class PostgresSignUpClaims:

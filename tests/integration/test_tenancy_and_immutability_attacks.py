@@ -236,7 +236,8 @@ def test_engine_refuses_forged_entries_even_from_the_owner(
 @pytest.mark.parametrize("sql", [
     "UPDATE ledger_entries SET payload = payload",
     "DELETE FROM ledger_entries",
-    "TRUNCATE ledger_entries",
+    # Invoices reference ledger entries: CASCADE reaches the triggers of both.
+    "TRUNCATE ledger_entries CASCADE",
     "DELETE FROM ledger_heads",
     "TRUNCATE ledger_heads CASCADE",
 ])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     signup_confirm_url: str = "http://127.0.0.1:8000/signup/confirm"
     signup_confirm_hours: int = Field(default=24, ge=1, le=48)
     signup_per_email_per_minute: int = Field(default=2, ge=1)
+    signup_per_email_per_day: int = Field(default=5, ge=1)
 
     # The one browser origin allowed to call the API cross-origin (CORS), e.g.
     # https://app.example.fr; unset: no CORS header at all (same origin only).
@@ -87,6 +88,16 @@ class Settings(BaseSettings):
 
     sqs_endpoint_url: str | None = None
     ledger_queue: str = "einvoice-ledger-append"
+
+    @model_validator(mode="after")
+    def _mail_is_never_in_clear_off_this_machine(self) -> Settings:
+        """Confirmation links and SMTP credentials travel encrypted, except on loopback."""
+        link = urlsplit(self.signup_confirm_url)
+        if link.scheme != "https" and not (link.scheme == "http" and _loopback(link.hostname)):
+            raise ValueError("signup_confirm_url must be https (http only on localhost)")
+        if self.smtp_host and not self.smtp_starttls and not _loopback(self.smtp_host):
+            raise ValueError("smtp_starttls may be off only for a relay on localhost")
+        return self
 
     @field_validator("frontend_origin")
     @classmethod
@@ -96,7 +107,7 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         parts = urlsplit(value)
-        loopback = parts.hostname in {"localhost", "127.0.0.1"}
+        loopback = _loopback(parts.hostname)
         if (parts.scheme != "https" and not (parts.scheme == "http" and loopback)) \
                 or not parts.hostname or "*" in value or "," in value or " " in value \
                 or parts.path or parts.query or parts.fragment or parts.username \
@@ -104,6 +115,10 @@ class Settings(BaseSettings):
             raise ValueError("must be one origin such as https://app.example.fr "
                              "(lower case, no path, no wildcard; http only on localhost)")
         return value
+
+
+def _loopback(host: str | None) -> bool:
+    return host in {"localhost", "127.0.0.1", "::1"}
 
 
 @lru_cache(maxsize=1)

@@ -248,23 +248,16 @@ class Mailer(Protocol):
     def send(self, mail: Mail) -> None: ...
 
 
-@dataclass(frozen=True)
-class PendingSignUp:
-    email: str
-    tenant_name: str
-    password_hash: str
-
-
 class PendingSignUps(Protocol):
-    """Sign-ups waiting for their address to be confirmed (outside any tenant)."""
+    """Addresses waiting to be confirmed (outside any tenant)."""
 
-    def add(self, token_hash: bytes, sign_up: PendingSignUp, lifetime: timedelta) -> None: ...
+    def add(self, token_hash: bytes, email: str, lifetime: timedelta) -> None: ...
 
 
 class SignUpClaims(Protocol):
-    def take(self, token_hash: bytes) -> PendingSignUp | None:
-        """The sign-up for this token, consumed with the transaction; None if
-        unknown, already used or expired."""
+    def take(self, token_hash: bytes) -> str | None:
+        """The address this token confirms, consumed with the transaction;
+        None if unknown, already used or expired."""
 
 
 class Lockouts(Protocol):

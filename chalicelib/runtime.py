@@ -85,4 +85,7 @@ def mailer() -> Any:
                           if s.smtp_password else None, starttls=s.smtp_starttls)
     if s.mail_outbox_dir:
         return OutboxMailer(s.mail_outbox_dir, s.mail_from)
-    raise RuntimeError("no mail configured: set EINVOICE_SMTP_HOST or EINVOICE_MAIL_OUTBOX_DIR")
+    from chalicelib.logs import logger
+
+    logger.error("mail is not configured: set EINVOICE_SMTP_HOST or EINVOICE_MAIL_OUTBOX_DIR")
+    raise RuntimeError("mail is not configured")

@@ -68,11 +68,11 @@ API:       {api}   try:  curl -s {api}/health
 Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers;
            schedules {', '.join(schedules.names)} at start, then every {args.schedule_seconds:g} s
 Sign up: mail is not sent from here, it lands in {stack.mail_outbox}/ as .eml files.
-  curl -s -H 'Content-Type: application/json' {api}/signup -d \\
-    '{{"tenant_name": "Demo SARL", "email": "me@example.fr", "password": "correct horse battery"}}'
+  curl -s -H 'Content-Type: application/json' {api}/signup -d '{{"email": "me@example.fr"}}'
   token=$(grep -ho 'token=[A-Za-z0-9_-]*' {stack.mail_outbox}/*.eml | tail -1 | cut -d= -f2)
   curl -si -c jar.txt -H 'Content-Type: application/json' {api}/signup/confirm \\
-    -d "{{\\"token\\": \\"$token\\"}}"
+    -d "{{\\"token\\": \\"$token\\", \\"tenant_name\\": \\"Demo SARL\\", \\
+         \\"password\\": \\"correct horse battery\\"}}"
   (session cookie in jar.txt; an owner can only log out until TOTP is enrolled)
 Try the ledger (in another shell):
   t=$(.venv/bin/python -m devstack create-tenant "Demo SARL")

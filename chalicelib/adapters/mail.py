@@ -61,4 +61,5 @@ class SmtpMailer:
                 smtp.starttls(context=ssl.create_default_context())
             if self._user is not None:
                 smtp.login(self._user, self._password or "")
-            smtp.send_message(_message(mail, self._sender))
+            # The envelope names exactly one recipient, whatever the To header parses to.
+            smtp.send_message(_message(mail, self._sender), to_addrs=[mail.to])

@@ -29,7 +29,6 @@ from chalicelib.ports import (
     Account,
     ApiKey,
     IssuedInvoice,
-    PendingSignUp,
     SessionFacts,
     StoredDataKey,
     TotpRecord,
@@ -425,11 +424,10 @@ class PostgresPendingSignUps:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def add(self, token_hash: bytes, sign_up: PendingSignUp, lifetime: timedelta) -> None:
+    def add(self, token_hash: bytes, email: str, lifetime: timedelta) -> None:
         with self._database.transaction(None) as conn:
-            conn.run("SELECT signup_pend(:h, :e, :n, :p, make_interval(secs => :s))",
-                     h=token_hash, e=sign_up.email, n=sign_up.tenant_name,
-                     p=sign_up.password_hash, s=lifetime.total_seconds())
+            conn.run("SELECT signup_pend(:h, :e, make_interval(secs => :s))",
+                     h=token_hash, e=email, s=lifetime.total_seconds())
 
 
 _INVOICE_COLUMNS = ("id, series, number, invoice_number, type_code, preceding_id, issue_date, "
@@ -500,10 +498,9 @@ class PostgresSignUpClaims:
     def __init__(self, conn: pg8000.native.Connection) -> None:
         self._conn = conn
 
-    def take(self, token_hash: bytes) -> PendingSignUp | None:
-        rows = self._conn.run("SELECT email, tenant_name, password_hash FROM signup_take(:h)",
-                              h=token_hash)
-        return PendingSignUp(*rows[0]) if rows else None
+    def take(self, token_hash: bytes) -> str | None:
+        rows = self._conn.run("SELECT email FROM signup_take(:h)", h=token_hash)
+        return str(rows[0][0]) if rows else None
 
 
 class PostgresAccessLog:

@@ -50,7 +50,7 @@ from chalicelib.usecases.accounts import (
 )
 from chalicelib.usecases.api_keys import API_KEY_ROLE, authenticate_api_key
 from chalicelib.usecases.lockout import Backoff, guarded
-from chalicelib.usecases.rate_limits import enforce
+from chalicelib.usecases.rate_limits import DAY, enforce
 from chalicelib.usecases.sessions import (
     SessionPolicy,
     authenticate,
@@ -111,13 +111,13 @@ class _Body(BaseModel):
 
 
 class SignUpBody(_Body):
-    tenant_name: str = Field(max_length=1000)
     email: str = Field(max_length=1000)
-    password: str = Field(max_length=1000)
 
 
-class TokenBody(_Body):
+class ConfirmBody(_Body):
     token: str = Field(max_length=200)
+    tenant_name: str = Field(max_length=1000)
+    password: str = Field(max_length=1000)
 
 
 class LogInBody(_Body):
@@ -194,19 +194,20 @@ def address_prefix(request: Request) -> str:
 def sign_up_route(request: Request) -> Response:
     """202 whether or not the address has an account: the mailbox learns which."""
     from chalicelib.adapters.postgres import PostgresLoginDirectory, PostgresPendingSignUps
-    from chalicelib.usecases.signup import SignUpMail, request_sign_up
+    from chalicelib.usecases.signup import SignUpMail, checked_email, request_sign_up
 
     def act() -> Response:
-        body = parse(request, SignUpBody)
         limits = settings()
-        enforce(_limiter(), [
-            ("signup-ip", client_ip(request), limits.signup_per_ip_per_minute),
-            ("signup-email", normalise_email(body.email), limits.signup_per_email_per_minute)])
+        enforce(_limiter(), [("signup-ip", client_ip(request), limits.signup_per_ip_per_minute)])
+        email = checked_email(parse(request, SignUpBody).email)  # only a valid address counts
+        try:
+            enforce(_limiter(), [("signup-email", email, limits.signup_per_email_per_minute)])
+        finally:
+            enforce(_limiter(), [("signup-email-day", email, limits.signup_per_email_per_day)],
+                    window=DAY)
         database = runtime.database()
-        request_sign_up(body.tenant_name, body.email, body.password,
-                        directory=PostgresLoginDirectory(database),
+        request_sign_up(email, directory=PostgresLoginDirectory(database),
                         pending=PostgresPendingSignUps(database), mailer=runtime.mailer(),
-                        passwords=runtime.passwords(),
                         mail=SignUpMail(limits.signup_confirm_url,
                                         timedelta(hours=limits.signup_confirm_hours)))
         return Response(body={"status": "confirmation sent", "detail": (
@@ -217,14 +218,16 @@ def sign_up_route(request: Request) -> Response:
 
 
 def sign_up_confirm_route(request: Request) -> Response:
-    """The link's token, once: the tenant, its owner and a session."""
+    """The link's token with the company name and password: the tenant, its
+    owner and a session."""
     from chalicelib.usecases.signup import confirm_sign_up
 
     def act() -> Response:
-        body = parse(request, TokenBody)
         enforce(_limiter(), [("signup-ip", client_ip(request),
                               settings().signup_per_ip_per_minute)])
-        principal = confirm_sign_up(body.token, runtime.database().unit_of_work)
+        body = parse(request, ConfirmBody)
+        principal = confirm_sign_up(body.token, body.tenant_name, body.password,
+                                    runtime.database().unit_of_work, runtime.passwords())
         return _logged_in(principal, 201)
 
     return _answer(act)

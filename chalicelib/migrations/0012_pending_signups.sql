@@ -1,8 +1,9 @@
 -- A sign-up waits for its address to be confirmed. Nothing is created until
 -- the mailbox's owner brings back the token, and the answer to a sign-up is
 -- the same whether or not the address already has an account (that address
--- gets a notice instead of a token). Only the token's SHA-256 is kept; the
--- row holds the argon2id hash, never the password. The app role cannot read,
+-- gets a notice instead of a token). Only the token's SHA-256 and the address
+-- are kept: the tenant name and the password are given with the token, by
+-- the mailbox's owner, never by whoever asked for the link. The app role cannot read,
 -- change or delete rows: it adds one through signup_pend() and consumes one,
 -- once and before it expires, through signup_take(), in the transaction that
 -- creates the tenant (a failure there leaves the row for a retry).
@@ -10,8 +11,6 @@
 CREATE TABLE pending_signups (
     token_hash    bytea PRIMARY KEY CHECK (octet_length(token_hash) = 32),
     email         text NOT NULL CHECK (char_length(email) BETWEEN 3 AND 254),
-    tenant_name   text NOT NULL CHECK (char_length(tenant_name) BETWEEN 1 AND 200),
-    password_hash text NOT NULL CHECK (password_hash LIKE '$argon2id$%'),
     expires_at    timestamptz NOT NULL
 );
 CREATE INDEX pending_signups_expiry ON pending_signups (expires_at);
@@ -19,8 +18,8 @@ ALTER TABLE pending_signups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pending_signups FORCE ROW LEVEL SECURITY;
 CREATE POLICY owner_only ON pending_signups TO CURRENT_USER USING (true) WITH CHECK (true);
 
-CREATE FUNCTION signup_pend(p_token_hash bytea, p_email text, p_tenant_name text,
-                            p_password_hash text, p_lifetime interval) RETURNS void
+CREATE FUNCTION signup_pend(p_token_hash bytea, p_email text, p_lifetime interval)
+    RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
 BEGIN
@@ -29,18 +28,17 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     DELETE FROM pending_signups WHERE expires_at <= now();
-    INSERT INTO pending_signups (token_hash, email, tenant_name, password_hash, expires_at)
-        VALUES (p_token_hash, p_email, p_tenant_name, p_password_hash, now() + p_lifetime);
+    INSERT INTO pending_signups (token_hash, email, expires_at)
+        VALUES (p_token_hash, p_email, now() + p_lifetime);
 END
 $$;
 
-CREATE FUNCTION signup_take(p_token_hash bytea)
-    RETURNS TABLE (email text, tenant_name text, password_hash text)
+CREATE FUNCTION signup_take(p_token_hash bytea) RETURNS TABLE (email text)
     LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
     DELETE FROM pending_signups p
     WHERE p.token_hash = p_token_hash AND p.expires_at > now()
-    RETURNING p.email, p.tenant_name, p.password_hash
+    RETURNING p.email
 $$;
 
 CREATE FUNCTION purge_pending_signups() RETURNS bigint
@@ -50,9 +48,9 @@ CREATE FUNCTION purge_pending_signups() RETURNS bigint
     SELECT count(*) FROM gone
 $$;
 
-REVOKE ALL ON FUNCTION signup_pend(bytea, text, text, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION signup_pend(bytea, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION signup_take(bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION purge_pending_signups() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION signup_pend(bytea, text, text, text, interval) TO {{app_role}};
+GRANT EXECUTE ON FUNCTION signup_pend(bytea, text, interval) TO {{app_role}};
 GRANT EXECUTE ON FUNCTION signup_take(bytea) TO {{app_role}};
 GRANT EXECUTE ON FUNCTION purge_pending_signups() TO {{app_role}};

@@ -15,7 +15,12 @@ from chalicelib.domain.passwords import Passwords
 from chalicelib.domain.text import text_problem
 from chalicelib.ports import Account, LoginDirectory, UnitOfWork, UnitOfWorkFactory
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# A plain address only (no comments, display names, quotes or lists, which a
+# mail library would parse into another address than the one checked):
+# a dot-atom local part and LDH domain labels with an alphabetic TLD.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"^(?=.{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ def normalise_email(email: str) -> str:
 
 
 def email_violations(email: str) -> list[Violation]:
-    if text_problem(email) or len(email.encode("utf-8")) > 254 or not _EMAIL.match(email):
+    if text_problem(email) or len(email.encode("utf-8")) > 254 or not _EMAIL.fullmatch(email):
         return [Violation("email", "must be an email address such as name@example.fr")]
     return []
 

@@ -74,3 +74,19 @@ def test_settings_refuse_anything_but_one_exact_origin(origin: str) -> None:
     "https://app.example.fr", "https://app.example.fr:8443", "http://localhost:5173"])
 def test_settings_accept_an_exact_origin(origin: str) -> None:
     assert Settings(frontend_origin=origin).frontend_origin == origin
+
+
+@pytest.mark.parametrize("settings", [
+    {"signup_confirm_url": "http://app.example.fr/signup/confirm"},
+    {"signup_confirm_url": "ftp://app.example.fr/"},
+    {"smtp_host": "smtp.provider.example", "smtp_starttls": False},
+])
+def test_settings_refuse_mail_in_clear_off_this_machine(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**settings)
+
+
+def test_settings_allow_clear_mail_on_loopback_only() -> None:
+    local = Settings(smtp_host="127.0.0.1", smtp_starttls=False,
+                     signup_confirm_url="http://localhost:8000/signup/confirm")
+    assert local.smtp_host == "127.0.0.1"

@@ -61,8 +61,7 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
         signup = urllib.request.Request(
             f"http://127.0.0.1:{api}/signup", method="POST",
             headers={"Content-Type": "application/json"},
-            data=json.dumps({"tenant_name": "Demo SARL", "email": "me@example.fr",
-                             "password": "correct horse battery"}).encode())
+            data=json.dumps({"email": "me@example.fr"}).encode())
         with urllib.request.urlopen(signup, timeout=30) as resp:
             assert resp.status == 202
         # The confirmation link lands in the outbox folder the banner names.
@@ -77,7 +76,8 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
         confirm = urllib.request.Request(
             f"http://127.0.0.1:{api}/signup/confirm", method="POST",
             headers={"Content-Type": "application/json"},
-            data=json.dumps({"token": token}).encode())
+            data=json.dumps({"token": token, "tenant_name": "Demo SARL",
+                             "password": "correct horse battery"}).encode())
         with urllib.request.urlopen(confirm, timeout=30) as resp:
             assert resp.status == 201
             assert any("HttpOnly" in c for c in resp.headers.get_all("Set-Cookie"))

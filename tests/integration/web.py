@@ -60,17 +60,22 @@ def confirmation_token(email: str) -> str:
     raise AssertionError("no confirmation link was mailed")
 
 
-def request_signup(client: Any, email: str, tenant_name: str = "Atelier") -> Any:
+def request_signup(client: Any, email: str) -> Any:
     remember(email)
-    return post(client, "/signup", {"tenant_name": tenant_name, "email": email,
-                                    "password": PASSWORD})
+    return post(client, "/signup", {"email": email})
+
+
+def confirm_signup(client: Any, token: str, password: str = PASSWORD,
+                   tenant_name: str = "Atelier") -> Any:
+    return post(client, "/signup/confirm", {"token": token, "tenant_name": tenant_name,
+                                            "password": password})
 
 
 def signup(client: Any) -> tuple[Any, str]:
     """A confirmed sign-up: the owner's session response, and the email."""
     email = f"owner.{uuid.uuid4().hex[:8]}@example.fr"
     assert request_signup(client, email).status_code == 202
-    return post(client, "/signup/confirm", {"token": confirmation_token(email)}), email
+    return confirm_signup(client, confirmation_token(email)), email
 
 
 def member_of(tenant_id: str, role: str = "member") -> str:

@@ -75,3 +75,13 @@ def test_outbox_writes_private_files(tmp_path: Path) -> None:
     second = email.message_from_bytes(files[1].read_bytes(), policy=default)
     body = second.get_body(("plain",))
     assert body is not None and body.get_content() == "Déjà là ?\n"
+
+
+def test_smtp_envelope_names_exactly_the_one_recipient(smtp_server: tuple[Inbox, int]) -> None:
+    """Even if a To value parsed into several addresses, the envelope (where
+    mail actually goes) holds only the address the use case checked."""
+    inbox, port = smtp_server
+    SmtpMailer("127.0.0.1", port, "no-reply@einvoice.example", starttls=False).send(
+        Mail("boss@example.fr, victim@example.fr", "Confirm", LINK))
+    [(_, recipients, _)] = inbox.received
+    assert len(recipients) == 1

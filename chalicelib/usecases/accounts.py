@@ -53,14 +53,18 @@ def email_violations(email: str) -> list[Violation]:
     return []
 
 
-def sign_up_violations(tenant_name: str, email: str, password: str) -> list[Violation]:
-    """Every rule a sign-up breaks (email already normalised), in field order."""
-    violations = email_violations(email) + Passwords.policy_violations(password)
+def tenant_name_violations(tenant_name: str) -> list[Violation]:
     name = tenant_name.strip()
     problem = text_problem(name)
     if problem or not 1 <= len(name) <= 200:
-        violations.insert(0, Violation("tenant_name", problem or "must be 1 to 200 characters"))
-    return violations
+        return [Violation("tenant_name", problem or "must be 1 to 200 characters")]
+    return []
+
+
+def sign_up_violations(tenant_name: str, email: str, password: str) -> list[Violation]:
+    """Every rule a sign-up breaks (email already normalised), in field order."""
+    return (tenant_name_violations(tenant_name) + email_violations(email)
+            + Passwords.policy_violations(password))
 
 
 def create_owner(uow: UnitOfWork, tenant_id: UUID, tenant_name: str, email: str,

@@ -23,7 +23,7 @@ from chalicelib.usecases.accounts import (
     create_owner,
     email_violations,
     normalise_email,
-    sign_up_violations,
+    tenant_name_violations,
 )
 
 TOKEN_BYTES = 32
@@ -72,7 +72,7 @@ def confirm_sign_up(token: str, tenant_name: str, password: str,
                     unit_of_work: UnitOfWorkFactory, passwords: Passwords) -> Principal:
     """The tenant and its owner, from a link used once and in time, with the
     name and password its holder gives now."""
-    violations = sign_up_violations(tenant_name, "owner@example.fr", password)
+    violations = tenant_name_violations(tenant_name) + Passwords.policy_violations(password)
     if not (token.isascii() and 20 <= len(token) <= 100):
         violations.insert(0, Violation("token", "must be the token from the confirmation link"))
     if violations:

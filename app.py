@@ -14,6 +14,7 @@ from chalicelib.entrypoints.cors import frontend_cors
 app = Chalice(app_name="einvoice", configure_logs=False)
 # Every route below: CORS for the configured frontend origin only (or none).
 app.api.cors = frontend_cors(settings().frontend_origin)
+app.api.binary_types.append("application/pdf")
 
 
 def _request() -> Request:
@@ -153,6 +154,44 @@ def api_key_revoke(key_id: str) -> Response:
     return api_key_revoke_route(_request(), key_id)
 
 
+@app.route("/invoices", methods=["POST"])
+def invoices_issue() -> Response:
+    """Issue an invoice (Idempotency-Key header): numbered, Factur-X, chained, archived."""
+    from chalicelib.entrypoints.invoices import issue_invoice_route
+
+    return issue_invoice_route(_request())
+
+
+@app.route("/invoices/{invoice_id}", methods=["GET"])
+def invoice_get(invoice_id: str) -> Response:
+    from chalicelib.entrypoints.invoices import get_invoice_route
+
+    return get_invoice_route(_request(), invoice_id)
+
+
+@app.route("/invoices/{invoice_id}/pdf", methods=["GET"])
+def invoice_pdf(invoice_id: str) -> Response:
+    """The Factur-X PDF from the archive, checked against the ledger's SHA-256."""
+    from chalicelib.entrypoints.invoices import invoice_document_route
+
+    return invoice_document_route(_request(), invoice_id, "pdf")
+
+
+@app.route("/invoices/{invoice_id}/xml", methods=["GET"])
+def invoice_xml(invoice_id: str) -> Response:
+    from chalicelib.entrypoints.invoices import invoice_document_route
+
+    return invoice_document_route(_request(), invoice_id, "xml")
+
+
+@app.route("/invoices/{invoice_id}/credit-notes", methods=["POST"])
+def credit_notes_issue(invoice_id: str) -> Response:
+    """A credit note (381) referencing this invoice, which itself never changes."""
+    from chalicelib.entrypoints.invoices import issue_credit_note_route
+
+    return issue_credit_note_route(_request(), invoice_id)
+
+
 @app.on_sqs_message(queue=settings().ledger_queue, batch_size=10)
 def append_ledger_entries(event: SQSEvent) -> Any:
     """Append ledger entries from the queue, reporting failed messages so only
@@ -176,3 +215,20 @@ def retention_purge(event: CloudWatchEvent) -> dict[str, int]:
     removed = purge_expired(PostgresRetention(database()))
     logger.info("retention purge", extra={"removed": removed})
     return removed
+
+
+@app.schedule(Cron("0/10", "*", "*", "*", "?", "*"))  # every 10 minutes
+def archive_sweep(event: CloudWatchEvent) -> dict[str, int]:
+    """Archive the invoices whose archiving a crash interrupted (older than 5 minutes)."""
+    from datetime import timedelta
+
+    from chalicelib.adapters.postgres import invoices_awaiting_archive
+    from chalicelib.logs import logger
+    from chalicelib.runtime import database, invoice_ports
+    from chalicelib.usecases.issue_invoice import archive_pending
+
+    pending = invoices_awaiting_archive(database(), timedelta(minutes=5))
+    result = archive_pending(pending, invoice_ports()) if pending else {"archived": 0,
+                                                                        "failed": 0}
+    logger.info("archive sweep", extra=result)
+    return result

@@ -6,10 +6,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
+from chalicelib.domain.errors import Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
+
+if TYPE_CHECKING:  # the invoice model's libraries load only where invoices are made
+    from chalicelib.domain.invoice import InvoiceDraft, Totals
 
 
 class Clock(Protocol):
@@ -318,6 +322,54 @@ class InvoiceStore(Protocol):
     def record_archive(self, invoice_id: UUID, receipt: str) -> bool:
         """Write the archive receipt once and drop the staged documents;
         False if it was already written."""
+
+
+@dataclass(frozen=True)
+class ArchivedObject:
+    """What the archive answered for one put, read back from the server."""
+
+    key: str
+    version_id: str
+    sha256: bytes  # 32 bytes, as the server computed and we checked
+    mode: str  # the object's lock mode, read back: always COMPLIANCE
+    retain_until: datetime  # read back, never earlier than asked
+
+
+class InvoiceArchive(Protocol):
+    """The Object Lock bucket: write once, keep for the legal period."""
+
+    def check_ready(self) -> None:
+        """Raise ArchiveNotSafe unless the bucket has versioning, Object Lock
+        and a COMPLIANCE default retention of at least the legal period."""
+
+    def put(self, key: str, content: bytes, retain_until: datetime,
+            content_type: str) -> ArchivedObject:
+        """Store the bytes under COMPLIANCE lock until retain_until (or reuse
+        the key's current version when it already holds exactly these bytes,
+        a retry); never shortens a retention. Raises ArchiveNotSafe."""
+
+    def get(self, key: str, version_id: str, sha256: bytes) -> bytes:
+        """The version's bytes, after checking them against sha256;
+        raises ArchiveTampered on a mismatch."""
+
+
+class InvoiceDocuments(Protocol):
+    """Factur-X production (formats' libraries behind one port): one call per
+    step so a crash can be injected between any two."""
+
+    def xml(self, draft: InvoiceDraft, invoice_number: str, totals: Totals) -> bytes:
+        """The CII XML, EN16931 profile."""
+
+    def pdf(self, draft: InvoiceDraft, invoice_number: str, totals: Totals,
+            created: datetime) -> bytes:
+        """The visual PDF, ready for PDF/A-3 (embedded fonts, OutputIntent)."""
+
+    def factur_x(self, pdf: bytes, xml: bytes, draft: InvoiceDraft, invoice_number: str,
+                 created: datetime) -> bytes:
+        """The XML embedded into the PDF: the Factur-X PDF/A-3."""
+
+    def problems(self, xml: bytes) -> list[Violation]:
+        """XSD and EN 16931 schematron failures (fatal ones), each as a violation."""
 
 
 class UnitOfWork(Protocol):

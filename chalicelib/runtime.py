@@ -89,3 +89,28 @@ def mailer() -> Any:
 
     logger.error("mail is not configured: set EINVOICE_SMTP_HOST or EINVOICE_MAIL_OUTBOX_DIR")
     raise RuntimeError("mail is not configured")
+
+
+@lru_cache(maxsize=1)
+def invoice_archive() -> Any:
+    """The Object Lock bucket, checked once at start-up (and before each put):
+    a bucket that cannot keep invoices 11 years fails here, and is not cached."""
+    from chalicelib.adapters.archive import ObjectLockArchive
+
+    archive = ObjectLockArchive(object_store(), settings().archive_bucket)
+    archive.check_ready()
+    return archive
+
+
+@lru_cache(maxsize=1)
+def invoice_documents() -> Any:
+    from chalicelib.adapters.documents import FacturXDocuments
+
+    return FacturXDocuments()
+
+
+def invoice_ports() -> Any:
+    from chalicelib.usecases.issue_invoice import InvoicePorts
+
+    return InvoicePorts(database().unit_of_work, invoice_documents(), invoice_archive(),
+                        clock())

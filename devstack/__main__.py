@@ -4,6 +4,8 @@
     python -m devstack create-tenant NAME      prints the new tenant id
     python -m devstack append TENANT KIND JSON sends a message to the ledger queue
     python -m devstack verify TENANT           verifies the tenant's chain
+    python -m devstack demo-key                a demo tenant and an API key that may
+                                               issue and read invoices (prints the key)
 
 The last three talk to a running `run` (they read .stack/env.json).
 """
@@ -74,6 +76,12 @@ Sign up: mail is not sent from here, it lands in {stack.mail_outbox}/ as .eml fi
     -d "{{\\"token\\": \\"$token\\", \\"tenant_name\\": \\"Demo SARL\\", \\
          \\"password\\": \\"correct horse battery\\"}}"
   (session cookie in jar.txt; an owner can only log out until TOTP is enrolled)
+Issue a real invoice (in another shell): a demo tenant, an API key, then the invoice
+  key=$(.venv/bin/python -m devstack demo-key)
+  curl -s -H "Authorization: Bearer $key" -H 'Idempotency-Key: demo-1' \\
+    -H 'Content-Type: application/json' {api}/invoices -d @events/invoice.json
+  curl -s -H "Authorization: Bearer $key" -o facture.pdf {api}/invoices/ID/pdf
+  (ID: the "id" of the answer; the same request again returns the same invoice)
 Try the ledger (in another shell):
   t=$(.venv/bin/python -m devstack create-tenant "Demo SARL")
   .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'
@@ -127,6 +135,25 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _demo_key(args: argparse.Namespace) -> int:
+    """A demo tenant, its owner (a random password, never shown: log-in is not
+    the point here) and an API key with the invoice scopes, for the curl lines."""
+    _load_env()
+    import secrets
+
+    from chalicelib.runtime import clock, database, passwords
+    from chalicelib.usecases.accounts import sign_up
+    from chalicelib.usecases.api_keys import create_api_key
+
+    owner = sign_up(args.name, f"demo.{uuid.uuid4().hex[:8]}@example.fr",
+                    secrets.token_urlsafe(24), database().unit_of_work, passwords())
+    _key, secret = create_api_key(owner, "demo", ["invoices:read", "invoices:write",
+                                                  "ledger:read"], 30,
+                                  database().unit_of_work, clock())
+    print(secret)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="how often the scheduled triggers run locally")
     run.add_argument("--s3-port", type=int, default=int(os.environ.get("EINVOICE_S3_PORT", 54330)))
     run.set_defaults(func=_run)
+    demo = commands.add_parser("demo-key", help="a demo tenant and an invoice API key")
+    demo.add_argument("--name", default="Demo SARL")
+    demo.set_defaults(func=_demo_key)
     tenant = commands.add_parser("create-tenant")
     tenant.add_argument("name")
     tenant.set_defaults(func=_create_tenant)

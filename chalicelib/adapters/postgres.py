@@ -22,7 +22,14 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import Conflict, DomainError, InvalidInput, Unauthorized, Violation
+from chalicelib.domain.errors import (
+    Conflict,
+    DomainError,
+    DuplicateIdempotencyKey,
+    InvalidInput,
+    Unauthorized,
+    Violation,
+)
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 from chalicelib.ports import (
     AccessRecord,
@@ -401,6 +408,15 @@ class PostgresApiKeyDirectory:
         return (rows[0][0], rows[0][1], tuple(rows[0][2])) if rows else None
 
 
+def invoices_awaiting_archive(database: Database, older_than: timedelta,
+                              limit: int = 1000) -> list[tuple[UUID, UUID]]:
+    """(tenant, invoice) of issued invoices still unarchived after `older_than`."""
+    with database.transaction(None, read_only=True) as conn:
+        rows = conn.run("SELECT tenant_id, invoice_id FROM invoices_awaiting_archive("
+                        "make_interval(secs => :s), :n)", s=older_than.total_seconds(), n=limit)
+    return [(UUID(str(t)), UUID(str(i))) for t, i in rows]
+
+
 class PostgresRetention:
     """The retention purges, each one engine function that deletes only what
     the law's period allows (the app role cannot delete those rows itself)."""
@@ -445,6 +461,15 @@ class PostgresInvoices:
         return int(number)
 
     def add(self, invoice: IssuedInvoice) -> None:
+        try:
+            self._insert(invoice)
+        except DatabaseError as exc:
+            if sqlstate(exc) == "23505" and exc.args[0].get("n") == \
+                    "invoices_tenant_id_idempotency_key_key":
+                raise DuplicateIdempotencyKey() from None
+            raise
+
+    def _insert(self, invoice: IssuedInvoice) -> None:
         self._conn.run(
             f"INSERT INTO invoices (tenant_id, {_INVOICE_COLUMNS}) VALUES (:t, :id, :series, "
             ":number, :invoice_number, :type_code, :preceding_id, :issue_date, :key, "

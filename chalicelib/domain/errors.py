@@ -63,3 +63,17 @@ class TooManyRequests(DomainError):
     def __init__(self, violations: list[Violation], retry_after: int) -> None:
         super().__init__(violations)
         self.retry_after = retry_after
+
+
+class ArchiveNotSafe(Exception):
+    """The archive cannot keep an invoice for the legal period (a fault of
+    configuration, never of the caller): nothing is archived, the reason says why."""
+
+
+class ArchiveTampered(Exception):
+    """An archived object's bytes do not match the checksum the ledger holds."""
+
+
+class DuplicateIdempotencyKey(Exception):
+    """Another request with the same idempotency key committed first (a
+    concurrent retry): the caller answers with what that one created."""

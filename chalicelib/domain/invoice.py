@@ -899,6 +899,12 @@ def _refuse_constant(text: str) -> Any:
 def parse_invoice_json(body: str | bytes) -> InvoiceDraft:
     """The draft in a JSON text: numbers read as exact Decimals, a repeated key
     or NaN/Infinity refused, then `validate_invoice`."""
+    return validate_invoice(read_exact_json(body))
+
+
+def read_exact_json(body: str | bytes) -> Any:
+    """A JSON text with numbers as exact Decimals; a repeated key or
+    NaN/Infinity refused (422 naming the body)."""
     refusal = None
     try:
         raw = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant,
@@ -909,4 +915,4 @@ def parse_invoice_json(body: str | bytes) -> InvoiceDraft:
         refusal = "must be a JSON object"
     if refusal is not None:
         raise InvalidInput([Violation("body", refusal)])
-    return validate_invoice(raw)
+    return raw

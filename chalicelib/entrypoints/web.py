@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from chalicelib import runtime
 from chalicelib.config import settings
 from chalicelib.domain.errors import (
+    ArchiveNotSafe,
+    ArchiveTampered,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -66,6 +68,8 @@ CSRF_COOKIE = "__Host-csrf"
 
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
 OWNERS = frozenset({"owner"})
+# Who may issue invoices and credit notes: not the accountant, who reads.
+ISSUERS = frozenset({"owner", "member"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,11 @@ ROUTES: dict[str, Rule] = {
     "api_keys_create": Rule(OWNERS, writes=True),
     "api_keys_list": Rule(OWNERS),
     "api_key_revoke": Rule(OWNERS, writes=True),
+    "invoices_issue": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
+    "credit_notes_issue": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
+    "invoice_get": Rule(EVERYONE, api_scope="invoices:read"),
+    "invoice_pdf": Rule(EVERYONE, api_scope="invoices:read"),
+    "invoice_xml": Rule(EVERYONE, api_scope="invoices:read"),
 }
 
 SECURITY_HEADERS = {
@@ -594,6 +603,17 @@ def _answer(act: Callable[[], Response]) -> Response:
                         headers={"Retry-After": str(exc.retry_after)})
     except DomainError as exc:
         return Response(body=exc.as_dict(), status_code=exc.status)
+    except ArchiveNotSafe as exc:  # configuration, not the caller: nothing was issued
+        logger.error("archive refused", extra={"reason": str(exc)})
+        return Response(body={"error": "ArchiveNotSafe", "detail": "the archive cannot keep "
+                              "invoices locked for the legal period; nothing was issued or "
+                              "archived, and the operator is alerted"}, status_code=503,
+                        headers={"Retry-After": "300"})
+    except ArchiveTampered:
+        logger.error("archive integrity check failed")
+        return Response(body={"error": "ArchiveTampered", "detail": "the archived document "
+                              "does not match the checksum the ledger holds; it is not "
+                              "served, and the operator is alerted"}, status_code=502)
     except Exception as exc:  # noqa: BLE001 - answered 500, logged below by type only
         failure = type(exc).__name__
     logger.error("request failed", extra={"reason": failure})

@@ -1,0 +1,39 @@
+"""The Factur-X libraries behind the documents port.
+
+Imported only by the use cases that produce invoices: factur-x, ReportLab and
+lxml cost most of a second to import, which other handlers never pay.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from chalicelib.documents.cii import invoice_xml
+from chalicelib.documents.facturx import embed, xsd_problems
+from chalicelib.documents.schematron import en16931_failures
+from chalicelib.documents.visual import invoice_pdf
+from chalicelib.domain.errors import Violation
+from chalicelib.domain.invoice import InvoiceDraft, Totals
+from chalicelib.ports import InvoiceDocuments
+
+
+class FacturXDocuments(InvoiceDocuments):
+    def xml(self, draft: InvoiceDraft, invoice_number: str, totals: Totals) -> bytes:
+        return invoice_xml(draft, invoice_number, totals)
+
+    def pdf(self, draft: InvoiceDraft, invoice_number: str, totals: Totals,
+            created: datetime) -> bytes:
+        return invoice_pdf(draft, invoice_number, totals, created)
+
+    def factur_x(self, pdf: bytes, xml: bytes, draft: InvoiceDraft, invoice_number: str,
+                 created: datetime) -> bytes:
+        return embed(pdf, xml, draft, invoice_number, created)
+
+    def problems(self, xml: bytes) -> list[Violation]:
+        """The XSD first (the schematron assumes a well-formed CII), then every
+        fatal EN 16931 rule; warnings do not stop an invoice."""
+        found = [Violation("document", f"XSD: {problem}") for problem in xsd_problems(xml)]
+        if found:
+            return found
+        return [Violation("document", f"{failure.rule}: {failure.text}")
+                for failure in en16931_failures(xml) if failure.fatal]

@@ -1,0 +1,109 @@
+"""The HTTP edge for invoices: issue, credit, read, download.
+
+Thin: authentication and authorization are `web.secured`'s, the work is the
+use case's. The tenant is the caller's, never a field of the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from chalice.app import Request, Response
+
+from chalicelib import runtime
+from chalicelib.domain.errors import InvalidInput, Violation
+from chalicelib.entrypoints.web import secured
+from chalicelib.usecases.accounts import Principal
+
+_CONTENT_TYPES = {"pdf": "application/pdf", "xml": "application/xml"}
+
+
+def _raw(request: Request) -> Any:
+    from chalicelib.domain.invoice import read_exact_json
+
+    return read_exact_json(request.raw_body or b"")
+
+
+def _path_uuid(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise InvalidInput([Violation("invoice_id", "must be a UUID")]) from None
+
+
+def invoice_body(invoice: Any) -> dict[str, Any]:
+    import json
+
+    receipt = json.loads(invoice.archive) if invoice.archive else None
+    return {
+        "id": str(invoice.invoice_id), "invoice_number": invoice.invoice_number,
+        "series": invoice.series, "number": invoice.number, "type_code": invoice.type_code,
+        "credited_invoice_id": str(invoice.preceding_id) if invoice.preceding_id else None,
+        "issue_date": invoice.issue_date.isoformat(), "totals": json.loads(invoice.totals),
+        "pdf_sha256": invoice.pdf_sha256.hex(), "xml_sha256": invoice.xml_sha256.hex(),
+        "ledger_seq": invoice.ledger_seq,
+        "archive": receipt if receipt else {"status": "pending"},
+        "links": {"pdf": f"/invoices/{invoice.invoice_id}/pdf",
+                  "xml": f"/invoices/{invoice.invoice_id}/xml"},
+    }
+
+
+def _issued(outcome: Any) -> Response:
+    """201 for a new invoice, 200 for the answer to a retry; the same body."""
+    return Response(body=invoice_body(outcome.invoice),
+                    status_code=201 if outcome.created else 200,
+                    headers={"Location": f"/invoices/{outcome.invoice.invoice_id}"})
+
+
+def issue_invoice_route(request: Request) -> Response:
+    from chalicelib.usecases.issue_invoice import issue_invoice
+
+    def act(principal: Principal, _token: str) -> Response:
+        raw = _raw(request)
+        return _issued(issue_invoice(principal.tenant_id, request.headers.get("idempotency-key"),
+                                     raw, runtime.invoice_ports()))
+
+    return secured(request, "invoices_issue", act)
+
+
+def issue_credit_note_route(request: Request, invoice_id: str) -> Response:
+    from chalicelib.usecases.issue_invoice import issue_credit_note
+
+    def act(principal: Principal, _token: str) -> Response:
+        credited = _path_uuid(invoice_id)
+        raw = _raw(request)
+        return _issued(issue_credit_note(principal.tenant_id, credited,
+                                         request.headers.get("idempotency-key"), raw,
+                                         runtime.invoice_ports()))
+
+    return secured(request, "credit_notes_issue", act)
+
+
+def get_invoice_route(request: Request, invoice_id: str) -> Response:
+    from chalicelib.domain.errors import NotFound
+
+    def act(principal: Principal, _token: str) -> Response:
+        wanted = _path_uuid(invoice_id)
+        with runtime.database().snapshot(principal.tenant_id) as uow:
+            invoice = uow.invoices.get(wanted)
+        if invoice is None:
+            raise NotFound([Violation("invoice_id", "no such invoice")])
+        return Response(body=invoice_body(invoice), status_code=200)
+
+    return secured(request, "invoice_get", act)
+
+
+def invoice_document_route(request: Request, invoice_id: str, kind: str) -> Response:
+    """The archived bytes, checked against the ledger's SHA-256 before they leave."""
+    from chalicelib.usecases.issue_invoice import archived_document
+
+    def act(principal: Principal, _token: str) -> Response:
+        invoice, content = archived_document(principal.tenant_id, _path_uuid(invoice_id), kind,
+                                             runtime.invoice_ports())
+        body: bytes | str = content if kind == "pdf" else content.decode("utf-8")
+        return Response(body=body, status_code=200, headers={
+            "Content-Type": _CONTENT_TYPES[kind],
+            "Content-Disposition": f'attachment; filename="{invoice.invoice_number}.{kind}"'})
+
+    return secured(request, f"invoice_{kind}", act)

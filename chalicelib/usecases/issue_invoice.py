@@ -1,0 +1,393 @@
+"""Issue invoice: validate, number, produce the Factur-X, chain it, archive it.
+
+Steps, and what a crash between any two of them leaves behind:
+
+1. validate the draft (every violation at once) and fingerprint the request;
+   a known idempotency key answers from the database (same request) or 409;
+2. check the archive can keep the invoice 11 years (fail closed, before any
+   number is given);
+3. one transaction: next number of the series (locked until commit), CII
+   XML, visual PDF, Factur-X embedding, XSD + schematron, ledger entry
+   `invoice.issued` (number, totals, SHA-256 of PDF and XML), the invoice row
+   and its staged documents. A crash inside rolls everything back: the number
+   is given again, no gap (the engine refuses a gap anyway);
+4. archive (`archive_invoice`): put PDF and XML under COMPLIANCE lock, then one
+   transaction writes the receipt once, appends `invoice.archived` and drops
+   the staged copies. A crash before the receipt leaves the invoice issued and
+   its documents staged: the retry (or the scheduled sweep) puts again, and the
+   archive reuses the version already holding those exact bytes: no duplicate
+   object, no orphan.
+
+The steps call `checkpoint(name)` so tests can inject a crash after each one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+import rfc8785
+
+from chalicelib.domain.errors import (
+    ArchiveNotSafe,
+    Conflict,
+    DuplicateIdempotencyKey,
+    InvalidInput,
+    NotFound,
+    Violation,
+)
+from chalicelib.domain.invoice import (
+    CREDIT_NOTE,
+    InvoiceDraft,
+    Totals,
+    compute_totals,
+    validate_invoice,
+)
+from chalicelib.domain.ledger import canonical_payload
+from chalicelib.domain.retention import LEGAL_YEARS, retain_until_for
+from chalicelib.ports import (
+    ArchivedObject,
+    Clock,
+    InvoiceArchive,
+    InvoiceDocuments,
+    IssuedInvoice,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+ISSUED = "invoice.issued"
+CREDIT_NOTE_ISSUED = "credit_note.issued"
+ARCHIVED = "invoice.archived"
+IDEMPOTENCY_KEY_RULE = "1 to 200 visible ASCII characters"
+
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(_step: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Issued:
+    invoice: IssuedInvoice
+    created: bool  # False: the answer to a retry of an earlier request
+    archived: bool
+
+
+def invoice_number(series: str, number: int) -> str:
+    """BT-1: the series, a dash, the number on at least 6 digits (≤ 35 characters)."""
+    return f"{series}-{number:06d}"
+
+
+def archive_key(tenant_id: UUID, invoice: IssuedInvoice, kind: str) -> str:
+    return f"tenants/{tenant_id}/invoices/{invoice.issue_date.year}/{invoice.invoice_number}.{kind}"
+
+
+def retain_until(issue_date: date) -> datetime:
+    return retain_until_for(issue_date, LEGAL_YEARS)
+
+
+def checked_key(key: str | None) -> str:
+    if key is None or key == "":
+        raise InvalidInput([Violation("Idempotency-Key", "header required: a key of your "
+                                      "choice per invoice, reused when you retry")])
+    if not (1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key)):
+        raise InvalidInput([Violation("Idempotency-Key", f"must be {IDEMPOTENCY_KEY_RULE}")])
+    return key
+
+
+def request_fingerprint(purpose: str, raw: object) -> bytes:
+    """SHA-256 of what was asked: the same key must come with the same request."""
+    try:
+        body = rfc8785.dumps({"purpose": purpose, "body": _jsonable(raw)})
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        body = repr(raw).encode()  # not JSON-able: validation refuses it anyway
+    return hashlib.sha256(body).digest()
+
+
+def _jsonable(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _canonical(value: Any) -> str:
+    return rfc8785.dumps(_jsonable(value)).decode()
+
+
+def totals_data(totals: Totals) -> dict[str, Any]:
+    """The totals as the ledger and the API show them (decimal strings, BT numbers)."""
+    return {
+        "line_total": str(totals.line_total),
+        "allowance_total": str(totals.allowance_total),
+        "charge_total": str(totals.charge_total),
+        "tax_exclusive_amount": str(totals.tax_exclusive_amount),
+        "tax_total": str(totals.tax_total),
+        "tax_inclusive_amount": str(totals.tax_inclusive_amount),
+        "amount_due": str(totals.amount_due),
+        "vat_breakdown": [{"category": g.category.value, "rate": str(g.rate),
+                           "taxable_amount": str(g.taxable_amount),
+                           "tax_amount": str(g.tax_amount)}
+                          for g in totals.vat_breakdown],
+    }
+
+
+def _check_issue_date(draft: InvoiceDraft, clock: Clock) -> None:
+    today = clock.now().astimezone(PARIS).date()
+    if draft.issue_date > today:
+        raise InvalidInput([Violation("issue_date", "must not be in the future (today in "
+                                      "Paris is " + today.isoformat() + ")")])
+
+
+def _answer_retry(found: IssuedInvoice, fingerprint: bytes) -> IssuedInvoice:
+    if found.request_sha256 != fingerprint:
+        raise Conflict([Violation("Idempotency-Key", "already used for another request: "
+                                  "use a new key for a new invoice")])
+    return found
+
+
+def _known(unit_of_work: UnitOfWorkFactory, tenant_id: UUID, key: str) -> IssuedInvoice | None:
+    with unit_of_work(tenant_id) as uow:
+        return uow.invoices.by_idempotency_key(key)
+
+
+@dataclass(frozen=True)
+class InvoicePorts:
+    """What issuing needs from the outside world."""
+
+    unit_of_work: UnitOfWorkFactory
+    documents: InvoiceDocuments
+    archive: InvoiceArchive
+    clock: Clock
+
+
+def issue_invoice(tenant_id: UUID, key: str | None, raw: object, ports: InvoicePorts,
+                  checkpoint: Checkpoint = _no_checkpoint) -> Issued:
+    """POST /invoices: the draft as posted (a JSON object parsed with exact decimals)."""
+    key = checked_key(key)
+    fingerprint = request_fingerprint("invoice", raw)
+    found = _known(ports.unit_of_work, tenant_id, key)
+    if found is not None:
+        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
+    if isinstance(raw, dict) and raw.get("type_code") in (CREDIT_NOTE, str(CREDIT_NOTE)):
+        raise InvalidInput([Violation("type_code", "a credit note is issued with POST "
+                                      "/invoices/{id}/credit-notes, which references the "
+                                      "credited invoice")])
+    draft = validate_invoice(raw)
+    return _issue(tenant_id, key, fingerprint, draft, None, ports, checkpoint)
+
+
+def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: object,
+                      ports: InvoicePorts, checkpoint: Checkpoint = _no_checkpoint) -> Issued:
+    """POST /invoices/{id}/credit-notes: type 381, referencing the credited
+    invoice (BG-3) from our own records, never from the caller's text."""
+    key = checked_key(key)
+    fingerprint = request_fingerprint(f"credit-note:{credited_id}", raw)
+    found = _known(ports.unit_of_work, tenant_id, key)
+    if found is not None:
+        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
+    with ports.unit_of_work(tenant_id) as uow:
+        credited = uow.invoices.get(credited_id)
+    if credited is None:
+        raise NotFound([Violation("invoice_id", "no such invoice")])
+    if credited.type_code != "380":
+        raise Conflict([Violation("invoice_id", "is a credit note: only an invoice (380) "
+                                  "is credited")])
+    if not isinstance(raw, dict):
+        raise InvalidInput([Violation("body", "must be a JSON object")])
+    given = [Violation(field, "is taken from the credited invoice: leave it out")
+             for field in ("type_code", "preceding_invoice") if field in raw]
+    if given:
+        raise InvalidInput(given)
+    draft = validate_invoice({**raw, "type_code": CREDIT_NOTE, "preceding_invoice": {
+        "number": credited.invoice_number, "issue_date": credited.issue_date.isoformat()}})
+    original = json.loads(credited.document)
+    if draft.seller.siren != original["seller"]["siren"]:
+        raise InvalidInput([Violation("seller.siren", "must be the credited invoice's seller")])
+    if draft.buyer.name != original["buyer"]["name"] or \
+            draft.buyer.siren != original["buyer"].get("siren"):
+        raise InvalidInput([Violation("buyer", "must be the credited invoice's buyer "
+                                      "(same name and SIREN)")])
+    return _issue(tenant_id, key, fingerprint, draft, credited.invoice_id, ports, checkpoint)
+
+
+def _finish_retry(tenant_id: UUID, found: IssuedInvoice, ports: InvoicePorts,
+                  checkpoint: Checkpoint) -> Issued:
+    """A retry: the invoice exists; finish its archiving if a crash interrupted it."""
+    if found.archive is None:
+        found = archive_invoice(tenant_id, found.invoice_id, ports, checkpoint)
+    return Issued(found, created=False, archived=found.archive is not None)
+
+
+def _issue(tenant_id: UUID, key: str, fingerprint: bytes, draft: InvoiceDraft,
+           credited_id: UUID | None, ports: InvoicePorts, checkpoint: Checkpoint) -> Issued:
+    _check_issue_date(draft, ports.clock)
+    checkpoint("validated")
+    ports.archive.check_ready()  # fail closed: no number for an invoice we cannot keep
+    checkpoint("archive_checked")
+    totals = compute_totals(draft)
+    try:
+        with ports.unit_of_work(tenant_id) as uow:
+            invoice = _number_and_record(uow, key, fingerprint, draft, totals, credited_id,
+                                         ports, checkpoint)
+    except DuplicateIdempotencyKey:
+        found = _known(ports.unit_of_work, tenant_id, key)
+        if found is None:
+            raise
+        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
+    checkpoint("committed")
+    archived = archive_invoice(tenant_id, invoice.invoice_id, ports, checkpoint)
+    return Issued(archived, created=True, archived=archived.archive is not None)
+
+
+def _number_and_record(uow: UnitOfWork, key: str, fingerprint: bytes, draft: InvoiceDraft,
+                       totals: Totals, credited_id: UUID | None, ports: InvoicePorts,
+                       checkpoint: Checkpoint) -> IssuedInvoice:
+    """Inside the transaction that holds the series' number: everything or nothing."""
+    number = uow.invoices.next_number(draft.series)
+    label = invoice_number(draft.series, number)
+    checkpoint("numbered")
+    created = ports.clock.now()
+    xml = ports.documents.xml(draft, label, totals)
+    checkpoint("xml_built")
+    visual = ports.documents.pdf(draft, label, totals, created)
+    checkpoint("pdf_rendered")
+    pdf = ports.documents.factur_x(visual, xml, draft, label, created)
+    checkpoint("embedded")
+    problems = ports.documents.problems(xml)
+    if problems:
+        raise InvalidInput(problems)
+    checkpoint("checked")
+    invoice_id = uuid4()
+    pdf_sha256, xml_sha256 = hashlib.sha256(pdf).digest(), hashlib.sha256(xml).digest()
+    kind = CREDIT_NOTE_ISSUED if credited_id else ISSUED
+    data: dict[str, Any] = {
+        "invoice_id": str(invoice_id), "invoice_number": label, "series": draft.series,
+        "number": number, "type_code": str(draft.type_code),
+        "issue_date": draft.issue_date.isoformat(), "currency": draft.currency,
+        "seller_siren": draft.seller.siren, "totals": totals_data(totals),
+        "pdf_sha256": pdf_sha256.hex(), "xml_sha256": xml_sha256.hex(),
+    }
+    if draft.preceding_invoice is not None:
+        data["credited_invoice_number"] = draft.preceding_invoice.number
+    appended = uow.ledger.append(kind, canonical_payload(data, created), None)
+    if appended is None:
+        raise NotFound([Violation("tenant_id", "no such tenant")])
+    checkpoint("ledger_appended")
+    invoice = IssuedInvoice(
+        invoice_id=invoice_id, series=draft.series, number=number, invoice_number=label,
+        type_code=str(draft.type_code), preceding_id=credited_id, issue_date=draft.issue_date,
+        idempotency_key=key, request_sha256=fingerprint,
+        document=_canonical(draft.model_dump(mode="json")),
+        totals=_canonical(totals_data(totals)), pdf_sha256=pdf_sha256, xml_sha256=xml_sha256,
+        ledger_seq=appended[0].seq)
+    uow.invoices.add(invoice)
+    uow.invoices.add_document(invoice_id, "pdf", pdf)
+    uow.invoices.add_document(invoice_id, "xml", xml)
+    checkpoint("stored")
+    return invoice
+
+
+class StagedDocumentMismatch(RuntimeError):
+    """The staged bytes are not those whose hashes the ledger holds."""
+
+
+def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
+                    checkpoint: Checkpoint = _no_checkpoint) -> IssuedInvoice:
+    """Put the staged PDF and XML under Object Lock and record the receipt once.
+
+    Safe to run again at any point (a retry, the scheduled sweep, two at once):
+    the archive reuses a version holding the same bytes, the receipt is
+    written once, and the ledger entry goes with the receipt.
+    """
+    with ports.unit_of_work(tenant_id) as uow:
+        invoice = uow.invoices.get(invoice_id)
+        if invoice is None:
+            raise NotFound([Violation("invoice_id", "no such invoice")])
+        if invoice.archive is not None:
+            return invoice
+        staged = uow.invoices.documents(invoice_id)
+    expected = {"pdf": invoice.pdf_sha256, "xml": invoice.xml_sha256}
+    for kind, digest in expected.items():
+        if kind not in staged or hashlib.sha256(staged[kind]).digest() != digest:
+            raise StagedDocumentMismatch(f"invoice {invoice_id}: staged {kind} does not match "
+                                         "its ledger hash")
+    until = retain_until(invoice.issue_date)
+    stored: list[ArchivedObject] = []
+    for kind, content_type in (("pdf", "application/pdf"), ("xml", "application/xml")):
+        stored.append(ports.archive.put(archive_key(tenant_id, invoice, kind), staged[kind],
+                                        until, content_type))
+        checkpoint(f"archived_{kind}")
+    receipt = {"objects": [{"kind": kind, "key": o.key, "version_id": o.version_id,
+                            "sha256": o.sha256.hex(), "mode": o.mode,
+                            "retain_until": o.retain_until.isoformat()}
+                           for kind, o in zip(("pdf", "xml"), stored, strict=True)]}
+    with ports.unit_of_work(tenant_id) as uow:
+        if uow.invoices.record_archive(invoice_id, _canonical(receipt)):
+            appended = uow.ledger.append(ARCHIVED, canonical_payload(
+                {"invoice_id": str(invoice_id), "invoice_number": invoice.invoice_number,
+                 **receipt}, ports.clock.now()), None)
+            if appended is None:
+                raise NotFound([Violation("tenant_id", "no such tenant")])
+        checkpoint("recorded")
+        final = uow.invoices.get(invoice_id)
+    assert final is not None
+    return final
+
+
+def archived_document(tenant_id: UUID, invoice_id: UUID, kind: str,
+                      ports: InvoicePorts) -> tuple[IssuedInvoice, bytes]:
+    """The PDF or XML, from the archive once archived (checksum checked),
+    from the staged copy before (checked against the ledger hash too)."""
+    with ports.unit_of_work(tenant_id) as uow:
+        invoice = uow.invoices.get(invoice_id)
+        if invoice is None:
+            raise NotFound([Violation("invoice_id", "no such invoice")])
+        staged = uow.invoices.documents(invoice_id) if invoice.archive is None else {}
+    digest = invoice.pdf_sha256 if kind == "pdf" else invoice.xml_sha256
+    if invoice.archive is None:
+        content = staged.get(kind)
+        if content is None or hashlib.sha256(content).digest() != digest:
+            raise StagedDocumentMismatch(f"invoice {invoice_id}: staged {kind} does not "
+                                         "match its ledger hash")
+        return invoice, content
+    receipt = json.loads(invoice.archive)
+    [stored] = [o for o in receipt["objects"] if o["kind"] == kind]
+    if bytes.fromhex(stored["sha256"]) != digest:
+        raise StagedDocumentMismatch(f"invoice {invoice_id}: archive receipt and ledger "
+                                     f"disagree on the {kind}")
+    return invoice, ports.archive.get(stored["key"], stored["version_id"], digest)
+
+
+def archive_pending(pending: list[tuple[UUID, UUID]], ports: InvoicePorts) -> dict[str, int]:
+    """The scheduled sweep: archive invoices a crash left unarchived. One
+    invoice failing does not stop the others; an unsafe bucket stops all."""
+    done = failed = 0
+    for tenant_id, invoice_id in pending:
+        try:
+            archive_invoice(tenant_id, invoice_id, ports)
+        except ArchiveNotSafe:
+            raise
+        except Exception as exc:  # noqa: BLE001 - counted and logged by type, next one
+            from chalicelib.logs import logger
+
+            logger.error("archive sweep: one invoice failed",
+                         extra={"invoice_id": str(invoice_id), "reason": type(exc).__name__})
+            failed += 1
+        else:
+            done += 1
+    return {"archived": done, "failed": failed}
+

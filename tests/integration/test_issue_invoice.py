@@ -1,0 +1,379 @@
+"""Issue invoice end to end on the real parts: PostgreSQL, the Factur-X
+libraries, the schematron worker and the moto S3 server over HTTP.
+
+A crash is injected after each step; the retry of the same request must
+complete the work with no duplicate number, no gap and no orphan object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib.adapters.archive import ObjectLockArchive
+from chalicelib.adapters.aws import s3_client
+from chalicelib.adapters.documents import FacturXDocuments
+from chalicelib.adapters.postgres import Database, invoices_awaiting_archive
+from chalicelib.config import Settings
+from chalicelib.domain.errors import (
+    ArchiveNotSafe,
+    ArchiveTampered,
+    Conflict,
+    InvalidInput,
+    NotFound,
+)
+from chalicelib.ports import InvoiceDocuments
+from chalicelib.usecases.issue_invoice import (
+    InvoicePorts,
+    archive_invoice,
+    archive_pending,
+    archived_document,
+    issue_credit_note,
+    issue_invoice,
+    retain_until,
+)
+from tests.conftest import Connect, FrozenClock
+from tests.unit.test_invoice_model import consumer, invoice, line
+
+STEPS = ["validated", "archive_checked", "numbered", "xml_built", "pdf_rendered", "embedded",
+         "checked", "ledger_appended", "stored", "committed", "archived_pdf", "archived_xml",
+         "recorded"]
+
+
+class Crash(Exception):
+    """The injected failure."""
+
+
+def crash_at(step: str) -> Callable[[str], None]:
+    def checkpoint(name: str) -> None:
+        if name == step:
+            raise Crash(step)
+    return checkpoint
+
+
+def recent(**fields: Any) -> dict[str, Any]:
+    """A valid B2B invoice dated before the frozen clock's day."""
+    return invoice(**{"issue_date": "2026-11-20", "due_date": "2026-12-20", **fields})
+
+
+@pytest.fixture(scope="module")
+def documents() -> FacturXDocuments:
+    return FacturXDocuments()
+
+
+@pytest.fixture
+def ports(database: Database, app_settings: Settings, documents: FacturXDocuments,
+          clock: FrozenClock) -> InvoicePorts:
+    archive = ObjectLockArchive(s3_client(app_settings), app_settings.archive_bucket)
+    return InvoicePorts(database.unit_of_work, documents, archive, clock)
+
+
+def state(superuser: Connect, tenant: uuid.UUID) -> dict[str, Any]:
+    """Everything issuing leaves behind for one tenant, as a superuser sees it."""
+    conn = superuser()
+    try:
+        t = str(tenant)
+        return {
+            "numbers": [r[0] for r in conn.run(
+                "SELECT invoice_number FROM invoices WHERE tenant_id = :t ORDER BY number",
+                t=t)],
+            "archived": [r[0] for r in conn.run(
+                "SELECT archive IS NOT NULL FROM invoices WHERE tenant_id = :t ORDER BY number",
+                t=t)],
+            "kinds": [r[0] for r in conn.run(
+                "SELECT kind FROM ledger_entries WHERE tenant_id = :t ORDER BY seq", t=t)],
+            "staged": conn.run("SELECT count(*) FROM invoice_documents WHERE tenant_id = :t",
+                               t=t)[0][0],
+        }
+    finally:
+        conn.close()
+
+
+def versions(app_settings: Settings, tenant: uuid.UUID) -> dict[str, int]:
+    s3 = s3_client(app_settings)
+    listing = s3.list_object_versions(Bucket=app_settings.archive_bucket,
+                                      Prefix=f"tenants/{tenant}/")
+    found: dict[str, int] = {}
+    for version in listing.get("Versions", []):
+        found[version["Key"]] = found.get(version["Key"], 0) + 1
+    return found
+
+
+def test_an_invoice_is_numbered_chained_and_archived(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
+        app_settings: Settings) -> None:
+    issued = issue_invoice(tenant, "order-1", recent(), ports)
+
+    assert issued.created and issued.archived
+    invoice_row = issued.invoice
+    assert invoice_row.invoice_number == "F-000001" and invoice_row.type_code == "380"
+    assert state(superuser, tenant) == {"numbers": ["F-000001"], "archived": [True],
+                                        "kinds": ["invoice.issued", "invoice.archived"],
+                                        "staged": 0}
+    _, pdf = archived_document(tenant, invoice_row.invoice_id, "pdf", ports)
+    _, xml = archived_document(tenant, invoice_row.invoice_id, "xml", ports)
+    assert hashlib.sha256(pdf).digest() == invoice_row.pdf_sha256
+    assert hashlib.sha256(xml).digest() == invoice_row.xml_sha256
+    assert pdf.startswith(b"%PDF-") and b"F-000001" in xml
+
+    s3 = s3_client(app_settings)
+    receipt = json.loads(invoice_row.archive or "{}")
+    assert [o["kind"] for o in receipt["objects"]] == ["pdf", "xml"]
+    for stored in receipt["objects"]:
+        assert stored["key"] == f"tenants/{tenant}/invoices/2026/F-000001.{stored['kind']}"
+        head = s3.head_object(Bucket=app_settings.archive_bucket, Key=stored["key"],
+                              VersionId=stored["version_id"])
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] >= retain_until(date(2026, 11, 20))
+        with pytest.raises(s3.exceptions.ClientError):
+            s3.delete_object(Bucket=app_settings.archive_bucket, Key=stored["key"],
+                             VersionId=stored["version_id"])
+
+    conn = superuser()
+    try:
+        [[payload]] = conn.run("SELECT payload FROM ledger_entries WHERE tenant_id = :t "
+                               "AND kind = 'invoice.issued'", t=str(tenant))
+    finally:
+        conn.close()
+    data = json.loads(payload)["data"]
+    assert data["invoice_number"] == "F-000001"
+    assert data["pdf_sha256"] == invoice_row.pdf_sha256.hex()
+    assert data["xml_sha256"] == invoice_row.xml_sha256.hex()
+    assert data["totals"]["amount_due"] == "120.00"
+
+
+def test_same_key_same_body_is_the_same_invoice_and_another_body_a_conflict(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    first = issue_invoice(tenant, "k", recent(), ports)
+    again = issue_invoice(tenant, "k", recent(), ports)
+    assert not again.created and again.invoice == first.invoice
+    with pytest.raises(Conflict) as refused:
+        issue_invoice(tenant, "k", recent(payment_terms="Autre chose"), ports)
+    assert refused.value.violations[0].field == "Idempotency-Key"
+    assert state(superuser, tenant)["numbers"] == ["F-000001"]
+
+
+@pytest.mark.parametrize("key", [None, "", "a b", "é", "x" * 201])
+def test_a_missing_or_malformed_idempotency_key_is_refused(
+        ports: InvoicePorts, tenant: uuid.UUID, key: str | None) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        issue_invoice(tenant, key, recent(), ports)
+    assert refused.value.violations[0].field == "Idempotency-Key"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_after_any_step_then_a_retry_leaves_one_invoice_no_gap_no_orphan(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect, app_settings: Settings,
+        step: str) -> None:
+    with pytest.raises(Crash):
+        issue_invoice(tenant, "retry-me", recent(), ports, crash_at(step))
+    retried = issue_invoice(tenant, "retry-me", recent(), ports)
+    following = issue_invoice(tenant, "next", recent(), ports)
+
+    assert retried.archived and retried.invoice.invoice_number == "F-000001"
+    assert following.invoice.invoice_number == "F-000002"
+    assert state(superuser, tenant) == {
+        "numbers": ["F-000001", "F-000002"], "archived": [True, True],
+        "kinds": ["invoice.issued", "invoice.archived"] * 2, "staged": 0}
+    # One version per key: the retry reused what the crashed run had put.
+    assert set(versions(app_settings, tenant).values()) == {1}
+    assert len(versions(app_settings, tenant)) == 4
+
+
+def test_the_sweep_archives_what_a_crash_left_and_nobody_retried(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect, database: Database,
+        app_settings: Settings) -> None:
+    from datetime import timedelta
+
+    with pytest.raises(Crash):
+        issue_invoice(tenant, "abandoned", recent(), ports, crash_at("archived_pdf"))
+    assert state(superuser, tenant)["archived"] == [False]
+    pending = [p for p in invoices_awaiting_archive(database, timedelta(0))
+               if p[0] == tenant]
+    assert len(pending) == 1
+    assert invoices_awaiting_archive(database, timedelta(hours=1)) == [] or all(
+        p[0] != tenant for p in invoices_awaiting_archive(database, timedelta(hours=1)))
+
+    assert archive_pending(pending, ports) == {"archived": 1, "failed": 0}
+    assert state(superuser, tenant)["archived"] == [True]
+    assert state(superuser, tenant)["staged"] == 0
+    assert list(versions(app_settings, tenant).values()) == [1, 1]
+    # Running it again changes nothing.
+    assert archive_invoice(tenant, pending[0][1], ports).archive is not None
+    assert state(superuser, tenant)["kinds"] == ["invoice.issued", "invoice.archived"]
+
+
+def test_concurrent_retries_with_one_key_make_one_invoice(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def retry() -> None:
+        start.wait()
+        try:
+            answers.append(issue_invoice(tenant, "same", recent(), ports))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=retry) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert {a.invoice.invoice_id for a in answers} == {answers[0].invoice.invoice_id}
+    assert sum(a.created for a in answers) == 1
+    assert state(superuser, tenant)["numbers"] == ["F-000001"]
+
+
+def test_an_archive_that_cannot_keep_11_years_gets_no_invoice(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
+        app_settings: Settings) -> None:
+    s3 = s3_client(app_settings)
+    bucket = f"governance-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True,
+                     CreateBucketConfiguration={"LocationConstraint": app_settings.s3_region})
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Years": 11}}})
+    unsafe = InvoicePorts(ports.unit_of_work, ports.documents,
+                          ObjectLockArchive(s3, bucket), ports.clock)
+    with pytest.raises(ArchiveNotSafe):
+        issue_invoice(tenant, "unsafe", recent(), unsafe)
+    assert state(superuser, tenant) == {"numbers": [], "archived": [], "kinds": [],
+                                        "staged": 0}
+    assert s3.list_object_versions(Bucket=bucket).get("Versions", []) == []
+
+
+class BrokenXml:
+    """Documents whose XML breaks EN 16931 (BR-CO-15: the gross total)."""
+
+    def __init__(self, real: InvoiceDocuments) -> None:
+        self._real = real
+
+    def xml(self, draft: Any, number: str, totals: Any) -> bytes:
+        good = self._real.xml(draft, number, totals)
+        total = f"<ram:GrandTotalAmount>{totals.tax_inclusive_amount}</ram:GrandTotalAmount>"
+        assert total.encode() in good
+        return good.replace(total.encode(), total.replace(
+            str(totals.tax_inclusive_amount), str(totals.tax_inclusive_amount + 1)).encode())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_documents_failing_the_schematron_issue_nothing_and_use_no_number(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    broken = InvoicePorts(ports.unit_of_work, BrokenXml(ports.documents), ports.archive,
+                          ports.clock)
+    with pytest.raises(InvalidInput) as refused:
+        issue_invoice(tenant, "broken", recent(), broken)
+    assert any("BR-CO-15" in v.rule for v in refused.value.violations), refused.value
+    assert state(superuser, tenant)["numbers"] == []
+    assert issue_invoice(tenant, "fine", recent(), ports).invoice.invoice_number == "F-000001"
+
+
+def test_an_issue_date_in_the_future_is_refused(ports: InvoicePorts, tenant: uuid.UUID) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        issue_invoice(tenant, "future", recent(issue_date="2026-11-24",
+                                                due_date="2026-12-24"), ports)
+    assert [v.field for v in refused.value.violations] == ["issue_date"]
+
+
+def test_every_violation_is_listed_and_nothing_is_written(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    bad = recent(lines=[line(rate="19.6"), line(quantity="abc")], due_date="2026-01-01")
+    del bad["buyer"]["siren"]
+    with pytest.raises(InvalidInput) as refused:
+        issue_invoice(tenant, "bad", bad, ports)
+    fields = {v.field for v in refused.value.violations}
+    assert {"lines.0.vat_rate", "lines.1.quantity"} <= fields
+    assert state(superuser, tenant)["numbers"] == []
+
+
+def test_b2c_invoice_and_series_are_numbered_apart(
+        ports: InvoicePorts, tenant: uuid.UUID) -> None:
+    first = issue_invoice(tenant, "b2c", consumer(issue_date="2026-11-20",
+                                                  due_date="2026-11-20"), ports)
+    other = issue_invoice(tenant, "other-series", recent(series="AB"), ports)
+    assert first.invoice.invoice_number == "F-000001"
+    assert other.invoice.invoice_number == "AB-000001"
+
+
+def test_a_credit_note_references_the_invoice_which_never_changes(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    original = issue_invoice(tenant, "inv", recent(), ports).invoice
+    credit = issue_credit_note(tenant, original.invoice_id, "cn", recent(), ports).invoice
+    assert credit.type_code == "381" and credit.preceding_id == original.invoice_id
+    assert credit.invoice_number == "F-000002"
+    _, xml = archived_document(tenant, credit.invoice_id, "xml", ports)
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in xml and b"F-000001" in xml
+    assert state(superuser, tenant)["kinds"] == [
+        "invoice.issued", "invoice.archived", "credit_note.issued", "invoice.archived"]
+
+    with pytest.raises(Conflict):  # a credit note is not credited
+        issue_credit_note(tenant, credit.invoice_id, "cn2", recent(), ports)
+    with pytest.raises(InvalidInput) as given:
+        issue_credit_note(tenant, original.invoice_id, "cn3",
+                          recent(type_code=381, preceding_invoice={"number": "X-1"}), ports)
+    assert [v.field for v in given.value.violations] == ["type_code", "preceding_invoice"]
+    with pytest.raises(InvalidInput) as other_buyer:
+        issue_credit_note(tenant, original.invoice_id, "cn4",
+                          recent(buyer={**recent()["buyer"], "name": "Someone Else"}), ports)
+    assert [v.field for v in other_buyer.value.violations] == ["buyer"]
+    with pytest.raises(InvalidInput) as via_invoices:
+        issue_invoice(tenant, "cn5", recent(type_code=381), ports)
+    assert [v.field for v in via_invoices.value.violations] == ["type_code"]
+
+
+def test_another_tenants_invoice_cannot_be_credited_or_read(
+        ports: InvoicePorts, tenant: uuid.UUID, database: Database) -> None:
+    from chalicelib.usecases.create_tenant import create_tenant
+
+    victim = create_tenant("Victim", database.unit_of_work)
+    theirs = issue_invoice(victim, "v", recent(), ports).invoice
+    with pytest.raises(NotFound):
+        issue_credit_note(tenant, theirs.invoice_id, "steal", recent(), ports)
+    with pytest.raises(NotFound):
+        archived_document(tenant, theirs.invoice_id, "pdf", ports)
+    # The victim's key is theirs alone: the same key in another tenant is a new invoice.
+    mine = issue_invoice(tenant, "v", recent(), ports)
+    assert mine.created and mine.invoice.invoice_id != theirs.invoice_id
+
+
+def test_a_tampered_archive_is_detected_when_read(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
+        app_settings: Settings) -> None:
+    issued = issue_invoice(tenant, "t", recent(), ports).invoice
+    receipt = json.loads(issued.archive or "{}")
+    pdf = receipt["objects"][0]
+    # The attacker cannot change the locked version, so adds another version
+    # under the key and points the receipt at it (a superuser, triggers off).
+    forged = s3_client(app_settings).put_object(
+        Bucket=app_settings.archive_bucket, Key=pdf["key"], Body=b"%PDF-1.7 forged",
+        ChecksumAlgorithm="SHA256")
+    pdf["version_id"] = forged["VersionId"]
+    conn = superuser()
+    try:
+        conn.run("SET session_replication_role = replica")
+        conn.run("UPDATE invoices SET archive = :a WHERE tenant_id = :t AND id = :i",
+                 a=json.dumps(receipt), t=str(tenant), i=str(issued.invoice_id))
+    finally:
+        conn.close()
+    with pytest.raises(ArchiveTampered):
+        archived_document(tenant, issued.invoice_id, "pdf", ports)
+
+
+def test_retain_until_is_issue_date_plus_11_years_never_less() -> None:
+    assert retain_until(date(2026, 11, 20)) >= datetime(2037, 11, 21, tzinfo=UTC)
+    assert retain_until(date(2028, 2, 29)) >= datetime(2039, 3, 2, tzinfo=UTC)
+    assert retain_until(date(2026, 11, 20)).tzinfo is not None
+

@@ -162,6 +162,22 @@ def invoices_issue() -> Response:
     return issue_invoice_route(_request())
 
 
+@app.route("/invoices", methods=["GET"])
+def invoices_list() -> Response:
+    """The newest invoices, or the one a given Idempotency-Key issued."""
+    from chalicelib.entrypoints.invoices import list_invoices_route
+
+    return list_invoices_route(_request())
+
+
+@app.route("/invoice-batches", methods=["POST"])
+def invoice_batches() -> Response:
+    """Bulk issuing: up to 100 drafts checked now, issued from a queue (202)."""
+    from chalicelib.entrypoints.invoices import queue_invoices_route
+
+    return queue_invoices_route(_request())
+
+
 @app.route("/invoices/{invoice_id}", methods=["GET"])
 def invoice_get(invoice_id: str) -> Response:
     from chalicelib.entrypoints.invoices import get_invoice_route
@@ -202,6 +218,16 @@ def append_ledger_entries(event: SQSEvent) -> Any:
     from chalicelib.runtime import append_entry
 
     return handle_ledger_batch(event.to_dict(), append_entry).response
+
+
+@app.on_sqs_message(queue=settings().invoice_queue, batch_size=5)
+def issue_queued_invoices(event: SQSEvent) -> Any:
+    """Issue the invoices POST /invoice-batches queued, reporting failed messages
+    so only they are retried (ReportBatchItemFailures: see the ledger queue)."""
+    from chalicelib.entrypoints.invoice_queue import handle_invoice_batch
+    from chalicelib.runtime import issue_from_queue
+
+    return handle_invoice_batch(event.to_dict(), issue_from_queue).response
 
 
 @app.schedule(Cron(17, 3, "*", "*", "?", "*"))  # daily, 03:17 UTC

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
 
     sqs_endpoint_url: str | None = None
     ledger_queue: str = "einvoice-ledger-append"
+    invoice_queue: str = "einvoice-invoice-issue"  # bulk issuing (POST /invoice-batches)
 
     @model_validator(mode="after")
     def _mail_is_never_in_clear_off_this_machine(self) -> Settings:

@@ -315,6 +315,9 @@ class InvoiceStore(Protocol):
 
     def get(self, invoice_id: UUID) -> IssuedInvoice | None: ...
 
+    def latest(self, limit: int) -> list[IssuedInvoice]:
+        """The newest first."""
+
     def add_document(self, invoice_id: UUID, kind: str, content: bytes) -> None: ...
 
     def documents(self, invoice_id: UUID) -> dict[str, bytes]: ...
@@ -370,6 +373,13 @@ class InvoiceDocuments(Protocol):
 
     def problems(self, xml: bytes) -> list[Violation]:
         """XSD and EN 16931 schematron failures (fatal ones), each as a violation."""
+
+
+class InvoiceQueue(Protocol):
+    """Where bulk issuing waits its turn (SQS, or an HTTP-triggered queue)."""
+
+    def send(self, messages: list[str]) -> None:
+        """Queue every message, or raise: never some silently."""
 
 
 class UnitOfWork(Protocol):

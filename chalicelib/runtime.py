@@ -114,3 +114,16 @@ def invoice_ports() -> Any:
 
     return InvoicePorts(database().unit_of_work, invoice_documents(), invoice_archive(),
                         clock())
+
+
+@lru_cache(maxsize=1)
+def invoice_queue() -> Any:
+    from chalicelib.adapters.aws import SqsQueue, sqs_client
+
+    return SqsQueue(sqs_client(settings()), settings().invoice_queue)
+
+
+def issue_from_queue(tenant_id: Any, key: str, raw: object) -> Any:
+    from chalicelib.usecases.issue_invoice import issue_invoice
+
+    return issue_invoice(tenant_id, key, raw, invoice_ports())

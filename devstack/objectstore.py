@@ -70,7 +70,8 @@ def provision(settings: Settings) -> None:
         "ObjectLockEnabled": "Enabled",
         "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": ARCHIVE_RETENTION_YEARS}},
     })
-    create_queue_with_dead_letters(sqs_client(settings), settings.ledger_queue)
+    for queue in (settings.ledger_queue, settings.invoice_queue):
+        create_queue_with_dead_letters(sqs_client(settings), queue)
 
 
 def create_queue_with_dead_letters(sqs: Any, name: str) -> str:

@@ -84,6 +84,7 @@ class LocalStack:
             "EINVOICE_S3_ADDRESSING_STYLE": "path",
             "EINVOICE_ARCHIVE_BUCKET": "einvoice-archive",
             "EINVOICE_LEDGER_QUEUE": "einvoice-ledger-append",
+            "EINVOICE_INVOICE_QUEUE": "einvoice-invoice-issue",
             "EINVOICE_MASTER_KEY_FILE": str(self.master_key_file),
             "EINVOICE_S3_ACCESS_KEY_ID": "local",
             "EINVOICE_S3_SECRET_ACCESS_KEY": "local",

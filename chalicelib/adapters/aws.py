@@ -39,3 +39,19 @@ def sqs_client(settings: Settings) -> Any:
                     retries={"max_attempts": 3, "mode": "standard"})
     return boto3.session.Session().client("sqs", endpoint_url=settings.sqs_endpoint_url,
                                           config=config, **_credentials(settings))
+
+
+class SqsQueue:
+    """An SQS queue by name: sends in batches of 10, raises if any is refused."""
+
+    def __init__(self, sqs: Any, name: str) -> None:
+        self._sqs = sqs
+        self._url: str = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+    def send(self, messages: list[str]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start:start + 10]
+            answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=[
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)])
+            if answer.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(answer['Failed'])} message(s)")

@@ -451,6 +451,12 @@ _INVOICE_COLUMNS = ("id, series, number, invoice_number, type_code, preceding_id
                     "xml_sha256, ledger_seq, archive")
 
 
+def _invoice(row: list[Any]) -> IssuedInvoice:
+    return IssuedInvoice(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                         bytes(row[8]), row[9], row[10], bytes(row[11]), bytes(row[12]),
+                         row[13], row[14])
+
+
 class PostgresInvoices:
     def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
         self._conn = conn
@@ -488,16 +494,19 @@ class PostgresInvoices:
                               f"WHERE tenant_id = :t AND {where}", t=self._tenant, **params)
         if not rows:
             return None
-        row = rows[0]
-        return IssuedInvoice(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                             bytes(row[8]), row[9], row[10], bytes(row[11]), bytes(row[12]),
-                             row[13], row[14])
+        return _invoice(rows[0])
 
     def by_idempotency_key(self, key: str) -> IssuedInvoice | None:
         return self._one("idempotency_key = :k", k=key)
 
     def get(self, invoice_id: UUID) -> IssuedInvoice | None:
         return self._one("id = :id", id=str(invoice_id))
+
+    def latest(self, limit: int) -> list[IssuedInvoice]:
+        rows = self._conn.run(f"SELECT {_INVOICE_COLUMNS} FROM invoices WHERE tenant_id = :t "
+                              "ORDER BY issued_at DESC, number DESC LIMIT :n",
+                              t=self._tenant, n=limit)
+        return [_invoice(row) for row in rows]
 
     def add_document(self, invoice_id: UUID, kind: str, content: bytes) -> None:
         self._conn.run("INSERT INTO invoice_documents (tenant_id, invoice_id, kind, content) "

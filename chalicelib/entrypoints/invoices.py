@@ -107,3 +107,36 @@ def invoice_document_route(request: Request, invoice_id: str, kind: str) -> Resp
             "Content-Disposition": f'attachment; filename="{invoice.invoice_number}.{kind}"'})
 
     return secured(request, f"invoice_{kind}", act)
+
+
+def list_invoices_route(request: Request) -> Response:
+    """The newest invoices, or the one issued with `?idempotency_key=` (how a
+    bulk caller learns what became of each queued draft)."""
+    def act(principal: Principal, _token: str) -> Response:
+        params = dict(request.query_params or {})
+        key = params.get("idempotency_key")
+        if key is not None and not 1 <= len(key) <= 200:
+            raise InvalidInput([Violation("idempotency_key", "must be 1 to 200 characters")])
+        with runtime.database().snapshot(principal.tenant_id) as uow:
+            if key is not None:
+                found = uow.invoices.by_idempotency_key(key)
+                invoices = [found] if found else []
+            else:
+                invoices = uow.invoices.latest(50)
+        return Response(body={"invoices": [invoice_body(i) for i in invoices]}, status_code=200)
+
+    return secured(request, "invoices_list", act)
+
+
+def queue_invoices_route(request: Request) -> Response:
+    """202: every draft passed validation and waits in the queue; nothing was
+    queued if any failed (422 listing every item's violations)."""
+    from chalicelib.usecases.issue_invoice import queue_invoices
+
+    def act(principal: Principal, _token: str) -> Response:
+        keys = queue_invoices(principal.tenant_id, _raw(request), runtime.invoice_queue(),
+                              runtime.clock())
+        return Response(body={"queued": len(keys), "idempotency_keys": keys,
+                              "results": "GET /invoices?idempotency_key=KEY"}, status_code=202)
+
+    return secured(request, "invoice_batches", act)

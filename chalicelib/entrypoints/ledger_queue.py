@@ -69,18 +69,19 @@ def reason(exc: BaseException) -> str:
     return f"internal error ({exc}); will be retried"
 
 
-class _Processor(BatchProcessor):
+class Processor(BatchProcessor):
     """Powertools' BatchProcessor, keeping a clear reason per failed message."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "ledger message") -> None:
         super().__init__(EventType.SQS, raise_on_entire_batch_failure=False)
         self.reasons: dict[str, str] = {}
+        self._what = what
 
     def failure_handler(self, record: Any, exception: Any) -> Any:
         why = reason(exception[1])
         self.reasons[record.message_id] = why
-        logger.warning("ledger message refused", extra={"message_id": record.message_id,
-                                                        "reason": why})
+        logger.warning(f"{self._what} refused", extra={"message_id": record.message_id,
+                                                       "reason": why})
         return super().failure_handler(record, exception)
 
 
@@ -91,7 +92,7 @@ class BatchReport:
 
 
 def handle_ledger_batch(event: dict[str, Any], append: Append) -> BatchReport:
-    processor = _Processor()
+    processor = Processor()
 
     def record_handler(record: SQSRecord) -> None:
         request = parse_message(record.body)

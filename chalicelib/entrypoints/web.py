@@ -100,6 +100,8 @@ ROUTES: dict[str, Rule] = {
     "api_key_revoke": Rule(OWNERS, writes=True),
     "invoices_issue": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
     "credit_notes_issue": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
+    "invoice_batches": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
+    "invoices_list": Rule(EVERYONE, api_scope="invoices:read"),
     "invoice_get": Rule(EVERYONE, api_scope="invoices:read"),
     "invoice_pdf": Rule(EVERYONE, api_scope="invoices:read"),
     "invoice_xml": Rule(EVERYONE, api_scope="invoices:read"),

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from chalicelib import runtime
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from chalicelib.usecases.issue_invoice import issue_invoice
 from tests.conftest import Connect, FrozenClock
 from tests.integration.test_api_keys import owner_with_key
+from tests.integration.test_issue_invoice import recent
 from tests.integration.test_second_factor import Session
 from tests.integration.web import login, member_of
 
@@ -54,7 +57,9 @@ def victim_state(superuser: Connect, tenant: str) -> list[Any]:
             "SELECT count(*), count(revoked_at) FROM sessions s JOIN users u "
             "ON u.id = s.user_id WHERE u.tenant_id = :t",
             "SELECT count(*) FROM user_totp t JOIN users u ON u.id = t.user_id "
-            "WHERE u.tenant_id = :t")]
+            "WHERE u.tenant_id = :t",
+            "SELECT id::text, invoice_number, archive FROM invoices WHERE tenant_id = :t "
+            "ORDER BY number")]
     finally:
         conn.close()
 
@@ -64,17 +69,17 @@ def attempts(routes: list[tuple[str, str, str]], victim: dict[str, str],
                                                                         dict[str, str], str]]:
     """(label, method, path, headers, body) for every combination."""
     b = victim["tenant_id"]
-    path_ids = [victim["key_id"], victim["user_id"], b, str(uuid.uuid4()),
-                victim["key_id"].upper(), f"..%2F{victim['key_id']}", "00000000-0000-0000-0000-"
-                "000000000000"]
+    path_ids = [victim["key_id"], victim["user_id"], victim["invoice_id"], b,
+                str(uuid.uuid4()), victim["invoice_id"].upper(), f"..%2F{victim['key_id']}",
+                "00000000-0000-0000-0000-000000000000"]
     header_forgeries = [{}, {"X-Tenant-Id": b}, {"Tenant-Id": b},
                         {"X-Forwarded-For": "10.0.0.1", "X-Amzn-Tenant": b},
                         {"X-User-Id": victim["user_id"], "X-Role": "platform_admin"}]
     queries = ["", f"?tenant_id={b}", f"?tenant={b}&after=0&limit=1000"]
     for (view, method, template), (who, creds) in itertools.product(
             routes, credentials.items()):
-        paths = [template.replace("{key_id}", i) for i in path_ids] \
-            if "{key_id}" in template else [template]
+        paths = [re.sub(r"\{[a-z_]+\}", i, template) for i in path_ids] \
+            if "{" in template else [template]
         valid = VALID_BODIES.get(view, {})
         bodies = [valid, {**valid, "tenant_id": b},
                   {**valid, "tenant": {"id": b}, "user_id": victim["user_id"]}] \
@@ -100,12 +105,15 @@ def test_a_thousand_generated_cross_tenant_attempts_leak_nothing(
                                 payload={"number": MARKER, "total": "120.00"}),
                   runtime.database().unit_of_work, FrozenClock())
     victim_member = member_of(b)
+    victim_invoice = issue_invoice(uuid.UUID(b), "victim", recent(), runtime.invoice_ports())
     victim = {"tenant_id": b, "user_id": victim_owner.body["user_id"],
-              "key_id": victim_key["id"]}
+              "key_id": victim_key["id"], "invoice_id": str(victim_invoice.invoice.invoice_id)}
     secrets = {b, victim["user_id"], victim_key["id"], victim_key["secret"], MARKER,
-               victim_member, victim_owner.token, victim_owner.csrf}
+               victim_member, victim_owner.token, victim_owner.csrf, victim["invoice_id"],
+               victim_invoice.invoice.pdf_sha256.hex()}
 
-    attacker_owner, attacker_key = owner_with_key(client, frozen)
+    attacker_owner, attacker_key = owner_with_key(
+        client, frozen, ["ledger:read", "invoices:read", "invoices:write"])
     a = attacker_owner.body["tenant_id"]
     sessions = {role: Session(login(client, member_of(a, role)))
                 for role in ("member", "accountant")}

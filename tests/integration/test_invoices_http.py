@@ -16,6 +16,7 @@ from tests.integration.test_api_keys import owner_with_key
 from tests.integration.test_issue_invoice import recent
 from tests.integration.test_second_factor import Session
 from tests.integration.web import login, member_of
+from tests.unit.test_invoice_model import line
 
 WRITE = ["invoices:write", "invoices:read"]
 
@@ -143,3 +144,52 @@ def test_who_may_issue_and_read(client: Any, writer: tuple[Session, str],
     credit = issue(client, stranger["secret"], recent(), key="steal",
                    path=f"/invoices/{issued['id']}/credit-notes")
     assert credit.status_code == 404
+
+
+def _seller(**fields: Any) -> dict[str, Any]:
+    return {**recent()["seller"], **fields}
+
+
+INVALID: dict[str, tuple[dict[str, Any], list[tuple[str, str]]]] = {
+    "bad_siren": (recent(seller=_seller(siren="123456789")),
+                  [("seller.siren", "SIREN")]),
+    "bad_iban": (recent(seller=_seller(iban="FR7630006000011234567890188")),
+                 [("seller.iban", "IBAN")]),
+    "rate_19_6": (recent(lines=[line(rate="19.6")]), [("lines.0.vat_rate", "French VAT rate")]),
+    "exempt_without_reason": (recent(lines=[line(category="E", rate="0")]),
+                              [("vat_exemptions", "exemption reason")]),
+    "b2b_without_penalty_rate": (recent(late_payment_penalty_rate=None),
+                                 [("late_payment_penalty_rate", "L441-10")]),
+    "indemnity_not_40": (recent(recovery_indemnity="50"), [("recovery_indemnity", "40.00")]),
+    "due_before_issue": (recent(due_date="2026-11-01"), [("due_date", "issue date")]),
+    "franchise_mention": (recent(seller=_seller(vat_franchise=True, vat_number=None),
+                                 lines=[line(category="E", rate="0")],
+                                 vat_exemptions=[{"category": "E", "reason": "Exonéré"}]),
+                          [("seller.tax_registration_id", "franchise"),
+                           ("vat_exemptions.0.reason", "293 B")]),
+    "b2b_without_buyer_siren": (recent(buyer={k: v for k, v in recent()["buyer"].items()
+                                              if k != "siren"}), [("buyer.siren", "BT-47")]),
+    "five_decimals": (recent(lines=[line(unit_price="1.23456")]),
+                      [("lines.0.unit_price", "4 decimals")]),
+    "no_lines": (recent(lines=[]), [("lines", "1 to 1000")]),
+    "intra_community_incomplete": (
+        recent(lines=[line(category="K", rate="0")],
+               vat_exemptions=[{"category": "K", "code": "VATEX-EU-IC"}]),
+        [("buyer.vat_number", "another member state"), ("delivery_date", "BR-IC-11"),
+         ("delivery_address", "BR-IC-12")]),
+    "future_issue_date": (recent(issue_date="2026-11-24", due_date="2026-12-24"),
+                          [("issue_date", "future")]),
+}
+
+
+@pytest.mark.parametrize("case", INVALID)
+def test_each_invalid_invoice_gets_its_exact_422(client: Any, writer: tuple[Session, str],
+                                                 case: str) -> None:
+    body, expected = INVALID[case]
+    answer = issue(client, writer[1], body, key=f"invalid-{case}")
+    assert answer.status_code == 422, answer.body
+    got = [(v["field"], v["rule"]) for v in answer.json_body["violations"]]
+    assert [field for field, _ in got] == [field for field, _ in expected], got
+    for (_, rule), (_, words) in zip(got, expected, strict=True):
+        assert words in rule, (rule, words)
+    assert get(client, writer[1], "/invoices").json_body["invoices"] == []

@@ -244,6 +244,17 @@ def test_xml_passes_the_xsd_and_states_our_totals(name: str) -> None:
     assert facturx.get_level(root, "factur-x") == "en16931"
 
 
+@pytest.mark.parametrize("name", DRAFTS)
+def test_every_valid_draft_passes_the_en16931_schematron(name: str) -> None:
+    """The official EN 16931 CII rules (saxonche, one shared worker): no fatal
+    failure on any case of the matrix (rates, exemptions, B2B/B2C, credit note,
+    allowances and charges, 200 lines)."""
+    from chalicelib.documents.schematron import en16931_failures
+
+    fatal = [f for f in en16931_failures(built(name).documents.xml) if f.fatal]
+    assert fatal == []
+
+
 def test_xml_maps_parties_payment_and_french_mentions() -> None:
     case = built("allowances_and_charges")
     root = parse(case.documents.xml)

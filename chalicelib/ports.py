@@ -313,7 +313,8 @@ class InvoiceStore(Protocol):
 
     def by_idempotency_key(self, key: str) -> IssuedInvoice | None: ...
 
-    def get(self, invoice_id: UUID) -> IssuedInvoice | None: ...
+    def get(self, invoice_id: UUID, *, for_update: bool = False) -> IssuedInvoice | None:
+        """for_update: the row stays locked until the transaction ends."""
 
     def latest(self, limit: int) -> list[IssuedInvoice]:
         """The newest first."""
@@ -373,6 +374,9 @@ class InvoiceDocuments(Protocol):
 
     def problems(self, xml: bytes) -> list[Violation]:
         """XSD and EN 16931 schematron failures (fatal ones), each as a violation."""
+
+    def unprintable(self, draft: InvoiceDraft) -> list[Violation]:
+        """Texts the visual PDF cannot show faithfully (before any number is given)."""
 
 
 class InvoiceQueue(Protocol):

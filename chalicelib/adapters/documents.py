@@ -11,7 +11,7 @@ from datetime import datetime
 from chalicelib.documents.cii import invoice_xml
 from chalicelib.documents.facturx import embed, xsd_problems
 from chalicelib.documents.schematron import en16931_failures
-from chalicelib.documents.visual import invoice_pdf
+from chalicelib.documents.visual import invoice_pdf, unprintable
 from chalicelib.domain.errors import Violation
 from chalicelib.domain.invoice import InvoiceDraft, Totals
 from chalicelib.ports import InvoiceDocuments
@@ -28,6 +28,9 @@ class FacturXDocuments(InvoiceDocuments):
     def factur_x(self, pdf: bytes, xml: bytes, draft: InvoiceDraft, invoice_number: str,
                  created: datetime) -> bytes:
         return embed(pdf, xml, draft, invoice_number, created)
+
+    def unprintable(self, draft: InvoiceDraft) -> list[Violation]:
+        return [Violation(field, rule) for field, rule in unprintable(draft)]
 
     def problems(self, xml: bytes) -> list[Violation]:
         """The XSD first (the schematron assumes a well-formed CII), then every

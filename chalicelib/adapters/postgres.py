@@ -473,6 +473,11 @@ class PostgresInvoices:
             if sqlstate(exc) == "23505" and exc.args[0].get("n") == \
                     "invoices_tenant_id_idempotency_key_key":
                 raise DuplicateIdempotencyKey() from None
+            if sqlstate(exc) == "EI005":
+                raise InvalidInput([Violation("issue_date", "must not be before the issue date "
+                                              "of the previous number in the series "
+                                              "(chronological numbering, CGI ann. II art. 242 "
+                                              "nonies A)")]) from None
             raise
 
     def _insert(self, invoice: IssuedInvoice) -> None:
@@ -499,8 +504,8 @@ class PostgresInvoices:
     def by_idempotency_key(self, key: str) -> IssuedInvoice | None:
         return self._one("idempotency_key = :k", k=key)
 
-    def get(self, invoice_id: UUID) -> IssuedInvoice | None:
-        return self._one("id = :id", id=str(invoice_id))
+    def get(self, invoice_id: UUID, *, for_update: bool = False) -> IssuedInvoice | None:
+        return self._one("id = :id" + (" FOR UPDATE" if for_update else ""), id=str(invoice_id))
 
     def latest(self, limit: int) -> list[IssuedInvoice]:
         rows = self._conn.run(f"SELECT {_INVOICE_COLUMNS} FROM invoices WHERE tenant_id = :t "

@@ -115,6 +115,41 @@ _UNITS: Final = {"C62": "", "H87": "pièce", "HUR": "h", "MIN": "min", "DAY": "j
 
 # ---------------------------------------------------------------- PDF/A plumbing
 
+MAX_LINE_BREAKS = 10  # per text field: a table row must fit on one page
+
+
+def _covered() -> frozenset[int]:
+    faces = [pdfmetrics.getFont(name).face for name in (FONT, BOLD)]
+    return frozenset.intersection(*(frozenset(face.charToGlyph) for face in faces))
+
+
+_COVERED: Final = _covered()
+
+
+def unprintable(draft: InvoiceDraft) -> list[tuple[str, str]]:
+    """(field path, rule) for every text the PDF could not show faithfully:
+    a character the embedded fonts lack (it would print as a blank .notdef
+    glyph, which PDF/A forbids) or too many line breaks for one page."""
+    found: list[tuple[str, str]] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{path}.{i}")
+        elif isinstance(value, str):
+            if any(ord(c) not in _COVERED and c not in "\n\r\t" for c in value):
+                found.append((path, "holds a character the invoice's font cannot print "
+                                    "(Latin, Greek and Cyrillic scripts are covered)"))
+            if value.count("\n") > MAX_LINE_BREAKS:
+                found.append((path, f"at most {MAX_LINE_BREAKS} line breaks"))
+
+    walk(draft.model_dump(mode="json"), "")
+    return found
+
+
 @cache
 def srgb_profile() -> bytes:
     """An sRGB ICC profile (LittleCMS through Pillow) with its header date

@@ -608,9 +608,10 @@ def _answer(act: Callable[[], Response]) -> Response:
     except ArchiveNotSafe as exc:  # configuration, not the caller: nothing was issued
         logger.error("archive refused", extra={"reason": str(exc)})
         return Response(body={"error": "ArchiveNotSafe", "detail": "the archive cannot keep "
-                              "invoices locked for the legal period; nothing was issued or "
-                              "archived, and the operator is alerted"}, status_code=503,
+                              "invoices locked for the legal period: no invoice is issued "
+                              "until it can, and the operator is alerted"}, status_code=503,
                         headers={"Retry-After": "300"})
+
     except ArchiveTampered:
         logger.error("archive integrity check failed")
         return Response(body={"error": "ArchiveTampered", "detail": "the archived document "
@@ -618,5 +619,10 @@ def _answer(act: Callable[[], Response]) -> Response:
                               "served, and the operator is alerted"}, status_code=502)
     except Exception as exc:  # noqa: BLE001 - answered 500, logged below by type only
         failure = type(exc).__name__
+    if failure == "SchematronUnavailable":  # before any number is given: nothing issued
+        logger.error("schematron unavailable")
+        return Response(body={"error": failure, "detail": "the conformance check cannot run "
+                              "right now: nothing was issued; retry with the same "
+                              "Idempotency-Key"}, status_code=503, headers={"Retry-After": "30"})
     logger.error("request failed", extra={"reason": failure})
     return Response(body={"error": "internal error"}, status_code=500)

@@ -184,25 +184,3 @@ GRANT SELECT, INSERT ON invoices TO {{app_role}};
 GRANT UPDATE (archive) ON invoices TO {{app_role}};
 GRANT SELECT, INSERT, DELETE ON invoice_documents TO {{app_role}};
 GRANT EXECUTE ON FUNCTION invoice_number_next(text) TO {{app_role}};
-
--- Machines (accounting software, bulk issuing) may read and issue invoices
--- with an API key that carries these scopes.
-ALTER TABLE api_keys DROP CONSTRAINT api_keys_scopes_check;
-ALTER TABLE api_keys ADD CONSTRAINT api_keys_scopes_check
-    CHECK (cardinality(scopes) >= 1
-           AND scopes <@ ARRAY['ledger:read', 'invoices:read', 'invoices:write']::text[]);
-
--- The scheduled archive sweep: issued invoices whose archiving a crash
--- interrupted and nobody retried, across tenants. The app role gets their
--- ids only, older than the given age, through this one owner function.
-CREATE POLICY archive_sweep ON invoices FOR SELECT TO CURRENT_USER USING (archive IS NULL);
-CREATE FUNCTION invoices_awaiting_archive(p_older_than interval, p_limit integer)
-    RETURNS TABLE (tenant_id uuid, invoice_id uuid)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT i.tenant_id, i.id FROM public.invoices i
-     WHERE i.archive IS NULL AND i.issued_at < now() - p_older_than
-     ORDER BY i.issued_at LIMIT least(p_limit, 1000)
-$$;
-REVOKE ALL ON FUNCTION invoices_awaiting_archive(interval, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION invoices_awaiting_archive(interval, integer) TO {{app_role}};

@@ -27,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import rfc8785
 
 from chalicelib.domain.errors import (
-    ArchiveNotSafe,
+    ArchiveTampered,
     Conflict,
     DuplicateIdempotencyKey,
     InvalidInput,
@@ -104,13 +104,30 @@ def checked_key(key: str | None) -> str:
     return key
 
 
-def request_fingerprint(purpose: str, raw: object) -> bytes:
-    """SHA-256 of what was asked: the same key must come with the same request."""
-    try:
-        body = rfc8785.dumps({"purpose": purpose, "body": _jsonable(raw)})
-    except (rfc8785.CanonicalizationError, TypeError, ValueError):
-        body = repr(raw).encode()  # not JSON-able: validation refuses it anyway
+def request_fingerprint(purpose: str, draft: InvoiceDraft) -> bytes:
+    """SHA-256 of what was asked, once validated: the same key must come with
+    the same invoice. Hashing the validated draft, not the raw text, makes
+    "50.5" and "50.50", key order or spacing the same request."""
+    body = rfc8785.dumps({"purpose": purpose,
+                          "draft": _same_numbers(draft.model_dump(mode="python"))})
     return hashlib.sha256(body).digest()
+
+
+def _same_numbers(value: Any) -> Any:
+    """Decimals by value ("50.5" and "50.50" alike), dates as ISO text."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _same_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_same_numbers(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    return str(value)  # enums
 
 
 def _jsonable(value: Any) -> Any:
@@ -146,11 +163,21 @@ def totals_data(totals: Totals) -> dict[str, Any]:
     }
 
 
+BACKDATING_DAYS = 31
+
+
 def _check_issue_date(draft: InvoiceDraft, clock: Clock) -> None:
+    """An invoice is issued when it is made: not in the future, and not more
+    than a month back (its 11-year lock, counted from the issue date, must
+    lie well ahead; older invoices belong to an import, not to issuing)."""
     today = clock.now().astimezone(PARIS).date()
     if draft.issue_date > today:
         raise InvalidInput([Violation("issue_date", "must not be in the future (today in "
                                       "Paris is " + today.isoformat() + ")")])
+    if draft.issue_date < today - timedelta(days=BACKDATING_DAYS):
+        raise InvalidInput([Violation("issue_date", f"must be within the last "
+                                      f"{BACKDATING_DAYS} days (today in Paris is "
+                                      f"{today.isoformat()})")])
 
 
 def _answer_retry(found: IssuedInvoice, fingerprint: bytes) -> IssuedInvoice:
@@ -179,15 +206,15 @@ def issue_invoice(tenant_id: UUID, key: str | None, raw: object, ports: InvoiceP
                   checkpoint: Checkpoint = _no_checkpoint) -> Issued:
     """POST /invoices: the draft as posted (a JSON object parsed with exact decimals)."""
     key = checked_key(key)
-    fingerprint = request_fingerprint("invoice", raw)
-    found = _known(ports.unit_of_work, tenant_id, key)
-    if found is not None:
-        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     if isinstance(raw, dict) and raw.get("type_code") in (CREDIT_NOTE, str(CREDIT_NOTE)):
         raise InvalidInput([Violation("type_code", "a credit note is issued with POST "
                                       "/invoices/{id}/credit-notes, which references the "
                                       "credited invoice")])
     draft = validate_invoice(raw)
+    fingerprint = request_fingerprint("invoice", draft)
+    found = _known(ports.unit_of_work, tenant_id, key)
+    if found is not None:
+        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     return _issue(tenant_id, key, fingerprint, draft, None, ports, checkpoint)
 
 
@@ -196,10 +223,6 @@ def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: 
     """POST /invoices/{id}/credit-notes: type 381, referencing the credited
     invoice (BG-3) from our own records, never from the caller's text."""
     key = checked_key(key)
-    fingerprint = request_fingerprint(f"credit-note:{credited_id}", raw)
-    found = _known(ports.unit_of_work, tenant_id, key)
-    if found is not None:
-        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     with ports.unit_of_work(tenant_id) as uow:
         credited = uow.invoices.get(credited_id)
     if credited is None:
@@ -215,6 +238,10 @@ def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: 
         raise InvalidInput(given)
     draft = validate_invoice({**raw, "type_code": CREDIT_NOTE, "preceding_invoice": {
         "number": credited.invoice_number, "issue_date": credited.issue_date.isoformat()}})
+    fingerprint = request_fingerprint(f"credit-note:{credited_id}", draft)
+    found = _known(ports.unit_of_work, tenant_id, key)
+    if found is not None:
+        return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     original = json.loads(credited.document)
     if draft.seller.siren != original["seller"]["siren"]:
         raise InvalidInput([Violation("seller.siren", "must be the credited invoice's seller")])
@@ -225,17 +252,36 @@ def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: 
     return _issue(tenant_id, key, fingerprint, draft, credited.invoice_id, ports, checkpoint)
 
 
+def _archive_after_issue(tenant_id: UUID, invoice: IssuedInvoice, ports: InvoicePorts,
+                         checkpoint: Checkpoint) -> IssuedInvoice:
+    """The invoice is issued (committed) whatever happens here: an archive
+    failure leaves it pending, for the caller's retry or the scheduled sweep,
+    and is never reported as "nothing issued"."""
+    if invoice.archive is not None:
+        return invoice
+    try:
+        return archive_invoice(tenant_id, invoice.invoice_id, ports, checkpoint)
+    except Exception as exc:  # noqa: BLE001 - logged by type; the sweep retries
+        from chalicelib.logs import logger
+
+        logger.error("archiving deferred to the sweep", extra={
+            "invoice_id": str(invoice.invoice_id), "reason": type(exc).__name__})
+        return invoice
+
+
 def _finish_retry(tenant_id: UUID, found: IssuedInvoice, ports: InvoicePorts,
                   checkpoint: Checkpoint) -> Issued:
     """A retry: the invoice exists; finish its archiving if a crash interrupted it."""
-    if found.archive is None:
-        found = archive_invoice(tenant_id, found.invoice_id, ports, checkpoint)
+    found = _archive_after_issue(tenant_id, found, ports, checkpoint)
     return Issued(found, created=False, archived=found.archive is not None)
 
 
 def _issue(tenant_id: UUID, key: str, fingerprint: bytes, draft: InvoiceDraft,
            credited_id: UUID | None, ports: InvoicePorts, checkpoint: Checkpoint) -> Issued:
     _check_issue_date(draft, ports.clock)
+    unprintable = ports.documents.unprintable(draft)
+    if unprintable:
+        raise InvalidInput(unprintable)
     checkpoint("validated")
     ports.archive.check_ready()  # fail closed: no number for an invoice we cannot keep
     checkpoint("archive_checked")
@@ -250,7 +296,7 @@ def _issue(tenant_id: UUID, key: str, fingerprint: bytes, draft: InvoiceDraft,
             raise
         return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     checkpoint("committed")
-    archived = archive_invoice(tenant_id, invoice.invoice_id, ports, checkpoint)
+    archived = _archive_after_issue(tenant_id, invoice, ports, checkpoint)
     return Issued(archived, created=True, archived=archived.archive is not None)
 
 
@@ -310,88 +356,103 @@ def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
                     checkpoint: Checkpoint = _no_checkpoint) -> IssuedInvoice:
     """Put the staged PDF and XML under Object Lock and record the receipt once.
 
-    Safe to run again at any point (a retry, the scheduled sweep, two at once):
-    the archive reuses a version holding the same bytes, the receipt is
-    written once, and the ledger entry goes with the receipt.
+    One transaction holds the invoice's row lock from before the puts to the
+    receipt: a second archiver (a retry racing the sweep) waits, then finds
+    the receipt written, so no second version is ever put. A crash after a put
+    leaves the object; the next run reuses the version holding those bytes.
     """
     with ports.unit_of_work(tenant_id) as uow:
-        invoice = uow.invoices.get(invoice_id)
+        invoice = uow.invoices.get(invoice_id, for_update=True)
         if invoice is None:
             raise NotFound([Violation("invoice_id", "no such invoice")])
         if invoice.archive is not None:
             return invoice
         staged = uow.invoices.documents(invoice_id)
-    expected = {"pdf": invoice.pdf_sha256, "xml": invoice.xml_sha256}
-    for kind, digest in expected.items():
-        if kind not in staged or hashlib.sha256(staged[kind]).digest() != digest:
-            raise StagedDocumentMismatch(f"invoice {invoice_id}: staged {kind} does not match "
-                                         "its ledger hash")
-    until = retain_until(invoice.issue_date)
-    stored: list[ArchivedObject] = []
-    for kind, content_type in (("pdf", "application/pdf"), ("xml", "application/xml")):
-        stored.append(ports.archive.put(archive_key(tenant_id, invoice, kind), staged[kind],
-                                        until, content_type))
-        checkpoint(f"archived_{kind}")
-    receipt = {"objects": [{"kind": kind, "key": o.key, "version_id": o.version_id,
-                            "sha256": o.sha256.hex(), "mode": o.mode,
-                            "retain_until": o.retain_until.isoformat()}
-                           for kind, o in zip(("pdf", "xml"), stored, strict=True)]}
-    with ports.unit_of_work(tenant_id) as uow:
-        if uow.invoices.record_archive(invoice_id, _canonical(receipt)):
-            appended = uow.ledger.append(ARCHIVED, canonical_payload(
-                {"invoice_id": str(invoice_id), "invoice_number": invoice.invoice_number,
-                 **receipt}, ports.clock.now()), None)
-            if appended is None:
-                raise NotFound([Violation("tenant_id", "no such tenant")])
+        expected = {"pdf": invoice.pdf_sha256, "xml": invoice.xml_sha256}
+        for kind, digest in expected.items():
+            if kind not in staged or hashlib.sha256(staged[kind]).digest() != digest:
+                raise StagedDocumentMismatch(f"invoice {invoice_id}: staged {kind} does not "
+                                             "match its ledger hash")
+        until = retain_until(invoice.issue_date)
+        stored: list[ArchivedObject] = []
+        for kind, content_type in (("pdf", "application/pdf"), ("xml", "application/xml")):
+            stored.append(ports.archive.put(archive_key(tenant_id, invoice, kind), staged[kind],
+                                            until, content_type))
+            checkpoint(f"archived_{kind}")
+        receipt = {"objects": [{"kind": kind, "key": o.key, "version_id": o.version_id,
+                                "sha256": o.sha256.hex(), "mode": o.mode,
+                                "retain_until": o.retain_until.isoformat()}
+                               for kind, o in zip(("pdf", "xml"), stored, strict=True)]}
+        uow.invoices.record_archive(invoice_id, _canonical(receipt))
+        appended = uow.ledger.append(ARCHIVED, canonical_payload(
+            {"invoice_id": str(invoice_id), "invoice_number": invoice.invoice_number,
+             **receipt}, ports.clock.now()), None)
+        if appended is None:
+            raise NotFound([Violation("tenant_id", "no such tenant")])
         checkpoint("recorded")
         final = uow.invoices.get(invoice_id)
     assert final is not None
     return final
 
 
+def _ledger_hashes(uow: UnitOfWork, invoice: IssuedInvoice) -> dict[str, bytes]:
+    """The SHA-256s the `invoice.issued` entry holds: the chain, not the
+    invoice row (which a superuser could edit), is what reads are checked against."""
+    entry = next(iter(uow.ledger.entries(invoice.ledger_seq - 1)), None)
+    if entry is None or entry.seq != invoice.ledger_seq:
+        return {}
+    data = json.loads(entry.payload).get("data", {})
+    if data.get("invoice_id") != str(invoice.invoice_id):
+        return {}
+    return {kind: bytes.fromhex(data.get(f"{kind}_sha256", "")) for kind in ("pdf", "xml")}
+
+
 def archived_document(tenant_id: UUID, invoice_id: UUID, kind: str,
                       ports: InvoicePorts) -> tuple[IssuedInvoice, bytes]:
-    """The PDF or XML, from the archive once archived (checksum checked),
-    from the staged copy before (checked against the ledger hash too)."""
+    """The PDF or XML, from the archive once archived, from the staged copy
+    before; either way checked against the SHA-256 in the ledger entry."""
     with ports.unit_of_work(tenant_id) as uow:
         invoice = uow.invoices.get(invoice_id)
         if invoice is None:
             raise NotFound([Violation("invoice_id", "no such invoice")])
+        chained = _ledger_hashes(uow, invoice).get(kind)
         staged = uow.invoices.documents(invoice_id) if invoice.archive is None else {}
-    digest = invoice.pdf_sha256 if kind == "pdf" else invoice.xml_sha256
+    row = invoice.pdf_sha256 if kind == "pdf" else invoice.xml_sha256
+    if chained != row:
+        raise ArchiveTampered(f"invoice {invoice_id}: the invoice row and its ledger entry "
+                              f"disagree on the {kind}")
     if invoice.archive is None:
         content = staged.get(kind)
-        if content is None or hashlib.sha256(content).digest() != digest:
-            raise StagedDocumentMismatch(f"invoice {invoice_id}: staged {kind} does not "
-                                         "match its ledger hash")
+        if content is None or hashlib.sha256(content).digest() != chained:
+            raise ArchiveTampered(f"invoice {invoice_id}: staged {kind} does not match its "
+                                  "ledger hash")
         return invoice, content
     receipt = json.loads(invoice.archive)
     [stored] = [o for o in receipt["objects"] if o["kind"] == kind]
-    if bytes.fromhex(stored["sha256"]) != digest:
-        raise StagedDocumentMismatch(f"invoice {invoice_id}: archive receipt and ledger "
-                                     f"disagree on the {kind}")
-    return invoice, ports.archive.get(stored["key"], stored["version_id"], digest)
+    if bytes.fromhex(stored["sha256"]) != chained:
+        raise ArchiveTampered(f"invoice {invoice_id}: archive receipt and ledger disagree on "
+                              f"the {kind}")
+    return invoice, ports.archive.get(stored["key"], stored["version_id"], chained)
 
 
 def archive_pending(pending: list[tuple[UUID, UUID]], ports: InvoicePorts) -> dict[str, int]:
-    """The scheduled sweep: archive invoices a crash left unarchived. One
-    invoice failing does not stop the others; an unsafe bucket stops all."""
+    """The scheduled sweep: archive invoices a crash left unarchived. An
+    unsafe bucket stops the sweep before any put; after that, one invoice
+    failing (even on its own object) does not stop the others."""
+    from chalicelib.logs import logger
+
+    ports.archive.check_ready()
     done = failed = 0
     for tenant_id, invoice_id in pending:
         try:
             archive_invoice(tenant_id, invoice_id, ports)
-        except ArchiveNotSafe:
-            raise
         except Exception as exc:  # noqa: BLE001 - counted and logged by type, next one
-            from chalicelib.logs import logger
-
             logger.error("archive sweep: one invoice failed",
                          extra={"invoice_id": str(invoice_id), "reason": type(exc).__name__})
             failed += 1
         else:
             done += 1
     return {"archived": done, "failed": failed}
-
 
 
 MAX_BATCH = 100

@@ -47,8 +47,8 @@ STEPS = ["validated", "archive_checked", "numbered", "xml_built", "pdf_rendered"
          "recorded"]
 
 
-class Crash(Exception):
-    """The injected failure."""
+class Crash(BaseException):
+    """The injected failure: the process dies (not an error the code handles)."""
 
 
 def crash_at(step: str) -> Callable[[str], None]:
@@ -195,11 +195,13 @@ def test_the_sweep_archives_what_a_crash_left_and_nobody_retried(
     with pytest.raises(Crash):
         issue_invoice(tenant, "abandoned", recent(), ports, crash_at("archived_pdf"))
     assert state(superuser, tenant)["archived"] == [False]
+    # Not listed while it may still be in the hands of its own request.
+    assert all(p[0] != tenant for p in invoices_awaiting_archive(database, timedelta(0)))
+    age(superuser, tenant, minutes=6)
     pending = [p for p in invoices_awaiting_archive(database, timedelta(0))
                if p[0] == tenant]
     assert len(pending) == 1
-    assert invoices_awaiting_archive(database, timedelta(hours=1)) == [] or all(
-        p[0] != tenant for p in invoices_awaiting_archive(database, timedelta(hours=1)))
+    assert all(p[0] != tenant for p in invoices_awaiting_archive(database, timedelta(hours=1)))
 
     assert archive_pending(pending, ports) == {"archived": 1, "failed": 0}
     assert state(superuser, tenant)["archived"] == [True]
@@ -208,6 +210,17 @@ def test_the_sweep_archives_what_a_crash_left_and_nobody_retried(
     # Running it again changes nothing.
     assert archive_invoice(tenant, pending[0][1], ports).archive is not None
     assert state(superuser, tenant)["kinds"] == ["invoice.issued", "invoice.archived"]
+
+
+def age(superuser: Connect, tenant: uuid.UUID, minutes: int) -> None:
+    """Move the tenant's issue times back (a superuser, triggers off)."""
+    conn = superuser()
+    try:
+        conn.run("SET session_replication_role = replica")
+        conn.run("UPDATE invoices SET issued_at = issued_at - make_interval(mins => :m) "
+                 "WHERE tenant_id = :t", m=minutes, t=str(tenant))
+    finally:
+        conn.close()
 
 
 def test_concurrent_retries_with_one_key_make_one_invoice(
@@ -377,3 +390,153 @@ def test_retain_until_is_issue_date_plus_11_years_never_less() -> None:
     assert retain_until(date(2028, 2, 29)) >= datetime(2039, 3, 2, tzinfo=UTC)
     assert retain_until(date(2026, 11, 20)).tzinfo is not None
 
+
+
+# ---------------------------------------------------------------- review findings
+
+class LosesS3AfterNumbering(ObjectLockArchive):
+    """The real archive, whose S3 becomes unreachable once the number is given."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        super().__init__(s3, bucket)
+        self.checks = 0
+
+    def check_ready(self) -> None:
+        self.checks += 1
+        if self.checks == 2:
+            import boto3
+            from botocore.config import Config
+
+            self._s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:9",
+                                    region_name="fr-par", aws_access_key_id="x",
+                                    aws_secret_access_key="y",
+                                    config=Config(retries={"max_attempts": 1},
+                                                  connect_timeout=1))
+        super().check_ready()
+
+
+def test_an_archive_failure_after_issuing_leaves_the_invoice_issued_and_pending(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect, database: Database,
+        app_settings: Settings) -> None:
+    flaky = InvoicePorts(ports.unit_of_work, ports.documents,
+                         LosesS3AfterNumbering(s3_client(app_settings),
+                                               app_settings.archive_bucket), ports.clock)
+    issued = issue_invoice(tenant, "blip", recent(), flaky)
+    assert issued.created and not issued.archived  # 201, archive pending: never "nothing issued"
+    assert state(superuser, tenant)["kinds"] == ["invoice.issued"]
+    again = issue_invoice(tenant, "blip", recent(), ports)  # the retry finishes the archive
+    assert again.invoice.invoice_id == issued.invoice.invoice_id and again.archived
+
+
+def test_two_archivers_at_once_put_one_version(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
+        app_settings: Settings) -> None:
+    with pytest.raises(Crash):
+        issue_invoice(tenant, "race", recent(), ports, crash_at("committed"))
+    [invoice_id] = [i for i in (_only_invoice(superuser, tenant),)]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            archive_invoice(tenant, invoice_id, ports)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert state(superuser, tenant)["kinds"] == ["invoice.issued", "invoice.archived"]
+    assert list(versions(app_settings, tenant).values()) == [1, 1]
+
+
+def _only_invoice(superuser: Connect, tenant: uuid.UUID) -> uuid.UUID:
+    conn = superuser()
+    try:
+        [[invoice_id]] = conn.run("SELECT id FROM invoices WHERE tenant_id = :t", t=str(tenant))
+    finally:
+        conn.close()
+    return uuid.UUID(str(invoice_id))
+
+
+def test_the_sweep_goes_on_past_an_invoice_it_cannot_archive(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect, database: Database,
+        app_settings: Settings) -> None:
+    from chalicelib.usecases.create_tenant import create_tenant
+
+    other = create_tenant("Other", database.unit_of_work)
+    for who in (tenant, other):
+        with pytest.raises(Crash):
+            issue_invoice(who, "stuck", recent(), ports, crash_at("committed"))
+        age(superuser, who, minutes=6)
+    # Someone else's bytes already sit under the first tenant's key.
+    s3_client(app_settings).put_object(
+        Bucket=app_settings.archive_bucket, Key=f"tenants/{tenant}/invoices/2026/F-000001.pdf",
+        Body=b"other bytes", ChecksumAlgorithm="SHA256")
+    from datetime import timedelta
+
+    pending = [p for p in invoices_awaiting_archive(database, timedelta(0))
+               if p[0] in (tenant, other)]
+    assert archive_pending(pending, ports) == {"archived": 1, "failed": 1}
+    assert state(superuser, other)["archived"] == [True]
+    assert state(superuser, tenant)["archived"] == [False]
+
+
+def test_an_invoice_dated_before_the_previous_number_is_a_422(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    issue_invoice(tenant, "first", recent(), ports)
+    with pytest.raises(InvalidInput) as refused:
+        issue_invoice(tenant, "earlier", recent(issue_date="2026-11-19"), ports)
+    assert [v.field for v in refused.value.violations] == ["issue_date"]
+    assert state(superuser, tenant)["numbers"] == ["F-000001"]
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"issue_date": "2026-10-22", "due_date": "2026-11-22"}, "issue_date"),  # 32 days back
+    ({"issue_date": "2012-01-10", "due_date": "2012-02-10"}, "issue_date"),  # lock already over
+    ({"buyer": {**recent()["buyer"], "name": "株式会社 Client"}}, "buyer.name"),
+    ({"lines": [line(description="x\n" * 12)]}, "lines.0.description"),
+])
+def test_drafts_the_pdf_or_the_archive_cannot_honour_are_refused_before_numbering(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect, fields: dict[str, Any],
+        field: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        issue_invoice(tenant, "refused", recent(**fields), ports)
+    assert [v.field for v in refused.value.violations] == [field]
+    assert state(superuser, tenant)["numbers"] == []
+
+
+def test_the_same_invoice_in_other_decimal_text_is_the_same_request(
+        ports: InvoicePorts, tenant: uuid.UUID) -> None:
+    from decimal import Decimal
+
+    first = issue_invoice(tenant, "fp", recent(lines=[line(unit_price=Decimal("50.5"))]), ports)
+    again = issue_invoice(tenant, "fp", recent(lines=[line(unit_price="50.50")]), ports)
+    assert again.invoice.invoice_id == first.invoice.invoice_id and not again.created
+
+
+def test_reads_are_checked_against_the_ledger_not_the_invoice_row(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
+        app_settings: Settings) -> None:
+    issued = issue_invoice(tenant, "t2", recent(), ports).invoice
+    receipt = json.loads(issued.archive or "{}")
+    forged_pdf = b"%PDF-1.7 forged"
+    forged = s3_client(app_settings).put_object(
+        Bucket=app_settings.archive_bucket, Key=receipt["objects"][0]["key"], Body=forged_pdf,
+        ChecksumAlgorithm="SHA256")
+    receipt["objects"][0].update(version_id=forged["VersionId"],
+                                 sha256=hashlib.sha256(forged_pdf).hexdigest())
+    conn = superuser()
+    try:
+        conn.run("SET session_replication_role = replica")
+        conn.run("UPDATE invoices SET archive = :a, pdf_sha256 = :h WHERE tenant_id = :t "
+                 "AND id = :i", a=json.dumps(receipt), h=hashlib.sha256(forged_pdf).digest(),
+                 t=str(tenant), i=str(issued.invoice_id))
+    finally:
+        conn.close()
+    with pytest.raises(ArchiveTampered):
+        archived_document(tenant, issued.invoice_id, "pdf", ports)

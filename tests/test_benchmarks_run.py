@@ -1,5 +1,5 @@
-"""Benchmarks are not timed tests: this only checks `bench/ledger.py --quick`
-still runs end to end and prints its ratios."""
+"""Benchmarks are not timed tests: these only check `bench/ledger.py --quick`
+and `bench/issue_invoice.py --quick` still run end to end and print their ratios."""
 
 from __future__ import annotations
 
@@ -17,3 +17,15 @@ def test_ledger_benchmark_quick_mode_runs() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(re.findall(r"ratio \d+\.\d\dx", done.stdout)) == 3, done.stdout
     assert re.search(r"verify 3000 entries .*: [\d,]+ entries/min", done.stdout)
+
+
+def test_issue_invoice_benchmark_quick_mode_runs() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "issue_invoice.py"), "--quick",
+                           "--no-fsync"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^ratio end-to-end / library work: \d+\.\d\dx \(median of 3 rounds",
+                     done.stdout, re.MULTILINE), done.stdout
+    assert len(re.findall(r"\bratio\b.*: \d+\.\d\dx", done.stdout)) == 5, done.stdout
+    assert re.search(r"end to end \[devstack\] POST /invoices.*: [\d.]+ invoices/s, "
+                     r"p50 [\d.]+ ms, p95 [\d.]+ ms", done.stdout), done.stdout
+    assert "use case (sum of the step medians)" in done.stdout, done.stdout

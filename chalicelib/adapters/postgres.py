@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -51,13 +52,23 @@ def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
     """A function opening a connection as the application role."""
 
     def connect() -> pg8000.native.Connection:
-        return pg8000.native.Connection(
-            user=settings.db_app_user,
-            password=settings.db_app_password.get_secret_value(),
-            host=settings.db_host, port=settings.db_port, database=settings.db_name,
-            ssl_context=ssl.create_default_context() if settings.db_tls else None,
-            timeout=30, application_name="einvoice",
-        )
+        # TCP_NODELAY: pg8000 leaves Nagle's algorithm on, and a mid-sized
+        # message (a staged PDF) then waits ~40 ms for the server's delayed ACK.
+        sock = socket.create_connection((settings.db_host, settings.db_port), timeout=30)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            return pg8000.native.Connection(
+                user=settings.db_app_user,
+                password=settings.db_app_password.get_secret_value(),
+                host=settings.db_host, port=settings.db_port, database=settings.db_name,
+                sock=sock,
+                ssl_context=ssl.create_default_context() if settings.db_tls else None,
+                timeout=30, application_name="einvoice",
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     return connect
 

@@ -17,6 +17,7 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import Database, sqlstate
+from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.ledger import canonical_payload
 from chalicelib.ports import IssuedInvoice, UnitOfWork
 from tests.conftest import Connect, in_tenant
@@ -138,9 +139,11 @@ def test_the_engine_refuses_numbers_out_of_order(database: Database, as_app: Con
 def test_numbering_is_chronological(database: Database, tenant: uuid.UUID) -> None:
     with database.unit_of_work(tenant) as uow:
         issue_in(uow, day=date(2026, 11, 23))
-    with pytest.raises(DatabaseError) as refused, database.unit_of_work(tenant) as uow:
+    # The engine refuses (EI005); the store turns that one SQLSTATE into a 422.
+    with pytest.raises(InvalidInput) as refused, database.unit_of_work(tenant) as uow:
         issue_in(uow, day=date(2026, 11, 22))
-    assert sqlstate(refused.value) == "EI005"
+    assert [v.field for v in refused.value.violations] == ["issue_date"]
+    assert "previous number" in refused.value.violations[0].rule
 
 
 @pytest.mark.parametrize("sql", [

@@ -208,6 +208,29 @@ def credit_notes_issue(invoice_id: str) -> Response:
     return issue_credit_note_route(_request(), invoice_id)
 
 
+@app.route("/quotes", methods=["POST"])
+def quotes_create() -> Response:
+    """A quote (Idempotency-Key header): D-000001... from its own counter, no invoice number."""
+    from chalicelib.entrypoints.quotes import create_quote_route
+
+    return create_quote_route(_request())
+
+
+@app.route("/quotes/{quote_id}", methods=["GET"])
+def quote_get(quote_id: str) -> Response:
+    from chalicelib.entrypoints.quotes import get_quote_route
+
+    return get_quote_route(_request(), quote_id)
+
+
+@app.route("/quotes/{quote_id}/invoice", methods=["POST"])
+def quote_convert(quote_id: str) -> Response:
+    """The accepted quote becomes one invoice, issued as POST /invoices issues one."""
+    from chalicelib.entrypoints.quotes import convert_quote_route
+
+    return convert_quote_route(_request(), quote_id)
+
+
 @app.on_sqs_message(queue=settings().ledger_queue, batch_size=10)
 def append_ledger_entries(event: SQSEvent) -> Any:
     """Append ledger entries from the queue, reporting failed messages so only

@@ -386,6 +386,45 @@ class InvoiceQueue(Protocol):
         """Queue every message, or raise: never some silently."""
 
 
+@dataclass(frozen=True)
+class StoredQuote:
+    """A quote (devis) as the database keeps it: its draft never changes; the
+    invoice it became is recorded once, with the key of the request that did it."""
+
+    quote_id: UUID
+    number: int  # the tenant's own quote counter, never an invoice series
+    reference: str  # D-000001
+    idempotency_key: str
+    request_sha256: bytes
+    document: str  # canonical JSON of the validated draft, without issue and due dates
+    totals: str  # canonical JSON of the computed totals
+    valid_until: date
+    created_at: datetime | None = None  # the engine's clock, once stored
+    converted_invoice_id: UUID | None = None
+    conversion_key: str | None = None  # the Idempotency-Key of the converting request
+    conversion_sha256: bytes | None = None  # and the fingerprint of what it asked
+
+
+class QuoteStore(Protocol):
+    """One tenant's quotes, inside the unit of work's transaction."""
+
+    def next_number(self) -> int:
+        """The tenant's next quote number, locked until the transaction ends;
+        the transaction must insert that quote or fail (engine-checked)."""
+
+    def add(self, quote: StoredQuote) -> StoredQuote:
+        """Insert it; returns it as stored (the engine stamps created_at).
+        DuplicateIdempotencyKey if another request took the key first."""
+
+    def get(self, quote_id: UUID) -> StoredQuote | None: ...
+
+    def by_idempotency_key(self, key: str) -> StoredQuote | None: ...
+
+    def record_conversion(self, quote_id: UUID, invoice_id: UUID, key: str,
+                          request_sha256: bytes) -> bool:
+        """Record the invoice the quote became, once; False if one is recorded already."""
+
+
 class UnitOfWork(Protocol):
     """One transaction scoped to one tenant: commits on success, else rolls back."""
 
@@ -415,6 +454,9 @@ class UnitOfWork(Protocol):
 
     @property
     def invoices(self) -> InvoiceStore: ...
+
+    @property
+    def quotes(self) -> QuoteStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

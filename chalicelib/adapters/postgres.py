@@ -39,6 +39,7 @@ from chalicelib.ports import (
     IssuedInvoice,
     SessionFacts,
     StoredDataKey,
+    StoredQuote,
     TotpRecord,
     WrappedKey,
 )
@@ -163,6 +164,7 @@ class TenantUnitOfWork:
     api_keys: PostgresApiKeys
     signups: PostgresSignUpClaims
     invoices: PostgresInvoices
+    quotes: PostgresQuotes
 
     def __init__(self, database: Database, tenant_id: UUID,
                  isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
@@ -185,6 +187,7 @@ class TenantUnitOfWork:
         self.api_keys = PostgresApiKeys(conn, self._tenant_id)
         self.signups = PostgresSignUpClaims(conn)
         self.invoices = PostgresInvoices(conn, self._tenant_id)
+        self.quotes = PostgresQuotes(conn, self._tenant_id)
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -541,6 +544,66 @@ class PostgresInvoices:
         if done:
             self._conn.run("DELETE FROM invoice_documents WHERE tenant_id = :t "
                            "AND invoice_id = :id", t=self._tenant, id=str(invoice_id))
+        return bool(done)
+
+
+_QUOTE_COLUMNS = ("id, number, reference, idempotency_key, request_sha256, document, totals, "
+                  "valid_until, created_at, converted_invoice_id, conversion_key, "
+                  "conversion_sha256")
+
+
+def _quote(row: list[Any]) -> StoredQuote:
+    return StoredQuote(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
+                       row[8], row[9], row[10], bytes(row[11]) if row[11] is not None else None)
+
+
+class PostgresQuotes:
+    """Quotes: their own per-tenant counter (quote_number_next), never an
+    invoice series; the engine freezes each quote but its conversion, set once."""
+
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+        self._conn = conn
+        self._tenant = str(tenant_id)
+
+    def next_number(self) -> int:
+        [[number]] = self._conn.run("SELECT quote_number_next()")
+        return int(number)
+
+    def add(self, quote: StoredQuote) -> StoredQuote:
+        try:
+            [row] = self._conn.run(
+                "INSERT INTO quotes (tenant_id, id, number, reference, idempotency_key, "
+                "request_sha256, document, totals, valid_until) VALUES (:t, :id, :number, "
+                f":reference, :key, :sha, :document, :totals, :valid_until) "
+                f"RETURNING {_QUOTE_COLUMNS}", t=self._tenant, id=str(quote.quote_id),
+                number=quote.number, reference=quote.reference, key=quote.idempotency_key,
+                sha=quote.request_sha256, document=quote.document, totals=quote.totals,
+                valid_until=quote.valid_until)
+        except DatabaseError as exc:
+            if sqlstate(exc) == "23505" and exc.args[0].get("n") == \
+                    "quotes_tenant_id_idempotency_key_key":
+                raise DuplicateIdempotencyKey() from None
+            raise
+        return _quote(row)
+
+    def _one(self, where: str, **params: Any) -> StoredQuote | None:
+        rows = self._conn.run(f"SELECT {_QUOTE_COLUMNS} FROM quotes "
+                              f"WHERE tenant_id = :t AND {where}", t=self._tenant, **params)
+        return _quote(rows[0]) if rows else None
+
+    def get(self, quote_id: UUID) -> StoredQuote | None:
+        return self._one("id = :id", id=str(quote_id))
+
+    def by_idempotency_key(self, key: str) -> StoredQuote | None:
+        return self._one("idempotency_key = :k", k=key)
+
+    def record_conversion(self, quote_id: UUID, invoice_id: UUID, key: str,
+                          request_sha256: bytes) -> bool:
+        done = self._conn.run(
+            "UPDATE quotes SET converted_invoice_id = :i, conversion_key = :k, "
+            "conversion_sha256 = :s WHERE tenant_id = :t AND id = :id "
+            "AND converted_invoice_id IS NULL RETURNING 1", i=str(invoice_id), k=key,
+            s=request_sha256, t=self._tenant, id=str(quote_id))
         return bool(done)
 
 

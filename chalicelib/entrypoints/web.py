@@ -105,6 +105,9 @@ ROUTES: dict[str, Rule] = {
     "invoice_get": Rule(EVERYONE, api_scope="invoices:read"),
     "invoice_pdf": Rule(EVERYONE, api_scope="invoices:read"),
     "invoice_xml": Rule(EVERYONE, api_scope="invoices:read"),
+    "quotes_create": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
+    "quote_convert": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
+    "quote_get": Rule(EVERYONE, api_scope="invoices:read"),
 }
 
 SECURITY_HEADERS = {

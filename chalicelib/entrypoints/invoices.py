@@ -7,29 +7,22 @@ use case's. The tenant is the caller's, never a field of the request.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from chalice.app import Request, Response
 
 from chalicelib import runtime
 from chalicelib.domain.errors import InvalidInput, Violation
-from chalicelib.entrypoints.web import secured
+from chalicelib.entrypoints.web import path_uuid, secured
 from chalicelib.usecases.accounts import Principal
 
 _CONTENT_TYPES = {"pdf": "application/pdf", "xml": "application/xml"}
 
 
-def _raw(request: Request) -> Any:
+def exact_body(request: Request) -> Any:
+    """The body with exact decimals (money is never a binary float)."""
     from chalicelib.domain.invoice import read_exact_json
 
     return read_exact_json(request.raw_body or b"")
-
-
-def _path_uuid(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise InvalidInput([Violation("invoice_id", "must be a UUID")]) from None
 
 
 def invoice_body(invoice: Any) -> dict[str, Any]:
@@ -60,7 +53,7 @@ def issue_invoice_route(request: Request) -> Response:
     from chalicelib.usecases.issue_invoice import issue_invoice
 
     def act(principal: Principal, _token: str) -> Response:
-        raw = _raw(request)
+        raw = exact_body(request)
         return _issued(issue_invoice(principal.tenant_id, request.headers.get("idempotency-key"),
                                      raw, runtime.invoice_ports()))
 
@@ -71,8 +64,8 @@ def issue_credit_note_route(request: Request, invoice_id: str) -> Response:
     from chalicelib.usecases.issue_invoice import issue_credit_note
 
     def act(principal: Principal, _token: str) -> Response:
-        credited = _path_uuid(invoice_id)
-        raw = _raw(request)
+        credited = path_uuid(invoice_id, "invoice_id")
+        raw = exact_body(request)
         return _issued(issue_credit_note(principal.tenant_id, credited,
                                          request.headers.get("idempotency-key"), raw,
                                          runtime.invoice_ports()))
@@ -84,7 +77,7 @@ def get_invoice_route(request: Request, invoice_id: str) -> Response:
     from chalicelib.domain.errors import NotFound
 
     def act(principal: Principal, _token: str) -> Response:
-        wanted = _path_uuid(invoice_id)
+        wanted = path_uuid(invoice_id, "invoice_id")
         with runtime.database().snapshot(principal.tenant_id) as uow:
             invoice = uow.invoices.get(wanted)
         if invoice is None:
@@ -99,7 +92,8 @@ def invoice_document_route(request: Request, invoice_id: str, kind: str) -> Resp
     from chalicelib.usecases.issue_invoice import archived_document
 
     def act(principal: Principal, _token: str) -> Response:
-        invoice, content = archived_document(principal.tenant_id, _path_uuid(invoice_id), kind,
+        wanted = path_uuid(invoice_id, "invoice_id")
+        invoice, content = archived_document(principal.tenant_id, wanted, kind,
                                              runtime.invoice_ports())
         body: bytes | str = content if kind == "pdf" else content.decode("utf-8")
         return Response(body=body, status_code=200, headers={
@@ -134,7 +128,7 @@ def queue_invoices_route(request: Request) -> Response:
     from chalicelib.usecases.issue_invoice import queue_invoices
 
     def act(principal: Principal, _token: str) -> Response:
-        keys = queue_invoices(principal.tenant_id, _raw(request), runtime.invoice_queue(),
+        keys = queue_invoices(principal.tenant_id, exact_body(request), runtime.invoice_queue(),
                               runtime.clock())
         return Response(body={"queued": len(keys), "idempotency_keys": keys,
                               "results": "GET /invoices?idempotency_key=KEY"}, status_code=202)

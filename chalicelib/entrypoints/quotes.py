@@ -14,25 +14,14 @@ from uuid import UUID
 from chalice.app import Request, Response
 
 from chalicelib import runtime
-from chalicelib.domain.errors import InvalidInput, Violation
-from chalicelib.entrypoints.invoices import invoice_body
-from chalicelib.entrypoints.web import secured
+from chalicelib.entrypoints.invoices import exact_body, invoice_body
+from chalicelib.entrypoints.web import path_uuid, secured
 from chalicelib.ports import StoredQuote
 from chalicelib.usecases.accounts import Principal
 
 
-def _raw(request: Request) -> Any:
-    """The body with exact decimals (money is never a binary float)."""
-    from chalicelib.domain.invoice import read_exact_json
-
-    return read_exact_json(request.raw_body or b"")
-
-
 def _quote_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise InvalidInput([Violation("quote_id", "must be a UUID")]) from None
+    return path_uuid(raw, "quote_id")
 
 
 def quote_body(quote: StoredQuote) -> dict[str, Any]:
@@ -53,7 +42,7 @@ def create_quote_route(request: Request) -> Response:
     from chalicelib.usecases.quotes import QuotePorts, create_quote
 
     def act(principal: Principal, _token: str) -> Response:
-        raw = _raw(request)
+        raw = exact_body(request)
         ports = QuotePorts(runtime.database().unit_of_work, runtime.invoice_documents(),
                            runtime.clock())
         made = create_quote(principal.tenant_id, request.headers.get("idempotency-key"), raw,
@@ -81,7 +70,7 @@ def convert_quote_route(request: Request, quote_id: str) -> Response:
 
     def act(principal: Principal, _token: str) -> Response:
         wanted = _quote_id(quote_id)
-        raw = _raw(request)
+        raw = exact_body(request)
         outcome = convert_quote(principal.tenant_id, wanted,
                                 request.headers.get("idempotency-key"), raw,
                                 runtime.invoice_ports())

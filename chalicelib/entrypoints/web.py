@@ -401,7 +401,7 @@ def api_key_revoke_route(request: Request, key_id: str) -> Response:
     from chalicelib.usecases.api_keys import revoke_api_key
 
     def act(principal: Principal, _token: str) -> Response:
-        revoke_api_key(principal, _path_uuid(key_id, "key_id"),
+        revoke_api_key(principal, path_uuid(key_id, "key_id"),
                        runtime.database().unit_of_work)
         return Response(body="", status_code=204)
 
@@ -418,7 +418,7 @@ def _api_key_body(key: Any) -> dict[str, Any]:
             "revoked_at": when(key.revoked_at)}
 
 
-def _path_uuid(raw: str, field: str) -> UUID:
+def path_uuid(raw: str, field: str) -> UUID:
     try:
         return UUID(raw)
     except ValueError:

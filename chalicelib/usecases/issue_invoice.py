@@ -71,7 +71,7 @@ IDEMPOTENCY_KEY_RULE = "1 to 200 visible ASCII characters"
 Checkpoint = Callable[[str], None]
 
 
-def _no_checkpoint(_step: str) -> None:
+def no_checkpoint(_step: str) -> None:
     return None
 
 
@@ -203,7 +203,7 @@ class InvoicePorts:
 
 
 def issue_invoice(tenant_id: UUID, key: str | None, raw: object, ports: InvoicePorts,
-                  checkpoint: Checkpoint = _no_checkpoint) -> Issued:
+                  checkpoint: Checkpoint = no_checkpoint) -> Issued:
     """POST /invoices: the draft as posted (a JSON object parsed with exact decimals)."""
     key = checked_key(key)
     if isinstance(raw, dict) and raw.get("type_code") in (CREDIT_NOTE, str(CREDIT_NOTE)):
@@ -219,7 +219,7 @@ def issue_invoice(tenant_id: UUID, key: str | None, raw: object, ports: InvoiceP
 
 
 def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: object,
-                      ports: InvoicePorts, checkpoint: Checkpoint = _no_checkpoint) -> Issued:
+                      ports: InvoicePorts, checkpoint: Checkpoint = no_checkpoint) -> Issued:
     """POST /invoices/{id}/credit-notes: type 381, referencing the credited
     invoice (BG-3) from our own records, never from the caller's text."""
     key = checked_key(key)
@@ -353,7 +353,7 @@ class StagedDocumentMismatch(RuntimeError):
 
 
 def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
-                    checkpoint: Checkpoint = _no_checkpoint) -> IssuedInvoice:
+                    checkpoint: Checkpoint = no_checkpoint) -> IssuedInvoice:
     """Put the staged PDF and XML under Object Lock and record the receipt once.
 
     One transaction holds the invoice's row lock from before the puts to the

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from uuid import UUID, uuid4
@@ -42,22 +41,19 @@ from chalicelib.domain.invoice import CREDIT_NOTE, InvoiceDraft, compute_totals,
 from chalicelib.ports import Clock, InvoiceDocuments, StoredQuote, UnitOfWorkFactory
 from chalicelib.usecases.issue_invoice import (
     PARIS,
+    Checkpoint,
     InvoicePorts,
     Issued,
     checked_key,
     issue_invoice,
+    no_checkpoint,
     request_fingerprint,
     totals_data,
 )
 
-Checkpoint = Callable[[str], None]
 # The draft's own dates: the invoice's, given at conversion, never the quote's.
 INVOICE_DATES = ("issue_date", "due_date")
 _PLACEHOLDER = date(2000, 1, 1)  # stands in for the draft's dates in the fingerprint
-
-
-def _no_checkpoint(_step: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -249,7 +245,7 @@ def _converted_already(quote: StoredQuote) -> Conflict:
 
 
 def convert_quote(tenant_id: UUID, quote_id: UUID, key: str | None, raw: object,
-                  ports: InvoicePorts, checkpoint: Checkpoint = _no_checkpoint) -> Issued:
+                  ports: InvoicePorts, checkpoint: Checkpoint = no_checkpoint) -> Issued:
     """POST /quotes/{id}/invoice: the invoice the accepted quote becomes.
 
     Same key and body as the conversion recorded: the same invoice (created

@@ -193,3 +193,42 @@ def test_each_invalid_invoice_gets_its_exact_422(client: Any, writer: tuple[Sess
     for (_, rule), (_, words) in zip(got, expected, strict=True):
         assert words in rule, (rule, words)
     assert get(client, writer[1], "/invoices").json_body["invoices"] == []
+
+
+class NoSchematron:
+    """The real documents, whose conformance check cannot run (worker gone)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def problems(self, xml: bytes) -> Any:
+        from chalicelib.documents.schematron import SchematronUnavailable
+
+        raise SchematronUnavailable("the worker died twice")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_schematron_unavailable_is_a_503_and_nothing_is_issued(
+        client: Any, writer: tuple[Session, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import runtime
+    from chalicelib.usecases.issue_invoice import InvoicePorts
+
+    real = runtime.invoice_ports()
+    monkeypatch.setattr(runtime, "invoice_ports", lambda: InvoicePorts(
+        real.unit_of_work, NoSchematron(real.documents), real.archive, real.clock))
+    answer = issue(client, writer[1], recent(), key="no-schematron")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+    assert "nothing was issued" in answer.json_body["detail"]
+    monkeypatch.undo()
+    assert get(client, writer[1], "/invoices").json_body["invoices"] == []
+    # The same key afterwards issues number 1: nothing was consumed.
+    assert issue(client, writer[1], recent(), key="no-schematron").json_body[
+        "invoice_number"] == "F-000001"
+
+
+def test_a_deeply_nested_body_is_a_422(client: Any, writer: tuple[Session, str]) -> None:
+    body = json.dumps({**recent(), "x": json.loads("[" * 600 + "]" * 600)})
+    answer = issue(client, writer[1], body, key="deep")
+    assert answer.status_code == 422, answer.body

@@ -208,6 +208,37 @@ def credit_notes_issue(invoice_id: str) -> Response:
     return issue_credit_note_route(_request(), invoice_id)
 
 
+@app.route("/invoices/{invoice_id}/proof", methods=["GET"])
+def invoice_proof(invoice_id: str) -> Response:
+    """The invoice's ledger entry, its inclusion proof into the closing that
+    covers it, that closing signed, and its consistency with the latest one."""
+    from chalicelib.entrypoints.closings import invoice_proof_route
+
+    return invoice_proof_route(_request(), invoice_id)
+
+
+@app.route("/closings", methods=["POST"])
+def closings_seal() -> Response:
+    """Seal a day, month or year: a signed closing appended to the chain."""
+    from chalicelib.entrypoints.closings import seal_route
+
+    return seal_route(_request())
+
+
+@app.route("/closings", methods=["GET"])
+def closings_list() -> Response:
+    from chalicelib.entrypoints.closings import list_closings_route
+
+    return list_closings_route(_request())
+
+
+@app.route("/closings/{closing_id}", methods=["GET"])
+def closing_get(closing_id: str) -> Response:
+    from chalicelib.entrypoints.closings import get_closing_route
+
+    return get_closing_route(_request(), closing_id)
+
+
 @app.route("/quotes", methods=["POST"])
 def quotes_create() -> Response:
     """A quote (Idempotency-Key header): D-000001... from its own counter, no invoice number."""
@@ -264,6 +295,22 @@ def retention_purge(event: CloudWatchEvent) -> dict[str, int]:
     removed = purge_expired(PostgresRetention(database()))
     logger.info("retention purge", extra={"removed": removed})
     return removed
+
+
+@app.schedule(Cron(5, "*", "*", "*", "?", "*"))  # hourly at :05 UTC
+def scheduled_closings(event: CloudWatchEvent) -> dict[str, int]:
+    """Seal every period that is over (days, then months, then years) for every
+    tenant with activity, each tenant on its own, and witness its closings and
+    chain head in the Object Lock bucket. Hourly, because Paris
+    midnight is 22:00 or 23:00 UTC, and a failed tenant is retried an hour later."""
+    from chalicelib.adapters.postgres_closings import tenants_to_seal
+    from chalicelib.logs import logger
+    from chalicelib.runtime import closing_ports, database, witness_ports
+    from chalicelib.usecases.seal_period import seal_all_due
+
+    result = seal_all_due(tenants_to_seal(database()), closing_ports(), witness_ports())
+    logger.info("scheduled closings", extra=result)
+    return result
 
 
 @app.schedule(Cron("0/10", "*", "*", "*", "?", "*"))  # every 10 minutes

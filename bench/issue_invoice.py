@@ -11,8 +11,9 @@ uses); no database, no S3. Parsing and validating the draft is our
 orchestration and is left out of it.
 
 End to end: `POST /invoices` (API key, Idempotency-Key, events/invoice.json)
-to Chalice's local server (devstack's: `create_local_server`, a thread per
-HTTP connection) in this process, on PostgreSQL 15 and the moto S3 server. The
+to the local HTTP server `bin/run` uses (devstack.api: Chalice's local server,
+a thread per HTTP connection, TCP_NODELAY on its sockets) in this process, on
+PostgreSQL 15 and the moto S3 server. The
 client sends one request at a time, no concurrency (chalice local keeps the
 current request on the shared app object; a function instance serves one
 request at a time too). The ways, each as a ratio to the library work:
@@ -20,14 +21,12 @@ request at a time too). The ways, each as a ratio to the library work:
                     database connection is reused, as a warm function's: the headline;
   [new connection]  a new HTTP connection per request (as curl): devstack's server
                     runs it on a new thread, which opens a new PostgreSQL connection;
-  [nodelay]         [devstack] with TCP_NODELAY on the server's sockets: chalice local
-                    sends headers and body in two writes, and with Nagle on the body
-                    waits for the client's delayed ACK; no deployed gateway does that;
+  [Nagle on]        chalice local's own server as it comes: it sends headers and
+                    body in two writes, and with Nagle on the body waits for the
+                    client's delayed ACK; no deployed gateway does that (for comparison);
   [in process]      the use case called directly with real ports, no HTTP, timed
                     at each `checkpoint`, its DB statements and S3 calls tallied:
-                    where the orchestration time goes;
-  [in process, DB TCP_NODELAY]  the same on database sockets with TCP_NODELAY
-                    (what-if: pg8000 leaves Nagle on).
+                    where the orchestration time goes.
 Rounds alternate library / each way, so a noisy neighbour weighs on all; the
 median ratio of the rounds is reported. The HTTP edge's own database work (API
 key, rate limit, access log, a new connection) is then timed on its own.
@@ -37,7 +36,6 @@ Not a test: it prints figures and asserts only that invoices were issued.
 from __future__ import annotations
 
 import argparse
-import functools
 import http.client
 import importlib
 import json
@@ -62,9 +60,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer, create_local_server
+from chalice.local import ChaliceRequestHandler, LocalDevServer
 
 from chalicelib.adapters.postgres import app_connector
+from devstack.api import NoDelayRequestHandler, local_api_server
 from devstack.stack import LocalStack, Secrets, free_port
 
 HOST = "127.0.0.1"
@@ -75,30 +74,28 @@ LIBRARY_STEPS = ("xml_built", "pdf_rendered", "embedded", "checked")
 
 # -- the HTTP API ------------------------------------------------------------------------
 
-class _QuietHandler(ChaliceRequestHandler):
-    """chalice local's handler without its stderr line per request."""
+class _QuietHandler(NoDelayRequestHandler):
+    """devstack's handler without chalice local's stderr line per request."""
 
     def log_message(self, format: str, *args: Any) -> None:
-        return None
+        pass
 
 
-class _NoDelayHandler(_QuietHandler):
-    """The same with TCP_NODELAY: the body is not held back behind the headers."""
+class _QuietNagleHandler(ChaliceRequestHandler):
+    """chalice local's own handler (Nagle on), without its stderr line per request."""
 
-    disable_nagle_algorithm = True
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def serve(app: Any) -> tuple[LocalDevServer, LocalDevServer]:
-    """devstack's server (create_local_server: ThreadedHTTPServer, a thread per
-    connection) and the same server with TCP_NODELAY, each in a daemon thread."""
+    """devstack's server (as `bin/run`) and chalice local's own, each in a daemon thread."""
     config = Config.create(chalice_stage="dev", app_name="einvoice", project_dir=str(ROOT))
-    devstack = create_local_server(app, config, HOST, free_port())
-    devstack.server.RequestHandlerClass = functools.partial(_QuietHandler, app_object=app,
-                                                            config=config)
-    nodelay = LocalDevServer(app, config, HOST, free_port(), handler_cls=_NoDelayHandler)
-    for server in (devstack, nodelay):
+    devstack = local_api_server(app, config, HOST, free_port(), handler=_QuietHandler)
+    nagle = LocalDevServer(app, config, HOST, free_port(), handler_cls=_QuietNagleHandler)
+    for server in (devstack, nagle):
         threading.Thread(target=server.server.serve_forever, daemon=True).start()
-    return devstack, nodelay
+    return devstack, nagle
 
 
 class Client:
@@ -252,24 +249,6 @@ class StepTimes:
                    if step in LIBRARY_STEPS)
 
 
-def nodelay_connector(settings: Any) -> Callable[[], Any]:
-    """app_connector's connection on a socket with TCP_NODELAY (bench only: a what-if)."""
-    import socket
-    import ssl
-
-    import pg8000.native
-
-    def connect() -> Any:
-        sock = socket.create_connection((settings.db_host, settings.db_port), 30)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return pg8000.native.Connection(
-            user=settings.db_app_user, password=settings.db_app_password.get_secret_value(),
-            database=settings.db_name, sock=sock, timeout=30, application_name="einvoice",
-            ssl_context=ssl.create_default_context() if settings.db_tls else None)
-
-    return connect
-
-
 class InProcess:
     """The use case in process with real ports (no HTTP), timed at each checkpoint;
     its database statements and S3 calls tallied."""
@@ -380,8 +359,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def print_breakdown(times: StepTimes, nodelay: StepTimes, edge: dict[str, float],
-                    e2e: dict[str, float]) -> None:
+def print_breakdown(times: StepTimes, edge: dict[str, float], e2e: dict[str, float]) -> None:
     """The steps of [in process], the costliest round trips, the HTTP edge; e2e: p50s."""
     print(f"\nWhere the time goes, [in process] step by step (medians of {times.invoices} "
           "invoices; DB n = statements, each one round trip; S3 n = calls):")
@@ -410,23 +388,15 @@ def print_breakdown(times: StepTimes, nodelay: StepTimes, edge: dict[str, float]
     s3_n, s3_s = times.kinds.totals("s3:")
     print(f"  in all per invoice: DB {db_n / per:g} statements {ms(db_s / per)}, S3 "
           f"{s3_n / per:g} calls {ms(s3_s / per)}")
-    staged = [(t.kinds.calls[k], t.kinds.seconds[k]) for t in (times, nodelay)
-              for k in t.kinds.calls if k.startswith("db:INSERT INTO invoice_documents")]
-    if len(staged) == 2:
-        (n, with_nagle), (m, without) = staged
-        print(f"  what-if, TCP_NODELAY on the database socket (pg8000 leaves Nagle on): the "
-              f"staged-document INSERTs {ms(without / m)} each instead of "
-              f"{ms(with_nagle / n)} (mean; a size-dependent stall behind the delayed ACK)")
     print("HTTP edge's own database work, each its own transaction (medians, in process):")
     for name, seconds in edge.items():
         print(f"  {name:<46} {ms(seconds):>9}")
     edge_db = sum(s for name, s in edge.items() if not name.startswith("new"))
-    devstack, nodelay_http, direct = e2e["devstack"], e2e["nodelay"], e2e["in process"]
-    print(f"End to end p50: [devstack] {ms(devstack)} - [nodelay] {ms(nodelay_http)} = "
-          f"{ms(devstack - nodelay_http)}: chalice local answering with Nagle on (headers and "
-          "body in two sends, the body waiting for the client's delayed ACK); [nodelay] - "
-          f"[in process] {ms(direct)} = {ms(nodelay_http - direct)}: the HTTP edge (of which "
-          f"edge DB {ms(edge_db)}; the rest: chalice local, request/response JSON, auth code)")
+    devstack, nagle, direct = e2e["devstack"], e2e["Nagle on"], e2e["in process"]
+    print(f"End to end p50: [devstack] {ms(devstack)} - [in process] {ms(direct)} = "
+          f"{ms(devstack - direct)}: the HTTP edge (of which edge DB {ms(edge_db)}; the rest: "
+          "chalice local, request/response JSON, auth code); [Nagle on] - [devstack] = "
+          f"{ms(nagle - devstack)}: chalice local's own server waiting for delayed ACKs")
 
 
 # -- main --------------------------------------------------------------------------------
@@ -451,11 +421,10 @@ WAYS = {  # name: (server, keep-alive, what it is)
                           "its DB connection reused"),
     "new connection": (0, False, "devstack's server, a new HTTP connection per request: a new "
                                  "server thread, which opens a new DB connection"),
-    "nodelay": (1, True, "the same server with TCP_NODELAY, one keep-alive connection"),
+    "Nagle on": (1, True, "chalice local's own server (Nagle on), one keep-alive connection"),
 }
 IN_PROCESS = {  # name: what it is
     "in process": "the use case called directly with real ports, no HTTP",
-    "in process, DB TCP_NODELAY": "the same, TCP_NODELAY on the database socket (what-if)",
 }
 
 
@@ -502,9 +471,7 @@ def main() -> int:
 
         draft = parse_invoice_json(body)  # our orchestration: outside the baseline
         library = Library(FacturXDocuments(), draft, compute_totals(draft))
-        direct = {"in process": InProcess(settings, tenant, body, app_connector(settings)),
-                  "in process, DB TCP_NODELAY": InProcess(settings, tenant, body,
-                                                          nodelay_connector(settings))}
+        direct = {"in process": InProcess(settings, tenant, body, app_connector(settings))}
         runs: dict[str, Callable[[], float]] = {
             **{way: client.issue for way, client in clients.items()},
             **{way: runner.issue for way, runner in direct.items()}}
@@ -545,8 +512,8 @@ def main() -> int:
                   f"{min(r):.2f}-{max(r):.2f}; target <= 1.50x)")
 
         edge = edge_costs(settings, tenant, api_key, max(per_round, 5))
-        print_breakdown(direct["in process"].times, direct["in process, DB TCP_NODELAY"].times,
-                        edge, {way: statistics.median(latencies[way]) for way in runs})
+        print_breakdown(direct["in process"].times, edge,
+                        {way: statistics.median(latencies[way]) for way in runs})
         for client in clients.values():
             client.close()
         for server in servers:

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
 
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None
+    # The closing signer's local adapter: a 0600 PEM file holding one Ed25519 key.
+    closing_key_file: Path | None = None
 
     # Mail (sign-up confirmation): an SMTP relay when smtp_host is set, else
     # .eml files in mail_outbox_dir (local development); neither: sign-up is off.

@@ -13,6 +13,7 @@ from chalicelib.domain.errors import Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 
 if TYPE_CHECKING:  # the invoice model's libraries load only where invoices are made
+    from chalicelib.domain.closing import KindSum, RateSum
     from chalicelib.domain.invoice import InvoiceDraft, Totals
 
 
@@ -347,14 +348,23 @@ class InvoiceArchive(Protocol):
         and a COMPLIANCE default retention of at least the legal period."""
 
     def put(self, key: str, content: bytes, retain_until: datetime,
-            content_type: str) -> ArchivedObject:
+            content_type: str, *, first_attempt: bool = False) -> ArchivedObject:
         """Store the bytes under COMPLIANCE lock until retain_until (or reuse
         the key's current version when it already holds exactly these bytes,
-        a retry); never shortens a retention. Raises ArchiveNotSafe."""
+        a retry); never shortens a retention. Raises ArchiveNotSafe.
+        `first_attempt`: the caller knows no earlier attempt can have put this
+        key (the invoice was committed by this very call), so no lookup first."""
 
     def get(self, key: str, version_id: str, sha256: bytes) -> bytes:
         """The version's bytes, after checking them against sha256;
         raises ArchiveTampered on a mismatch."""
+
+
+class WitnessArchive(InvoiceArchive, Protocol):
+    """The Object Lock bucket as the chain's witness."""
+
+    def newest(self, prefix: str) -> tuple[str, bytes] | None:
+        """The first key under prefix (witness keys sort newest first) and its bytes."""
 
 
 class InvoiceDocuments(Protocol):
@@ -425,6 +435,86 @@ class QuoteStore(Protocol):
         """Record the invoice the quote became, once; False if one is recorded already."""
 
 
+class ClosingSigner(Protocol):
+    """The service's Ed25519 closing key (keys port): signs; never hands out the secret."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte public key."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class StoredClosing:
+    closing_id: UUID
+    period_kind: str
+    period_start: date
+    first_seq: int
+    last_seq: int
+    text: str  # the signed closing (RFC 8785 JSON)
+    signature: bytes
+    key_id: str
+    entry_seq: int  # its closing.sealed ledger entry
+    sealed_at: datetime | None = None
+
+
+class ClosingStore(Protocol):
+    """One tenant's closings and Merkle tree, inside the unit of work's transaction."""
+
+    def lock(self) -> None:
+        """Serialize the tenant's sealers until the transaction ends."""
+
+    def get(self, period_kind: str, period_start: date) -> StoredClosing | None: ...
+
+    def by_id(self, closing_id: UUID) -> StoredClosing | None: ...
+
+    def latest(self, period_kind: str | None = None) -> StoredClosing | None:
+        """The latest closing of that kind (by period), or of any kind (by entry)."""
+
+    def at_or_before(self, seq: int) -> StoredClosing | None:
+        """The closing whose last_seq is the greatest not beyond seq."""
+
+    def covering(self, seq: int) -> StoredClosing | None:
+        """The first closing that covers entry seq (the smallest last_seq >= seq)."""
+
+    def recent(self, limit: int) -> list[StoredClosing]: ...
+
+    def last_seq_before(self, after_seq: int, moment: datetime) -> int:
+        """The greatest seq > after_seq of an entry recorded before `moment`, or after_seq."""
+
+    def first_activity(self, after_seq: int) -> datetime | None:
+        """When the first entry after after_seq that is not a closing was recorded."""
+
+    def kind_counts(self, first_seq: int, last_seq: int) -> dict[str, int]: ...
+
+    def money(self, first_seq: int, last_seq: int) -> tuple[list[KindSum], list[RateSum]]:
+        """(KindSum list, RateSum list) of the money entries first_seq..last_seq."""
+
+    def merkle_root(self, size: int) -> bytes:
+        """Grow the engine's Merkle tree to `size` leaves and return its root."""
+
+    def merkle_nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+
+    def register_key(self, key_id: str, public_key: bytes) -> None: ...
+
+    def public_keys(self) -> dict[str, bytes]: ...
+
+    def add(self, closing: StoredClosing) -> None:
+        """Insert (the engine checks it against its entry and the chain)."""
+
+    def last_witnessed(self, kind: str) -> int | None:
+        """The highest seq witnessed in the bucket for this kind, as recorded."""
+
+    def witnessed(self, kind: str, seq: int) -> bool: ...
+
+    def record_witness(self, kind: str, seq: int, key: str, version_id: str,
+                       sha256: bytes) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction scoped to one tenant: commits on success, else rolls back."""
 
@@ -457,6 +547,9 @@ class UnitOfWork(Protocol):
 
     @property
     def quotes(self) -> QuoteStore: ...
+
+    @property
+    def closings(self) -> ClosingStore: ...
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]

@@ -49,6 +49,28 @@ def field_cipher() -> Any:
     return FieldCipher(LocalKeyFile(path))
 
 
+@lru_cache(maxsize=1)
+def closing_signer() -> Any:
+    from chalicelib.adapters.signing import LocalSigningKey
+
+    path = settings().closing_key_file
+    if path is None:
+        raise RuntimeError("EINVOICE_CLOSING_KEY_FILE is not set: periods cannot be sealed")
+    return LocalSigningKey(path)
+
+
+def closing_ports() -> Any:
+    from chalicelib.usecases.seal_period import ClosingPorts
+
+    return ClosingPorts(database().unit_of_work, closing_signer(), clock())
+
+
+def witness_ports() -> Any:
+    from chalicelib.usecases.witness import WitnessPorts
+
+    return WitnessPorts(database().unit_of_work, closing_signer(), invoice_archive())
+
+
 def session_policy() -> Any:
     from datetime import timedelta
 

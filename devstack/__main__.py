@@ -29,8 +29,8 @@ ENV_FILE = STACK_DIR / "env.json"
 
 def _run(args: argparse.Namespace) -> int:
     from chalice.config import Config
-    from chalice.local import create_local_server
 
+    from devstack.api import local_api_server
     from devstack.dispatcher import QueueDispatcher, ScheduleRunner
     from devstack.stack import LocalStack, Secrets
 
@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         ENV_FILE.write_text(json.dumps(env))
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
-        server = create_local_server(
+        server = local_api_server(
             app_module.app, Config.create(chalice_stage="dev", app_name="einvoice",
                                           project_dir=str(ROOT)),
             "127.0.0.1", args.api_port)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.adapters.keys import LocalKeyFile
+from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.config import Settings
 from devstack import database, objectstore
 from devstack.objectstore import MotoServer
@@ -67,6 +68,9 @@ class LocalStack:
         self.mail_outbox = self.base_dir / "mail"  # what would be mailed: .eml files
         if not self.master_key_file.exists():
             LocalKeyFile.create(self.master_key_file)
+        self.closing_key_file = self.base_dir / "closing-key.pem"
+        if not self.closing_key_file.exists():
+            LocalSigningKey.create(self.closing_key_file)
 
     def env(self) -> dict[str, str]:
         """What a function needs in its environment to run against this stack:
@@ -86,6 +90,7 @@ class LocalStack:
             "EINVOICE_LEDGER_QUEUE": "einvoice-ledger-append",
             "EINVOICE_INVOICE_QUEUE": "einvoice-invoice-issue",
             "EINVOICE_MASTER_KEY_FILE": str(self.master_key_file),
+            "EINVOICE_CLOSING_KEY_FILE": str(self.closing_key_file),
             "EINVOICE_S3_ACCESS_KEY_ID": "local",
             "EINVOICE_S3_SECRET_ACCESS_KEY": "local",
             "EINVOICE_MAIL_OUTBOX_DIR": str(self.mail_outbox),

@@ -91,6 +91,7 @@ def _clear_caches() -> None:
     runtime.passwords.cache_clear()
     runtime.field_cipher.cache_clear()
     runtime.mailer.cache_clear()
+    runtime.closing_signer.cache_clear()
 
 
 @pytest.fixture(scope="session")

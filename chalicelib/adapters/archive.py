@@ -1,9 +1,12 @@
 """The invoice archive on any S3-compatible Object Lock bucket (AWS, Scaleway, OVH, moto).
 
 Fail closed: before each put the bucket must show versioning Enabled and Object
-Lock with a COMPLIANCE default retention of at least the legal period; after each
-put the version is read back with HeadObject (mode COMPLIANCE, retain-until not
-earlier than asked, the server's SHA-256 equal to ours). A retry of the same bytes
+Lock with a COMPLIANCE default retention of at least the legal period (a passing
+check is reused for `recheck_after` seconds, 30 by default: a failing one never
+is); after each put the version is read back with HeadObject (mode COMPLIANCE,
+retain-until not earlier than asked, the server's SHA-256 equal to ours). The
+read-back is what proves each object is locked: every put also names its own
+COMPLIANCE mode and retain-until, so the bucket default is a second guard. A retry of the same bytes
 reuses the key's current version instead of adding an orphan one; other bytes
 under the key are refused. A retention is only ever extended, never shortened
 (moto would let us shorten one; real providers refuse, and so does this code).
@@ -18,6 +21,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -65,16 +70,36 @@ def _whole_seconds_utc(moment: datetime) -> datetime:
 
 
 class ObjectLockArchive(InvoiceArchive):
-    def __init__(self, s3: Any, bucket: str, legal_years: int = 11) -> None:
+    def __init__(self, s3: Any, bucket: str, legal_years: int = 11,
+                 recheck_after: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if legal_years < 1:
             raise ValueError("legal_years must be at least 1")
+        if recheck_after < 0:
+            raise ValueError("recheck_after must not be negative")
         self._s3 = s3
         self._bucket = bucket
         self._legal_years = legal_years
+        self._recheck_after = recheck_after
+        self._monotonic = monotonic
+        self._passed_at: float | None = None
 
     # -- readiness -----------------------------------------------------------------------
 
     def check_ready(self) -> None:
+        """Check the bucket, unless a check passed less than `recheck_after` s ago.
+
+        Three checks per invoice (before its number and before each put) cost
+        about a third of the orchestration; the per-object read-back does not
+        depend on this cache."""
+        passed = self._passed_at
+        if passed is not None and self._monotonic() - passed < self._recheck_after:
+            return
+        self._passed_at = None
+        self._check_bucket()
+        self._passed_at = self._monotonic()
+
+    def _check_bucket(self) -> None:
         try:
             versioning = self._s3.get_bucket_versioning(Bucket=self._bucket)
             status = versioning.get("Status")
@@ -120,11 +145,11 @@ class ObjectLockArchive(InvoiceArchive):
     # -- put -----------------------------------------------------------------------------
 
     def put(self, key: str, content: bytes, retain_until: datetime,
-            content_type: str) -> ArchivedObject:
+            content_type: str, *, first_attempt: bool = False) -> ArchivedObject:
         until = _whole_seconds_utc(retain_until)
         self.check_ready()
         sha256 = hashlib.sha256(content).digest()
-        head = self._head(key, None)
+        head = None if first_attempt else self._head(key, None)
         reused = head is not None
         if head is None:
             head = self._write(key, content, sha256, until, content_type)
@@ -236,6 +261,17 @@ class ObjectLockArchive(InvoiceArchive):
         if isinstance(server, str) and "-" not in server and server != _b64(sha256):
             raise ArchiveTampered(self._tampered(key, version_id))
         return body
+
+    def newest(self, prefix: str) -> tuple[str, bytes] | None:
+        """The first key under `prefix` (keys that sort newest first) and its
+        current version's bytes; None when there is none."""
+        listed = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=1)
+        contents = listed.get("Contents") or []
+        if not contents:
+            return None
+        key = str(contents[0]["Key"])
+        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return key, body
 
     def _tampered(self, key: str, version_id: str) -> str:
         return (f"archive bucket {self._bucket!r}, key {key!r}, version {version_id!r}: "

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import pg8000.native
@@ -43,6 +43,9 @@ from chalicelib.ports import (
     TotpRecord,
     WrappedKey,
 )
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.postgres_closings import PostgresClosings
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 PAGE_SIZE = 5000  # rows per page at most...
@@ -188,7 +191,14 @@ class TenantUnitOfWork:
         self.signups = PostgresSignUpClaims(conn)
         self.invoices = PostgresInvoices(conn, self._tenant_id)
         self.quotes = PostgresQuotes(conn, self._tenant_id)
+        self._conn = conn
         return self
+
+    @property
+    def closings(self) -> PostgresClosings:
+        from chalicelib.adapters.postgres_closings import PostgresClosings
+
+        return PostgresClosings(self._conn, self._tenant_id)
 
     def __exit__(self, *exc: Any) -> bool | None:
         return bool(self._cm.__exit__(*exc))

@@ -70,6 +70,8 @@ EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
 OWNERS = frozenset({"owner"})
 # Who may issue invoices and credit notes: not the accountant, who reads.
 ISSUERS = frozenset({"owner", "member"})
+# Who may seal a period: the owner and the accountant, whose act it is.
+SEALERS = frozenset({"owner", "accountant"})
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,10 @@ ROUTES: dict[str, Rule] = {
     "quotes_create": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
     "quote_convert": Rule(ISSUERS, writes=True, api_scope="invoices:write"),
     "quote_get": Rule(EVERYONE, api_scope="invoices:read"),
+    "closings_seal": Rule(SEALERS, writes=True, api_scope="closings:write"),
+    "closings_list": Rule(EVERYONE, api_scope="ledger:read"),
+    "closing_get": Rule(EVERYONE, api_scope="ledger:read"),
+    "invoice_proof": Rule(EVERYONE, api_scope="ledger:read"),
 }
 
 SECURITY_HEADERS = {
@@ -353,10 +359,21 @@ def second_factor_route(request: Request) -> Response:
 
 def ledger_verify_route(request: Request) -> Response:
     from chalicelib.usecases.verify_ledger import verify_ledger
+    from chalicelib.usecases.witness import check_witness
 
     def act(principal: Principal, _token: str) -> Response:
-        result = verify_ledger(principal.tenant_id, runtime.database().snapshot)
-        return Response(body=result.as_dict(), status_code=200)
+        since = dict(request.query_params or {}).get("since_closing")
+        since_id = path_uuid(since, "since_closing") if since is not None else None
+        snapshot = runtime.database().snapshot
+        result = verify_ledger(principal.tenant_id, snapshot, since_id)
+        try:
+            witness = check_witness(principal.tenant_id, snapshot, runtime.invoice_archive())
+        except Exception as exc:  # noqa: BLE001 - the chain's own result still stands
+            witness = {"ok": False, "witnessed": None, "reason": "witness_unavailable",
+                       "detail": f"the archive could not be read ({type(exc).__name__})"}
+        body = {**result.as_dict(), "ok": result.ok and witness["ok"],
+                "since_closing": str(since_id) if since_id else None, "witness": witness}
+        return Response(body=body, status_code=200)
 
     return secured(request, "ledger_verify", act)
 

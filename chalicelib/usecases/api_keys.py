@@ -20,7 +20,7 @@ from chalicelib.domain.text import text_problem
 from chalicelib.ports import ApiKey, ApiKeyDirectory, Clock, UnitOfWorkFactory
 from chalicelib.usecases.accounts import Principal
 
-SCOPES = frozenset({"ledger:read", "invoices:read", "invoices:write"})
+SCOPES = frozenset({"ledger:read", "invoices:read", "invoices:write", "closings:write"})
 PREFIX = "eik_"
 API_KEY_ROLE = "api_key"
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -64,6 +65,7 @@ from chalicelib.ports import (
 
 PARIS = ZoneInfo("Europe/Paris")
 ISSUED = "invoice.issued"
+DOCUMENT_TYPES = (("pdf", "application/pdf"), ("xml", "application/xml"))
 CREDIT_NOTE_ISSUED = "credit_note.issued"
 ARCHIVED = "invoice.archived"
 IDEMPOTENCY_KEY_RULE = "1 to 200 visible ASCII characters"
@@ -253,14 +255,16 @@ def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: 
 
 
 def _archive_after_issue(tenant_id: UUID, invoice: IssuedInvoice, ports: InvoicePorts,
-                         checkpoint: Checkpoint) -> IssuedInvoice:
+                         checkpoint: Checkpoint, *, first_attempt: bool = False
+                         ) -> IssuedInvoice:
     """The invoice is issued (committed) whatever happens here: an archive
     failure leaves it pending, for the caller's retry or the scheduled sweep,
     and is never reported as "nothing issued"."""
     if invoice.archive is not None:
         return invoice
     try:
-        return archive_invoice(tenant_id, invoice.invoice_id, ports, checkpoint)
+        return archive_invoice(tenant_id, invoice.invoice_id, ports, checkpoint,
+                               first_attempt=first_attempt)
     except Exception as exc:  # noqa: BLE001 - logged by type; the sweep retries
         from chalicelib.logs import logger
 
@@ -296,7 +300,8 @@ def _issue(tenant_id: UUID, key: str, fingerprint: bytes, draft: InvoiceDraft,
             raise
         return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     checkpoint("committed")
-    archived = _archive_after_issue(tenant_id, invoice, ports, checkpoint)
+    # This call committed the number: nothing can have been put under its keys yet.
+    archived = _archive_after_issue(tenant_id, invoice, ports, checkpoint, first_attempt=True)
     return Issued(archived, created=True, archived=archived.archive is not None)
 
 
@@ -353,7 +358,8 @@ class StagedDocumentMismatch(RuntimeError):
 
 
 def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
-                    checkpoint: Checkpoint = no_checkpoint) -> IssuedInvoice:
+                    checkpoint: Checkpoint = no_checkpoint, *,
+                    first_attempt: bool = False) -> IssuedInvoice:
     """Put the staged PDF and XML under Object Lock and record the receipt once.
 
     One transaction holds the invoice's row lock from before the puts to the
@@ -374,10 +380,13 @@ def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
                 raise StagedDocumentMismatch(f"invoice {invoice_id}: staged {kind} does not "
                                              "match its ledger hash")
         until = retain_until(invoice.issue_date)
-        stored: list[ArchivedObject] = []
-        for kind, content_type in (("pdf", "application/pdf"), ("xml", "application/xml")):
-            stored.append(ports.archive.put(archive_key(tenant_id, invoice, kind), staged[kind],
-                                            until, content_type))
+        # The two puts are independent: made at once, they cost one round of S3 calls.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            puts = [pool.submit(ports.archive.put, archive_key(tenant_id, invoice, kind),
+                                staged[kind], until, content_type, first_attempt=first_attempt)
+                    for kind, content_type in DOCUMENT_TYPES]
+            stored: list[ArchivedObject] = [put.result() for put in puts]
+        for kind, _ in DOCUMENT_TYPES:
             checkpoint(f"archived_{kind}")
         receipt = {"objects": [{"kind": kind, "key": o.key, "version_id": o.version_id,
                                 "sha256": o.sha256.hex(), "mode": o.mode,

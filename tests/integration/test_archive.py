@@ -190,6 +190,73 @@ def test_check_ready_refuses_when_access_is_denied() -> None:
         ObjectLockArchive(_Denied(), "locked-bucket").check_ready()
 
 
+class _Ticks:
+    """An injectable monotonic clock, in seconds."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _bucket_checks(calls: Calls) -> int:
+    return sum(1 for name, _ in calls if name == "GetObjectLockConfiguration")
+
+
+def test_a_passing_check_is_reused_for_its_window_and_a_failing_one_never(
+        s3: Any, make_bucket: MakeBucket, calls: Calls) -> None:
+    bucket, ticks = make_bucket(), _Ticks()
+    archive = ObjectLockArchive(s3, bucket, recheck_after=30, monotonic=ticks)
+    archive.check_ready()
+    # Someone weakens the bucket's default right after the check (moto allows it on an
+    # empty bucket; real providers refuse to weaken a COMPLIANCE bucket).
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Years": 11}}})
+    # Within the window each put still names its own COMPLIANCE lock and reads it back.
+    first = archive.put(key(), PDF, UNTIL, "application/pdf")
+    second = archive.put(key(), OTHER, UNTIL, "application/pdf")
+    assert first.mode == second.mode == "COMPLIANCE"
+    assert _bucket_checks(calls) == 1  # one check served the invoice's number and both puts
+
+    ticks.now += 30  # the window is over: the next put checks again and refuses
+    later = key()
+    with pytest.raises(ArchiveNotSafe, match="GOVERNANCE"):
+        archive.put(later, PDF, UNTIL, "application/pdf")
+    assert versions(s3, bucket, later) == []
+    with pytest.raises(ArchiveNotSafe):  # a failure is not remembered as a pass
+        archive.check_ready()
+    assert _bucket_checks(calls) == 3
+
+
+def test_recheck_after_zero_checks_before_every_put(
+        s3: Any, make_bucket: MakeBucket, calls: Calls) -> None:
+    archive = ObjectLockArchive(s3, make_bucket(), recheck_after=0)
+    archive.put(key(), PDF, UNTIL, "application/pdf")
+    archive.put(key(), OTHER, UNTIL, "application/pdf")
+    assert _bucket_checks(calls) == 2
+    with pytest.raises(ValueError):
+        ObjectLockArchive(s3, "any", recheck_after=-1)
+
+
+def test_a_first_attempt_put_skips_the_lookup_but_still_reads_the_lock_back(
+        s3: Any, make_bucket: MakeBucket, calls: Calls) -> None:
+    bucket, name = make_bucket(), key()
+    archive = ObjectLockArchive(s3, bucket)
+    archive.check_ready()
+    calls.clear()
+    stored = archive.put(name, PDF, UNTIL, "application/pdf", first_attempt=True)
+    assert [n for n, _ in calls] == ["PutObject", "HeadObject"]
+    assert calls[1][1].get("VersionId") == stored.version_id
+    assert stored.mode == "COMPLIANCE" and stored.retain_until == UNTIL
+
+    calls.clear()  # a retry (not a first attempt) looks first and reuses that version
+    again = archive.put(name, PDF, UNTIL, "application/pdf")
+    assert again.version_id == stored.version_id and "PutObject" not in [n for n, _ in calls]
+    assert len(versions(s3, bucket, name)) == 1
+
+
 # -- put -----------------------------------------------------------------------------------
 
 def test_put_stores_the_bytes_under_compliance_lock(s3: Any, make_bucket: MakeBucket) -> None:

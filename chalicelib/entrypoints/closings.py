@@ -1,0 +1,94 @@
+"""The HTTP edge for sealed periods and proofs: thin, the tenant is the caller's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Request, Response
+
+from chalicelib import runtime
+from chalicelib.domain.errors import InvalidInput, NotFound, Violation
+from chalicelib.entrypoints.web import path_uuid, secured
+from chalicelib.usecases.accounts import Principal
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    import json
+
+    try:
+        body = json.loads(request.raw_body or b"")
+    except (ValueError, RecursionError):
+        raise InvalidInput([Violation("body", "must be a JSON object")]) from None
+    if not isinstance(body, dict):
+        raise InvalidInput([Violation("body", "must be a JSON object")])
+    unknown = sorted(set(body) - {"kind", "period"})
+    if unknown:
+        raise InvalidInput([Violation(name, "is not a field of a closing request")
+                            for name in unknown])
+    return body
+
+
+def seal_route(request: Request) -> Response:
+    """POST /closings {"kind": "day", "period": "2026-11-22"}: 201 sealed now,
+    200 sealed before (the same closing), 409 out of order or not over yet."""
+    from chalicelib.domain.closing import Period
+    from chalicelib.usecases.proofs import closing_view
+    from chalicelib.usecases.seal_period import seal_period
+
+    def act(principal: Principal, _token: str) -> Response:
+        body = _json_object(request)
+        period = Period.parse(body.get("kind"), body.get("period"))
+        sealed = seal_period(principal.tenant_id, period, runtime.closing_ports())
+        if sealed.created:
+            from chalicelib.usecases.witness import witness_after_sealing
+
+            witness_after_sealing(principal.tenant_id, sealed.closing, runtime.witness_ports())
+        signer = runtime.closing_signer()
+        keys = {signer.key_id: signer.public_key}
+        if sealed.closing.key_id not in keys:
+            with runtime.database().snapshot(principal.tenant_id) as uow:
+                keys = uow.closings.public_keys()
+        return Response(body=closing_view(sealed.closing, keys),
+                        status_code=201 if sealed.created else 200,
+                        headers={"Location": f"/closings/{sealed.closing.closing_id}"})
+
+    return secured(request, "closings_seal", act)
+
+
+def list_closings_route(request: Request) -> Response:
+    from chalicelib.usecases.proofs import closing_view
+
+    def act(principal: Principal, _token: str) -> Response:
+        with runtime.database().snapshot(principal.tenant_id) as uow:
+            keys = uow.closings.public_keys()
+            found = uow.closings.recent(100)
+        return Response(body={"closings": [closing_view(c, keys) for c in found]},
+                        status_code=200)
+
+    return secured(request, "closings_list", act)
+
+
+def get_closing_route(request: Request, closing_id: str) -> Response:
+    from chalicelib.usecases.proofs import closing_view
+
+    def act(principal: Principal, _token: str) -> Response:
+        wanted = path_uuid(closing_id, "closing_id")
+        with runtime.database().snapshot(principal.tenant_id) as uow:
+            keys = uow.closings.public_keys()
+            found = uow.closings.by_id(wanted)
+        if found is None:
+            raise NotFound([Violation("closing_id", "no such closing")])
+        return Response(body=closing_view(found, keys), status_code=200)
+
+    return secured(request, "closing_get", act)
+
+
+def invoice_proof_route(request: Request, invoice_id: str) -> Response:
+    from chalicelib.usecases.proofs import invoice_proof
+
+    def act(principal: Principal, _token: str) -> Response:
+        wanted = path_uuid(invoice_id, "invoice_id")
+        return Response(body=invoice_proof(principal.tenant_id, wanted,
+                                           runtime.database().snapshot), status_code=200)
+
+    return secured(request, "invoice_proof", act)

@@ -1,0 +1,60 @@
+"""What an auditor needs to check one invoice without trusting us: its ledger
+entry, an RFC 6962 inclusion proof into the first closing that covers it, that
+closing's signed text, signature and public key, and a consistency proof from
+that closing to the latest one (the later closing extends the earlier)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from chalicelib.domain import merkle
+from chalicelib.domain.errors import NotFound, Violation
+from chalicelib.ports import StoredClosing, UnitOfWorkFactory
+
+
+def closing_view(closing: StoredClosing, public_keys: dict[str, bytes]) -> dict[str, Any]:
+    key = public_keys.get(closing.key_id)
+    return {
+        "id": str(closing.closing_id), "kind": closing.period_kind,
+        "period_start": closing.period_start.isoformat(),
+        "first_seq": closing.first_seq, "last_seq": closing.last_seq,
+        "entry_seq": closing.entry_seq, "closing": closing.text,
+        "signature": closing.signature.hex(), "key_id": closing.key_id,
+        "public_key": {"algorithm": "Ed25519", "raw": key.hex() if key else None},
+        "sealed_at": closing.sealed_at.isoformat() if closing.sealed_at else None,
+    }
+
+
+def invoice_proof(tenant_id: UUID, invoice_id: UUID,
+                  snapshot: UnitOfWorkFactory) -> dict[str, Any]:
+    with snapshot(tenant_id) as uow:
+        invoice = uow.invoices.get(invoice_id)
+        if invoice is None:
+            raise NotFound([Violation("invoice_id", "no such invoice")])
+        seq = invoice.ledger_seq
+        entry = next(iter(uow.ledger.entries(after_seq=seq - 1)), None)
+        if entry is None or entry.seq != seq:
+            raise NotFound([Violation("invoice_id", "the invoice's ledger entry is missing")])
+        store = uow.closings
+        covering = store.covering(seq)
+        answer: dict[str, Any] = {"invoice_id": str(invoice_id), "entry": entry.as_dict(),
+                                  "sealed": covering is not None, "anchors": []}
+        if covering is None:
+            return answer
+        keys = store.public_keys()
+        size = covering.last_seq
+        path = merkle.inclusion_proof(seq - 1, size,
+                                      store.merkle_nodes(merkle.inclusion_coords(seq - 1, size)))
+        answer["closing"] = closing_view(covering, keys)
+        answer["inclusion"] = {"leaf_index": seq - 1, "tree_size": size,
+                               "path": [h.hex() for h in path]}
+        latest = store.latest()
+        if latest is not None and latest.last_seq > size:
+            new = latest.last_seq
+            proof = merkle.consistency_proof(
+                size, new, store.merkle_nodes(merkle.consistency_coords(size, new)))
+            answer["latest_closing"] = closing_view(latest, keys)
+            answer["consistency"] = {"from_size": size, "to_size": new,
+                                     "path": [h.hex() for h in proof]}
+    return answer

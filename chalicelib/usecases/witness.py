@@ -1,0 +1,139 @@
+"""Write the chain's witnesses to the Object Lock bucket, and check a chain
+against the newest one (see chalicelib/domain/witness.py for the format).
+
+A closing is witnessed together with the head at its own `closing.sealed`
+entry; a plain head is witnessed when the schedule finds the chain has grown
+since the last witness. Writing is best-effort after the fact: a failure is
+logged and the schedule writes what is owed; nothing here changes the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from chalicelib.domain.errors import NotFound, Violation
+from chalicelib.domain.ledger import LedgerEntry
+from chalicelib.domain.retention import retain_until_for
+from chalicelib.domain.witness import (
+    head_text,
+    read_witness,
+    witness_key,
+    witness_object,
+    witness_prefix,
+)
+from chalicelib.ports import (
+    ClosingSigner,
+    StoredClosing,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    WitnessArchive,
+)
+
+
+@dataclass(frozen=True)
+class WitnessPorts:
+    unit_of_work: UnitOfWorkFactory
+    signer: ClosingSigner
+    archive: WitnessArchive
+
+
+def _entry(uow: UnitOfWork, seq: int) -> LedgerEntry:
+    found = next(iter(uow.ledger.entries(after_seq=seq - 1)), None)
+    if found is None or found.seq != seq:
+        raise NotFound([Violation("seq", f"entry {seq} is missing")])
+    return found
+
+
+def witness(tenant_id: UUID, ports: WitnessPorts,
+            closing: StoredClosing | None = None) -> int | None:
+    """Witness the closing (with the head at its entry), or else the current
+    head if the chain grew since the last witness. The seq witnessed, or None."""
+    kind = "closing" if closing is not None else "head"
+    with ports.unit_of_work(tenant_id) as uow:
+        if closing is not None:
+            seq = closing.entry_seq
+        else:
+            head = uow.ledger.head()
+            if head is None or head.seq == 0:
+                return None
+            seq = head.seq
+            last = max((s for s in (uow.closings.last_witnessed("head"),
+                                    uow.closings.last_witnessed("closing")) if s is not None),
+                       default=0)
+            if seq <= last:
+                return None
+        if uow.closings.witnessed(kind, seq):
+            return None
+        entry = _entry(uow, seq)
+    at = str(json.loads(entry.payload)["at"])
+    text = head_text(tenant_id, seq, entry.hash, at)
+    content = witness_object(
+        text, ports.signer.sign(text.encode("utf-8")), ports.signer.key_id,
+        {"closing": closing.text, "signature": closing.signature.hex(),
+         "key_id": closing.key_id} if closing is not None else None)
+    key = witness_key(tenant_id, seq, kind)
+    stored = ports.archive.put(key, content, retain_until_for(date.fromisoformat(at[:10])),
+                               "application/json")
+    with ports.unit_of_work(tenant_id) as uow:
+        uow.closings.register_key(ports.signer.key_id, ports.signer.public_key)
+        uow.closings.record_witness(kind, seq, key, stored.version_id, stored.sha256)
+    return seq
+
+
+def witness_after_sealing(tenant_id: UUID, closing: StoredClosing, ports: WitnessPorts) -> None:
+    """Best-effort: a failure is logged; the schedule writes what is owed."""
+    try:
+        witness(tenant_id, ports, closing)
+    except Exception as exc:  # noqa: BLE001 - the closing stands; the schedule retries
+        from chalicelib.logs import logger
+
+        logger.error("closing witness deferred to the schedule", extra={
+            "tenant_id": str(tenant_id), "reason": type(exc).__name__})
+
+
+def witness_owed(tenant_id: UUID, ports: WitnessPorts) -> list[int]:
+    """What the schedule runs per tenant: closings not yet witnessed, then the head."""
+    with ports.unit_of_work(tenant_id) as uow:
+        owed = [c for c in uow.closings.recent(1000)
+                if not uow.closings.witnessed("closing", c.entry_seq)]
+    done = [s for c in sorted(owed, key=lambda c: c.entry_seq)
+            if (s := witness(tenant_id, ports, c)) is not None]
+    head = witness(tenant_id, ports)
+    return done + ([head] if head is not None else [])
+
+
+def check_witness(tenant_id: UUID, snapshot: UnitOfWorkFactory,
+                  archive: WitnessArchive) -> dict[str, Any]:
+    """Compare the chain with the newest witness in the bucket. ok False names
+    the problem: a chain shorter than its witnessed head, or another hash."""
+    newest = archive.newest(witness_prefix(tenant_id))
+    if newest is None:
+        return {"ok": True, "witnessed": False}
+    key, content = newest
+    with snapshot(tenant_id) as uow:
+        keys = uow.closings.public_keys()
+        try:
+            seen = read_witness(content, keys)
+        except ValueError as problem:
+            return {"ok": False, "witnessed": True, "object_key": key,
+                    "reason": "witness_invalid", "detail": str(problem)}
+        head = uow.ledger.head()
+        entry = next(iter(uow.ledger.entries(after_seq=seen.seq - 1)), None)
+    answer = {"witnessed": True, "object_key": key, "seq": seen.seq, "hash": seen.hash.hex(),
+              "at": seen.at}
+    if seen.tenant_id != str(tenant_id):
+        return {**answer, "ok": False, "reason": "witness_invalid",
+                "detail": "the witness names another tenant"}
+    if entry is None or entry.seq != seen.seq:
+        ends = head.seq if head is not None else 0
+        return {**answer, "ok": False, "reason": "truncated_below_witness",
+                "detail": f"the chain ends at entry {ends} but entry {seen.seq} was witnessed "
+                          f"in the archive (recorded at {seen.at}): entries were removed"}
+    if entry.hash != seen.hash:
+        return {**answer, "ok": False, "reason": "witness_mismatch",
+                "detail": f"entry {seen.seq} differs from the one witnessed in the archive"}
+    return {**answer, "ok": True}

@@ -1,0 +1,173 @@
+"""The truncation witness in the Object Lock bucket (moto server over HTTP) and
+incremental verification: an attacker with database superuser rights deletes
+the newest entries and rewinds the head; the chain still verifies on its own,
+the witness in the bucket reports it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pg8000.native
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.archive import ObjectLockArchive
+from chalicelib.adapters.aws import s3_client
+from chalicelib.adapters.postgres import Database
+from chalicelib.adapters.signing import LocalSigningKey
+from chalicelib.config import Settings
+from chalicelib.domain.closing import Period
+from chalicelib.domain.retention import retain_until_for
+from chalicelib.domain.witness import (
+    head_text,
+    read_witness,
+    witness_key,
+    witness_object,
+    witness_prefix,
+)
+from chalicelib.usecases.seal_period import seal_period
+from chalicelib.usecases.verify_ledger import verify_ledger
+from chalicelib.usecases.witness import WitnessPorts, check_witness, witness, witness_owed
+from tests.conftest import Connect
+from tests.integration.test_closings import at, ports, record, sale
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> LocalSigningKey:
+    path = tmp_path / "closing-key.pem"
+    LocalSigningKey.create(path)
+    return LocalSigningKey(path)
+
+
+@pytest.fixture(scope="module")
+def s3(app_settings: Settings) -> Any:
+    return s3_client(app_settings)
+
+
+@pytest.fixture
+def archive(s3: Any, app_settings: Settings) -> ObjectLockArchive:
+    return ObjectLockArchive(s3, app_settings.archive_bucket)
+
+
+@pytest.fixture
+def witnesses(database: Database, signer: LocalSigningKey,
+              archive: ObjectLockArchive) -> WitnessPorts:
+    return WitnessPorts(database.unit_of_work, signer, archive)
+
+
+@pytest.fixture
+def root(superuser: Connect) -> Iterator[pg8000.native.Connection]:
+    conn = superuser()
+    conn.run("SET session_replication_role = replica")  # what an attacker with rights does
+    yield conn
+    conn.close()
+
+
+def sealed_day(database: Database, tenant: uuid.UUID, signer: LocalSigningKey) -> Any:
+    for i in range(3):
+        record(database, tenant, at(20, 9 + i), "invoice.issued", sale(f"F-{i}", "10.00"))
+    return seal_period(tenant, Period.parse("day", "2026-11-20"),
+                       ports(database, signer, at(21))).closing
+
+
+def keys_under(s3: Any, bucket: str, tenant: uuid.UUID) -> list[str]:
+    listed = s3.list_object_versions(Bucket=bucket, Prefix=witness_prefix(tenant))
+    return [v["Key"] for v in listed.get("Versions", [])]
+
+
+def test_a_closing_is_witnessed_under_lock_and_checks(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, s3: Any,
+        app_settings: Settings, witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    closing = sealed_day(database, tenant, signer)
+    assert witness(tenant, witnesses, closing) == closing.entry_seq == 4
+    assert witness(tenant, witnesses, closing) is None  # once
+    [key] = keys_under(s3, app_settings.archive_bucket, tenant)
+    head = s3.head_object(Bucket=app_settings.archive_bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    content = s3.get_object(Bucket=app_settings.archive_bucket, Key=key)["Body"].read()
+    seen = read_witness(content, {signer.key_id: signer.public_key})
+    assert seen.seq == 4 and json.loads(content)["closing"]["closing"] == closing.text
+    with pytest.raises(ClientError):  # nobody deletes a witness
+        s3.delete_object(Bucket=app_settings.archive_bucket, Key=key,
+                         VersionId=head["VersionId"])
+    assert check_witness(tenant, database.snapshot, archive)["ok"] is True
+
+
+def test_deleting_the_newest_entries_is_caught_by_the_witness(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any,
+        witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    closing = sealed_day(database, tenant, signer)
+    record(database, tenant, at(21, 9), "invoice.issued", sale("F-9", "99.00"))
+    assert witness_owed(tenant, witnesses) == [closing.entry_seq, 5]  # closing, then head
+
+    # The attacker removes entries 4 and 5 (the closing and the last invoice) and
+    # rewinds the head: what is left is a valid, shorter chain.
+    root.run("DELETE FROM closings WHERE tenant_id = :t", t=str(tenant))
+    root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq > 3", t=str(tenant))
+    root.run("UPDATE ledger_heads SET seq = 3, hash = (SELECT hash FROM ledger_entries "
+             "WHERE tenant_id = :t AND seq = 3) WHERE tenant_id = :t", t=str(tenant))
+    assert verify_ledger(tenant, database.snapshot).ok  # the chain alone cannot tell
+
+    found = check_witness(tenant, database.snapshot, archive)
+    assert found["ok"] is False and found["reason"] == "truncated_below_witness"
+    assert found["seq"] == 5 and "ends at entry 3" in found["detail"]
+
+
+def test_a_rewritten_witnessed_entry_is_caught(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any,
+        witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    closing = sealed_day(database, tenant, signer)
+    witness(tenant, witnesses, closing)
+    root.run("UPDATE ledger_entries SET hash = sha256(hash) WHERE tenant_id = :t AND seq = 4",
+             t=str(tenant))
+    found = check_witness(tenant, database.snapshot, archive)
+    assert found["ok"] is False and found["reason"] == "witness_mismatch"
+
+
+def test_a_witness_signed_by_an_unknown_key_is_reported(
+        database: Database, tenant: uuid.UUID, tmp_path: Path,
+        archive: ObjectLockArchive) -> None:
+    record(database, tenant, at(20), "invoice.issued", sale("F-1", "1.00"))
+    LocalSigningKey.create(tmp_path / "intruder.pem")
+    intruder = LocalSigningKey(tmp_path / "intruder.pem")
+    text = head_text(tenant, 1, bytes(32), "2026-11-20T10:00:00.000000Z")
+    archive.put(witness_key(tenant, 1, "head"),
+                witness_object(text, intruder.sign(text.encode()), intruder.key_id),
+                retain_until_for(date(2026, 11, 20)), "application/json")
+    found = check_witness(tenant, database.snapshot, archive)
+    assert found["ok"] is False and found["reason"] == "witness_invalid"
+    assert "unknown key" in found["detail"]
+
+
+def test_incremental_verification_starts_after_a_verified_closing(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any) -> None:
+    closing = sealed_day(database, tenant, signer)
+    for i in range(2):
+        record(database, tenant, at(21, 10 + i), "invoice.issued", sale(f"G-{i}", "5.00"))
+    result = verify_ledger(tenant, database.snapshot, closing.closing_id)
+    assert result.ok and result.entries_checked == 3 and result.head.seq == 6  # 4, 5, 6
+
+    root.run("UPDATE ledger_entries SET payload = replace(payload, 'G-1', 'G-X') "
+             "WHERE tenant_id = :t AND seq = 6", t=str(tenant))
+    broken = verify_ledger(tenant, database.snapshot, closing.closing_id)
+    assert not broken.ok and broken.first_broken_seq == 6
+
+    root.run("UPDATE closings SET signature = decode(repeat('00', 64), 'hex') "
+             "WHERE tenant_id = :t", t=str(tenant))
+    forged = verify_ledger(tenant, database.snapshot, closing.closing_id)
+    assert not forged.ok and forged.reason == "closing_signature"
+
+
+def test_the_schedule_writes_what_is_owed_once(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, s3: Any,
+        app_settings: Settings, witnesses: WitnessPorts) -> None:
+    sealed_day(database, tenant, signer)
+    first = witness_owed(tenant, witnesses)
+    assert first == [4]  # the closing's witness covers the head at its entry
+    assert witness_owed(tenant, witnesses) == []
+    assert len(keys_under(s3, app_settings.archive_bucket, tenant)) == 1

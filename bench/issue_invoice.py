@@ -10,7 +10,7 @@ embedding + XSD + EN 16931 schematron (the same worker subprocess the server
 uses); no database, no S3. Parsing and validating the draft is our
 orchestration and is left out of it.
 
-End to end: `POST /invoices` (API key, Idempotency-Key, events/invoice.json)
+End to end: `POST /invoices` (API key, Idempotency-Key, events/invoice.json dated today)
 to the local HTTP server `bin/run` uses (devstack.api: Chalice's local server,
 a thread per HTTP connection, TCP_NODELAY on its sockets) in this process, on
 PostgreSQL 15 and the moto S3 server. The
@@ -64,10 +64,10 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer
 
 from chalicelib.adapters.postgres import app_connector
 from devstack.api import NoDelayRequestHandler, local_api_server
+from devstack.sample import sample_invoice
 from devstack.stack import LocalStack, Secrets, free_port
 
 HOST = "127.0.0.1"
-INVOICE = ROOT / "events" / "invoice.json"
 WRITES_PER_MINUTE = 1_000_000  # the limiter still counts every request; it never refuses
 LIBRARY_STEPS = ("xml_built", "pdf_rendered", "embedded", "checked")
 
@@ -453,7 +453,7 @@ def main() -> int:
         app_module = importlib.import_module("app")
         servers = serve(app_module.app)
         tenant, api_key = create_key()
-        body = INVOICE.read_bytes()
+        body = sample_invoice()
         clients = {way: Client(servers[i].port, api_key, body, keep_alive)
                    for way, (i, keep_alive, _) in WAYS.items()}
         print(f"PostgreSQL 15 {'fsync off' if args.no_fsync else 'durable (fsync on)'}, moto "

@@ -38,6 +38,9 @@ class LedgerStore(Protocol):
 
     def head(self) -> ChainHead | None: ...
 
+    def entry(self, seq: int) -> LedgerEntry | None:
+        """One entry by its seq (one row read, not a page)."""
+
     def entries(self, after_seq: int = 0) -> Iterator[LedgerEntry]:
         """Entries with seq > after_seq in seq order, streamed in pages."""
 

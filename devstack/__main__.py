@@ -4,10 +4,13 @@
     python -m devstack create-tenant NAME      prints the new tenant id
     python -m devstack append TENANT KIND JSON sends a message to the ledger queue
     python -m devstack verify TENANT           verifies the tenant's chain
+    python -m devstack export-audit-bundle TENANT OUT [--zip]
+                                               the tenant's audit bundle (check it with
+                                               python -m chalicelib.audit verify-bundle OUT)
     python -m devstack demo-key                a demo tenant and an API key that may
                                                issue and read invoices (prints the key)
 
-The last three talk to a running `run` (they read .stack/env.json).
+All but `run` talk to a running `run` (they read .stack/env.json).
 """
 
 from __future__ import annotations
@@ -20,11 +23,32 @@ import signal
 import sys
 import threading
 import uuid
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = Path(os.environ.get("EINVOICE_STACK_DIR", ROOT / ".stack"))
 ENV_FILE = STACK_DIR / "env.json"
+
+
+def _shift_clock(hours: float) -> date:
+    """The app's clock, `hours` ahead when asked (a demo of sealing without waiting
+    for midnight): this process's runtime.clock only, as the tests freeze it.
+    Returns the app's today (Europe/Paris), for the sample invoice's dates."""
+    from chalicelib import runtime
+    from chalicelib.ports import SystemClock
+
+    offset = timedelta(hours=hours)
+
+    class ShiftedClock:
+        def now(self) -> datetime:
+            return SystemClock().now() + offset
+
+    if hours:
+        runtime.clock = ShiftedClock  # type: ignore[assignment]
+        print(f"clock: {hours:g} hours ahead (local demo only)", flush=True)
+    return (SystemClock().now() + offset).astimezone(ZoneInfo("Europe/Paris")).date()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from devstack.api import local_api_server
     from devstack.dispatcher import QueueDispatcher, ScheduleRunner
+    from devstack.sample import sample_invoice
     from devstack.stack import LocalStack, Secrets
 
     STACK_DIR.mkdir(exist_ok=True)
@@ -49,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
         ENV_FILE.touch(mode=0o600)
         ENV_FILE.write_text(json.dumps(env))
         sys.path.insert(0, str(ROOT))
+        sample = STACK_DIR / "invoice.json"
+        sample.write_bytes(sample_invoice(_shift_clock(args.clock_offset_hours)))
         app_module = importlib.import_module("app")
         server = local_api_server(
             app_module.app, Config.create(chalice_stage="dev", app_name="einvoice",
@@ -79,7 +106,7 @@ Sign up: mail is not sent from here, it lands in {stack.mail_outbox}/ as .eml fi
 Issue a real invoice (in another shell): a demo tenant, an API key, then the invoice
   key=$(.venv/bin/python -m devstack demo-key)
   curl -s -H "Authorization: Bearer $key" -H 'Idempotency-Key: demo-1' \\
-    -H 'Content-Type: application/json' {api}/invoices -d @events/invoice.json
+    -H 'Content-Type: application/json' {api}/invoices -d @{sample}
   curl -s -H "Authorization: Bearer $key" -o facture.pdf {api}/invoices/ID/pdf
   (ID: the "id" of the answer; the same request again returns the same invoice)
 Try the ledger (in another shell):
@@ -135,9 +162,21 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _export_audit_bundle(args: argparse.Namespace) -> int:
+    _load_env()
+    from chalicelib.audit.bundle import export_audit_bundle
+    from chalicelib.runtime import database
+
+    manifest = export_audit_bundle(uuid.UUID(args.tenant), database().snapshot, Path(args.out),
+                                   zip=args.zip)
+    print(f"{manifest['entries']} entries, {manifest['closings']} closings -> {args.out}")
+    return 0
+
+
 def _demo_key(args: argparse.Namespace) -> int:
     """A demo tenant, its owner (a random password, never shown: log-in is not
-    the point here) and an API key with the invoice scopes, for the curl lines."""
+    the point here) and an API key with the invoice, ledger and closing scopes,
+    for the curl lines (the key on stdout, the tenant on stderr)."""
     _load_env()
     import secrets
 
@@ -148,8 +187,9 @@ def _demo_key(args: argparse.Namespace) -> int:
     owner = sign_up(args.name, f"demo.{uuid.uuid4().hex[:8]}@example.fr",
                     secrets.token_urlsafe(24), database().unit_of_work, passwords())
     _key, secret = create_api_key(owner, "demo", ["invoices:read", "invoices:write",
-                                                  "ledger:read"], 30,
+                                                  "ledger:read", "closings:write"], 30,
                                   database().unit_of_work, clock())
+    print(f"tenant {owner.tenant_id}", file=sys.stderr)  # for export-audit-bundle
     print(secret)
     return 0
 
@@ -164,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                      default=float(os.environ.get("EINVOICE_SCHEDULE_SECONDS", 3600)),
                      help="how often the scheduled triggers run locally")
     run.add_argument("--s3-port", type=int, default=int(os.environ.get("EINVOICE_S3_PORT", 54330)))
+    run.add_argument("--clock-offset-hours", type=float, default=0.0,
+                     help="local demo only: the app's clock runs this far ahead (e.g. 24 to "
+                          "seal today's invoices as a finished day); never a production setting")
     run.set_defaults(func=_run)
     demo = commands.add_parser("demo-key", help="a demo tenant and an invoice API key")
     demo.add_argument("--name", default="Demo SARL")
@@ -179,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify")
     verify.add_argument("tenant")
     verify.set_defaults(func=_verify)
+    bundle = commands.add_parser("export-audit-bundle")
+    bundle.add_argument("tenant")
+    bundle.add_argument("out")
+    bundle.add_argument("--zip", action="store_true")
+    bundle.set_defaults(func=_export_audit_bundle)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

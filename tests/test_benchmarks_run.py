@@ -1,5 +1,6 @@
-"""Benchmarks are not timed tests: these only check `bench/ledger.py --quick`
-and `bench/issue_invoice.py --quick` still run end to end and print their ratios."""
+"""Benchmarks are not timed tests: these only check that `bench/ledger.py`,
+`bench/issue_invoice.py` and `bench/closing.py` in quick mode still run end to
+end and print their ratios."""
 
 from __future__ import annotations
 
@@ -29,3 +30,15 @@ def test_issue_invoice_benchmark_quick_mode_runs() -> None:
     assert re.search(r"end to end \[devstack\] POST /invoices.*: [\d.]+ invoices/s, "
                      r"p50 [\d.]+ ms, p95 [\d.]+ ms", done.stdout), done.stdout
     assert "use case (sum of the step medians)" in done.stdout, done.stdout
+
+
+def test_closing_benchmark_quick_mode_runs() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "closing.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^\(s\) seal a month of 3,100 entries: .* ratio .*: [\d.]+x",
+                     done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\(p\) inclusion proof at 20,000 leaves .* p50 [\d.]+ ms, .*ratio "
+                     r"[\d.]+x", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\(v\) verify the audit bundle offline: .* entries/min; .*ratio "
+                     r"[\d.]+x", done.stdout, re.MULTILINE), done.stdout

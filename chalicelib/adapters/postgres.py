@@ -739,6 +739,11 @@ class PostgresLedger:
                               t=self._tenant)
         return ChainHead(rows[0][0], bytes(rows[0][1])) if rows else None
 
+    def entry(self, seq: int) -> LedgerEntry | None:
+        rows = self._conn.run(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries "
+                              "WHERE tenant_id = :t AND seq = :s", t=self._tenant, s=seq)
+        return _entry(rows[0]) if rows else None
+
     def entries(self, after_seq: int = 0) -> Iterator[LedgerEntry]:
         # Keyset pages cut at PAGE_SIZE rows or PAGE_BYTES of payload, whichever
         # comes first (a page always holds at least one row): memory stays

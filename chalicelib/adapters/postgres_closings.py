@@ -15,7 +15,7 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import sqlstate
-from chalicelib.domain.closing import MONEY_KINDS, KindSum, RateSum
+from chalicelib.domain.closing import MONEY_KINDS, MONEY_PATTERN, KindSum, RateSum
 from chalicelib.domain.errors import Conflict, Violation
 from chalicelib.domain.ledger import utc_timestamp
 from chalicelib.ports import StoredClosing
@@ -90,21 +90,30 @@ class PostgresClosings:
         return {kind: int(n) for kind, n in rows}
 
     def money(self, first_seq: int, last_seq: int) -> tuple[list[KindSum], list[RateSum]]:
-        # Sums of the entries' own decimal strings: numeric is exact, as Decimal is.
+        # Sums of the entries' own decimal strings (numeric is exact, as Decimal is).
+        # Only JSON strings written as plain decimals count (MONEY_RULE): an entry
+        # appended with other data is counted, never a reason sealing fails.
+        def amount(obj: str, field: str) -> str:
+            return (f"coalesce(sum(CASE WHEN jsonb_typeof({obj} -> '{field}') = 'string' "
+                    f"AND {obj} ->> '{field}' ~ '{MONEY_PATTERN}' "
+                    f"THEN ({obj} ->> '{field}')::numeric END), 0)::text")
+
         kinds = self._conn.run(
-            "SELECT kind, count(*), sum((d ->> 'tax_exclusive_amount')::numeric)::text, "
-            "sum((d ->> 'tax_total')::numeric)::text, "
-            "sum((d ->> 'tax_inclusive_amount')::numeric)::text "
+            f"SELECT kind, count(*), {amount('d', 'tax_exclusive_amount')}, "
+            f"{amount('d', 'tax_total')}, {amount('d', 'tax_inclusive_amount')} "
             "FROM (SELECT kind, payload::jsonb -> 'data' -> 'totals' AS d FROM ledger_entries "
             "      WHERE tenant_id = :t AND seq BETWEEN :a AND :b AND kind = ANY(:k)) x "
             "GROUP BY kind", t=self._tenant, a=first_seq, b=last_seq, k=list(MONEY_KINDS))
         rates = self._conn.run(
-            "SELECT e.kind, g ->> 'category', g ->> 'rate', "
-            "sum((g ->> 'taxable_amount')::numeric)::text, "
-            "sum((g ->> 'tax_amount')::numeric)::text "
-            "FROM ledger_entries e, jsonb_array_elements("
-            "     e.payload::jsonb -> 'data' -> 'totals' -> 'vat_breakdown') g "
-            "WHERE e.tenant_id = :t AND e.seq BETWEEN :a AND :b AND e.kind = ANY(:k) "
+            f"SELECT kind, g ->> 'category', g ->> 'rate', {amount('g', 'taxable_amount')}, "
+            f"{amount('g', 'tax_amount')} "
+            "FROM (SELECT kind, payload::jsonb -> 'data' -> 'totals' -> 'vat_breakdown' AS v "
+            "      FROM ledger_entries WHERE tenant_id = :t AND seq BETWEEN :a AND :b "
+            "      AND kind = ANY(:k)) x, "
+            "     jsonb_array_elements(CASE WHEN jsonb_typeof(v) = 'array' THEN v "
+            "                          ELSE '[]'::jsonb END) g "
+            "WHERE jsonb_typeof(g) = 'object' AND jsonb_typeof(g -> 'category') = 'string' "
+            "  AND jsonb_typeof(g -> 'rate') = 'string' "
             "GROUP BY 1, 2, 3", t=self._tenant, a=first_seq, b=last_seq, k=list(MONEY_KINDS))
         return ([KindSum(k, int(n), Decimal(x), Decimal(v), Decimal(i))
                  for k, n, x, v, i in kinds],

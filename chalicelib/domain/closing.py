@@ -19,6 +19,9 @@ A closing (format 1) is the RFC 8785 (JCS) JSON text of:
     D = decimal string: the exact sum of the entries' own decimal strings
         (data.totals.tax_exclusive_amount, tax_total, tax_inclusive_amount and each
         data.totals.vat_breakdown[] taxable_amount / tax_amount), no rounding.
+        Only JSON strings matching MONEY_PATTERN (-?digits[.digits]) are summed;
+        by_rate has a line for each breakdown object whose category and rate
+        are strings. Anything else an entry holds is counted, not summed.
 
 Periods are calendar days, months and years in Europe/Paris; an entry belongs
 to the period of its recorded time ("at"). The signature is Ed25519 over the
@@ -33,7 +36,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -46,6 +49,7 @@ CLOSING_TYPE = "einvoice.closing"
 FORMAT_VERSION = 1
 SEALED = "closing.sealed"
 MONEY_KINDS = ("invoice.issued", "credit_note.issued")
+MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"  # the amounts summed (SQL and Python alike)
 PERIOD_KINDS = ("day", "month", "year")
 _SHAPES = {"day": re.compile(r"^\d{4}-\d{2}-\d{2}$"), "month": re.compile(r"^\d{4}-\d{2}$"),
            "year": re.compile(r"^\d{4}$")}
@@ -164,8 +168,16 @@ def money_totals(kinds: Iterable[KindSum], rates: Iterable[RateSum]) -> dict[str
     return out
 
 
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
 def add_money(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """T + T, exactly (the perpetual grand totals are the previous ones plus the period's)."""
+    with localcontext(_EXACT):
+        return _add_money(a, b)
+
+
+def _add_money(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     by_rate: dict[str, dict[str, str]] = {}
     for name in sorted(set(a["by_rate"]) | set(b["by_rate"])):
         x = a["by_rate"].get(name, {"taxable": "0", "tax": "0"})

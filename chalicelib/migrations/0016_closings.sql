@@ -66,14 +66,19 @@ BEGIN
             USING ERRCODE = 'EL002';
     END IF;
     WHILE (p_size >> lvl) > 0 LOOP
-        -- New parents at this level start at index (stored >> lvl).
+        -- New parents at this level start at index (stored >> lvl): one range
+        -- scan of the level below on the primary key, paired by lead(), so the
+        -- work is the new nodes', whatever the tree's size (no self-join).
         INSERT INTO merkle_nodes (tenant_id, level, index, hash)
-            SELECT tenant, lvl, l.index / 2, sha256('\x01'::bytea || l.hash || r.hash)
-              FROM merkle_nodes l
-              JOIN merkle_nodes r ON r.tenant_id = tenant AND r.level = lvl - 1
-                                 AND r.index = l.index + 1
-             WHERE l.tenant_id = tenant AND l.level = lvl - 1 AND l.index % 2 = 0
-               AND l.index >= (stored >> lvl) * 2 AND l.index + 1 < (p_size >> (lvl - 1))
+            SELECT tenant, lvl, x.idx / 2, sha256('\x01'::bytea || x.h || x.next_h)
+              FROM (SELECT n.index AS idx, n.hash AS h,
+                           lead(n.index) OVER (ORDER BY n.index) AS next_idx,
+                           lead(n.hash) OVER (ORDER BY n.index) AS next_h
+                      FROM merkle_nodes n
+                     WHERE n.tenant_id = tenant AND n.level = lvl - 1
+                       AND n.index >= (stored >> lvl) * 2
+                       AND n.index < (p_size >> (lvl - 1))) x
+             WHERE x.idx % 2 = 0 AND x.next_idx = x.idx + 1
             ON CONFLICT DO NOTHING;
         lvl := lvl + 1;
     END LOOP;

@@ -33,8 +33,8 @@ def invoice_proof(tenant_id: UUID, invoice_id: UUID,
         if invoice is None:
             raise NotFound([Violation("invoice_id", "no such invoice")])
         seq = invoice.ledger_seq
-        entry = next(iter(uow.ledger.entries(after_seq=seq - 1)), None)
-        if entry is None or entry.seq != seq:
+        entry = uow.ledger.entry(seq)
+        if entry is None:
             raise NotFound([Violation("invoice_id", "the invoice's ledger entry is missing")])
         store = uow.closings
         covering = store.covering(seq)
@@ -49,7 +49,7 @@ def invoice_proof(tenant_id: UUID, invoice_id: UUID,
         answer["closing"] = closing_view(covering, keys)
         answer["inclusion"] = {"leaf_index": seq - 1, "tree_size": size,
                                "path": [h.hex() for h in path]}
-        latest = store.latest()
+        latest = store.at_or_before(2**62)  # the closing that covers the most entries
         if latest is not None and latest.last_seq > size:
             new = latest.last_seq
             proof = merkle.consistency_proof(

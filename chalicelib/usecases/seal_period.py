@@ -153,9 +153,10 @@ def _grand(closing: StoredClosing) -> dict[str, Any]:
 def _entry_hash(uow: UnitOfWork, seq: int) -> bytes:
     if seq == 0:
         return GENESIS_HASH
-    for entry in uow.ledger.entries(after_seq=seq - 1):
-        return entry.hash
-    raise NotFound([Violation("seq", f"entry {seq} is missing")])
+    entry = uow.ledger.entry(seq)
+    if entry is None:
+        raise NotFound([Violation("seq", f"entry {seq} is missing")])
+    return entry.hash
 
 
 def seal_due(tenant_id: UUID, ports: ClosingPorts) -> list[Sealed]:

@@ -42,8 +42,8 @@ class WitnessPorts:
 
 
 def _entry(uow: UnitOfWork, seq: int) -> LedgerEntry:
-    found = next(iter(uow.ledger.entries(after_seq=seq - 1)), None)
-    if found is None or found.seq != seq:
+    found = uow.ledger.entry(seq)
+    if found is None:
         raise NotFound([Violation("seq", f"entry {seq} is missing")])
     return found
 
@@ -122,13 +122,13 @@ def check_witness(tenant_id: UUID, snapshot: UnitOfWorkFactory,
             return {"ok": False, "witnessed": True, "object_key": key,
                     "reason": "witness_invalid", "detail": str(problem)}
         head = uow.ledger.head()
-        entry = next(iter(uow.ledger.entries(after_seq=seen.seq - 1)), None)
+        entry = uow.ledger.entry(seen.seq)
     answer = {"witnessed": True, "object_key": key, "seq": seen.seq, "hash": seen.hash.hex(),
               "at": seen.at}
     if seen.tenant_id != str(tenant_id):
         return {**answer, "ok": False, "reason": "witness_invalid",
                 "detail": "the witness names another tenant"}
-    if entry is None or entry.seq != seen.seq:
+    if entry is None:
         ends = head.seq if head is not None else 0
         return {**answer, "ok": False, "reason": "truncated_below_witness",
                 "detail": f"the chain ends at entry {ends} but entry {seen.seq} was witnessed "

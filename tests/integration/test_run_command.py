@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from devstack.postgres import PostgresServer
+from devstack.sample import sample_invoice
 from devstack.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def issue_and_check_invoice(api: int, key: str, stack_env: dict[str, str]) -> No
     auth = {"Authorization": f"Bearer {key}"}
     issue = urllib.request.Request(
         f"http://127.0.0.1:{api}/invoices", method="POST",
-        data=(ROOT / "events" / "invoice.json").read_bytes(),
+        data=sample_invoice(),
         headers={**auth, "Content-Type": "application/json", "Idempotency-Key": "demo-1"})
     with urllib.request.urlopen(issue, timeout=60) as resp:
         assert resp.status == 201
@@ -139,7 +140,7 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
         assert report["ok"] and report["entries_checked"] == 1
 
         # The banner's invoice lines: a demo key, the sample invoice, its PDF.
-        assert "devstack demo-key" in text and "-d @events/invoice.json" in text
+        assert "devstack demo-key" in text and "/invoice.json" in text
         issue_and_check_invoice(api, cli("demo-key"),
                                 json.loads((stack_dir / "env.json").read_text()))
     finally:

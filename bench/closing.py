@@ -1,0 +1,247 @@
+"""Closing benchmark (issue 4): sealing, proofs and offline verification, each
+against a baseline measured in the same run on the same PostgreSQL.
+
+    .venv/bin/python bench/closing.py            # full: a month of 100k entries, a 1M-leaf tree
+    .venv/bin/python bench/closing.py --quick    # small sizes: only checks it works
+
+(s) Seal a month of N entries spread over its 31 days (Europe/Paris): each day,
+    then the month, through the real use case (engine Merkle extension, totals,
+    Ed25519 signature, closing.sealed entry, engine checks). Baseline: a bare
+    paged SELECT of the same N entries.
+(p) Inclusion proof in a tree of M leaves (the engine's node table, loaded
+    directly as the superuser: M real entries would take an hour to chain):
+    the O(log M) node reads of one proof in one query + proof assembly + check.
+    Baseline: one primary-key SELECT of one node (one round trip).
+(v) Verify the audit bundle of (s) offline (entries, closings, signatures, Merkle
+    roots, totals, proofs) vs a bare SHA-256 loop over the same entry bytes.
+Not a test: it prints figures and asserts only that what it made verifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pg8000.native
+
+from chalicelib.adapters.postgres import Database, app_connector
+from chalicelib.adapters.signing import LocalSigningKey
+from chalicelib.domain import merkle
+from chalicelib.domain.closing import Period, paris_midnight
+from chalicelib.domain.ledger import GENESIS, ChainHead, canonical_payload, next_entry
+from chalicelib.ports import Clock
+from chalicelib.usecases.create_tenant import create_tenant
+from chalicelib.usecases.seal_period import ClosingPorts, seal_period
+from devstack.stack import LocalStack, Secrets, free_port
+
+MONTH = date(2026, 10, 1)
+
+
+class FixedClock(Clock):
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def sale(n: int) -> dict[str, Any]:
+    net = f"{10 + n % 90}.00"
+    vat = f"{(10 + n % 90) * 2 // 10}.00"
+    gross = f"{(10 + n % 90) + (10 + n % 90) * 2 // 10}.00"
+    return {"invoice_number": f"F-{n:06d}", "totals": {
+        "tax_exclusive_amount": net, "tax_total": vat, "tax_inclusive_amount": gross,
+        "vat_breakdown": [{"category": "S", "rate": "20.00", "taxable_amount": net,
+                           "tax_amount": vat}]}}
+
+
+def load_month(root: pg8000.native.Connection, database: Database, size: int) -> uuid.UUID:
+    """Bulk-load a valid chain of `size` invoice entries over the 31 days of the
+    month, as the superuser (the engine's insert check still verifies each row)."""
+    tenant = create_tenant("Closing bench", database.unit_of_work)
+    head, batch = GENESIS, 1000
+    start = paris_midnight(MONTH)
+    step = (paris_midnight(date(2026, 11, 1)) - start) / size
+    root.run("BEGIN")
+    for first in range(0, size, batch):
+        values, params = [], {}
+        for j in range(min(batch, size - first)):
+            n = first + j
+            entry = next_entry(head, "invoice.issued",
+                               canonical_payload(sale(n), start + step * n))
+            head = ChainHead(entry.seq, entry.hash)
+            values.append(f"(:t, :s{j}, :k, :p{j}, :ph{j}, :h{j})")
+            params.update({f"s{j}": entry.seq, f"p{j}": entry.payload,
+                           f"ph{j}": entry.prev_hash, f"h{j}": entry.hash})
+        root.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
+                 f"hash) VALUES {', '.join(values)}", t=str(tenant), k="invoice.issued",
+                 **params)
+    root.run("UPDATE ledger_heads SET seq = :s, hash = :h WHERE tenant_id = :t",
+             s=head.seq, h=head.hash, t=str(tenant))
+    root.run("COMMIT")
+    return tenant
+
+
+def bare_fetch(database: Database, tenant: uuid.UUID) -> float:
+    started = time.perf_counter()
+    with database.snapshot(tenant) as uow:
+        for _ in uow.ledger.entries():
+            pass
+    return time.perf_counter() - started
+
+
+def seal_month(database: Database, tenant: uuid.UUID, signer: LocalSigningKey
+               ) -> tuple[float, float, Any]:
+    """(seconds for the 31 days, seconds for the month, the month's closing)."""
+    day, days = MONTH, 0.0
+    while day.month == MONTH.month:
+        clock = FixedClock(paris_midnight(day + timedelta(days=1)) + timedelta(minutes=5))
+        started = time.perf_counter()
+        seal_period(tenant, Period("day", day), ClosingPorts(database.unit_of_work, signer,
+                                                             clock))
+        days += time.perf_counter() - started
+        day += timedelta(days=1)
+    clock = FixedClock(paris_midnight(date(2026, 11, 1)) + timedelta(minutes=6))
+    started = time.perf_counter()
+    month = seal_period(tenant, Period("month", MONTH),
+                        ClosingPorts(database.unit_of_work, signer, clock)).closing
+    return days, time.perf_counter() - started, month
+
+
+def load_tree(root: pg8000.native.Connection, tenant: uuid.UUID, leaves: int) -> None:
+    """A node table of `leaves` synthetic leaves, built set-based level by level."""
+    root.run("BEGIN")
+    root.run("INSERT INTO merkle_nodes (tenant_id, level, index, hash) "
+             "SELECT :t, 0, i, sha256('\\x00'::bytea || sha256(int8send(i))) "
+             "FROM generate_series(0, :n - 1) i", t=str(tenant), n=leaves)
+    level = 1
+    while leaves >> level:  # as the engine's merkle_extend does: one range scan per level
+        root.run("INSERT INTO merkle_nodes (tenant_id, level, index, hash) "
+                 "SELECT :t, CAST(:l AS smallint), x.idx / 2, "
+                 "       sha256('\\x01'::bytea || x.h || x.next_h) "
+                 "FROM (SELECT n.index AS idx, n.hash AS h, "
+                 "             lead(n.index) OVER (ORDER BY n.index) AS next_idx, "
+                 "             lead(n.hash) OVER (ORDER BY n.index) AS next_h "
+                 "      FROM merkle_nodes n WHERE n.tenant_id = :t "
+                 "      AND n.level = CAST(:l AS smallint) - 1) x "
+                 "WHERE x.idx % 2 = 0 AND x.next_idx = x.idx + 1", t=str(tenant), l=level)
+        level += 1
+    root.run("COMMIT")
+
+
+def proofs(database: Database, tenant: uuid.UUID, leaves: int, count: int
+           ) -> tuple[list[float], list[int], list[float]]:
+    """(seconds per proof, nodes read per proof, seconds per single-node read)."""
+    times, reads, single = [], [], []
+    rng = random.Random(7)
+    with database.snapshot(tenant) as uow:
+        store = uow.closings
+        root_hash = merkle.root_from(leaves, store.merkle_nodes(merkle.root_coords(leaves)))
+        for _ in range(count):
+            index = rng.randrange(leaves)
+            started = time.perf_counter()
+            coords = merkle.inclusion_coords(index, leaves)
+            nodes = store.merkle_nodes(coords)
+            path = merkle.inclusion_proof(index, leaves, nodes)
+            times.append(time.perf_counter() - started)
+            reads.append(len(coords))
+            leaf = hashlib.sha256(index.to_bytes(8, "big")).digest()
+            if not merkle.verify_inclusion(leaf, index, leaves, path, root_hash):
+                raise RuntimeError(f"proof for leaf {index} does not verify")
+            started = time.perf_counter()
+            store.merkle_nodes([(0, index)])
+            single.append(time.perf_counter() - started)
+    return times, reads, single
+
+
+def verify_offline(database: Database, tenant: uuid.UUID, folder: Path) -> tuple[float, float,
+                                                                                 int]:
+    """(seconds to verify the bundle, seconds of a bare sha256 loop over its entries, n)."""
+    from chalicelib.audit.bundle import export_audit_bundle
+    from chalicelib.audit.verify import verify_bundle
+
+    export_audit_bundle(tenant, database.snapshot, folder)
+    started = time.perf_counter()
+    report = verify_bundle(folder, progress=False)
+    elapsed = time.perf_counter() - started
+    if not report.ok:
+        raise RuntimeError(f"the bench bundle does not verify: {report}")
+    lines = (folder / "entries.jsonl").read_bytes().splitlines()
+    started = time.perf_counter()
+    for line in lines:
+        hashlib.sha256(json.loads(line)["payload"].encode("utf-8")).digest()
+    bare = time.perf_counter() - started
+    return elapsed, bare, len(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
+    args = parser.parse_args()
+    month_size = 3_100 if args.quick else 100_000
+    tree_size = 20_000 if args.quick else 1_000_000
+    proof_count = 20 if args.quick else 200
+
+    base = Path(tempfile.mkdtemp(prefix="einvoice-bench-"))
+    stack = LocalStack(base, free_port(), free_port(), Secrets(), durable=True)
+    stack.start()
+    try:
+        settings = stack.settings()
+        root = stack.postgres.connect(settings.db_name)
+        database = Database(app_connector(settings))
+        signer = LocalSigningKey(stack.closing_key_file)
+        print(f"PostgreSQL 15 durable (fsync on), {os.cpu_count()} CPUs")
+
+        tenant = load_month(root, database, month_size)
+        fetch = min(bare_fetch(database, tenant) for _ in range(2))
+        days, month, closing = seal_month(database, tenant, signer)
+        body = json.loads(closing.text)
+        print(f"(s) seal a month of {month_size:,} entries: 31 day closings {days:.2f} s "
+              f"(Merkle extension, totals, signature, engine checks), then the month "
+              f"{month * 1000:.0f} ms; bare paged SELECT of the same entries {fetch:.2f} s: "
+              f"ratio (days + month) / SELECT {(days + month) / fetch:.2f}x; "
+              f"month count {body['count']:,}, Merkle size {body['merkle']['size']:,}")
+
+        trees = create_tenant("Proof bench", database.unit_of_work)
+        started = time.perf_counter()
+        load_tree(root, trees, tree_size)
+        built = time.perf_counter() - started
+        times, reads, single = proofs(database, trees, tree_size, proof_count)
+        print(f"(p) inclusion proof at {tree_size:,} leaves (node table built in {built:.1f} s): "
+              f"p50 {statistics.median(times) * 1000:.2f} ms, max {max(times) * 1000:.2f} ms, "
+              f"{max(reads)} node reads in one query (O(log n): log2 n = "
+              f"{tree_size.bit_length()}); one single-node SELECT "
+              f"{statistics.median(single) * 1000:.2f} ms: ratio "
+              f"{statistics.median(times) / statistics.median(single):.2f}x")
+
+        folder = base / "bundle"
+        verify, bare, n = verify_offline(database, tenant, folder)
+        print(f"(v) verify the audit bundle offline: {n:,} entries in {verify:.2f} s = "
+              f"{n / verify * 60:,.0f} entries/min; bare SHA-256 loop over the same payloads "
+              f"{n / bare * 60:,.0f}/min: ratio {bare / verify:.3f}x")
+        database.close()
+        root.close()
+    finally:
+        stack.stop()
+        shutil.rmtree(stack.postgres.base_dir, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

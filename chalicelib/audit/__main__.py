@@ -1,0 +1,69 @@
+"""Audit bundle commands.
+
+    python -m chalicelib.audit verify-bundle PATH [--trusted-key KEY ...] [--progress]
+        PATH: a bundle folder or .zip. Exit 0 and "OK: N entries, M closings,
+        K proofs; head <hex>" on stdout, or exit 1 and "FAIL: <problem>" on stderr.
+        --trusted-key (ed25519:<32 hex> or the raw public key in hex, repeatable):
+        every closing must be signed by one of these, not merely by a key of keys.json.
+    python -m chalicelib.audit export-audit-bundle --tenant UUID OUT [--zip]
+        against the database of the EINVOICE_* environment (chalicelib.runtime).
+
+verify-bundle imports nothing beyond the standard library, `cryptography` and
+chalicelib/domain/merkle.py (a test checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from chalicelib.audit.verify import trusted_key_ids, verify_bundle
+
+    try:
+        trusted = trusted_key_ids(args.trusted_key) if args.trusted_key else None
+    except ValueError as exc:
+        print(f"FAIL: --trusted-key {exc}", file=sys.stderr)
+        return 2
+    report = verify_bundle(Path(args.path), progress=args.progress or sys.stderr.isatty(),
+                           trusted_keys=trusted)
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from chalicelib.audit.bundle import export_audit_bundle
+    from chalicelib.runtime import database
+
+    manifest = export_audit_bundle(UUID(args.tenant), database().snapshot, Path(args.out),
+                                   zip=args.zip)
+    print(f"exported {manifest['entries']} entries and {manifest['closings']} closings of "
+          f"tenant {manifest['tenant_id']} to {args.out} (head {manifest['head']['hash']})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.audit")
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify = commands.add_parser("verify-bundle", help="check an audit bundle offline")
+    verify.add_argument("path", help="a bundle folder or .zip")
+    verify.add_argument("--trusted-key", action="append", default=[],
+                        help="a key the closings may be signed with (repeatable)")
+    verify.add_argument("--progress", action="store_true",
+                        help="a progress bar on stderr even when it is not a terminal")
+    verify.set_defaults(func=_verify)
+    export = commands.add_parser("export-audit-bundle", help="export a tenant's bundle")
+    export.add_argument("--tenant", required=True, help="the tenant's id (UUID)")
+    export.add_argument("out", help="the folder to create (or the .zip file with --zip)")
+    export.add_argument("--zip", action="store_true", help="write one .zip file")
+    export.set_defaults(func=_export)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -313,6 +313,37 @@ def scheduled_closings(event: CloudWatchEvent) -> dict[str, int]:
     return result
 
 
+@app.schedule(Cron("7/15", "*", "*", "*", "?", "*"))  # every 15 minutes from :07 UTC
+def anchor_retries(event: CloudWatchEvent) -> dict[str, int]:
+    """Best-effort anchoring: retry pending anchors and upgrade pending
+    OpenTimestamps proofs, then anchor the closings the hourly schedule sealed
+    (the last 7 days). Each anchor on its own; no new work is started once the
+    function's time is nearly spent (the next run goes on)."""
+    from datetime import timedelta
+
+    from chalicelib.adapters.postgres_anchors import anchors_to_retry, closings_to_anchor
+    from chalicelib.logs import logger
+    from chalicelib.runtime import anchor_ports, clock, database
+    from chalicelib.usecases.anchor import anchor_new_closings, retry_anchors
+
+    ports = anchor_ports()
+    if not ports.targets:
+        return {"anchors": 0, "closings": 0}
+    remaining = getattr(event.context, "get_remaining_time_in_millis", lambda: 30000)
+
+    def budget(share: float) -> float:
+        # Leave room for one round of calls already started (5 s timeouts).
+        return max(0.0, (remaining() / 1000 - 12) * share)
+
+    result = retry_anchors(anchors_to_retry(database(), ports.endpoints, limit=200), ports,
+                           budget_seconds=budget(2 / 3))
+    since = clock().now() - timedelta(days=7)
+    result |= anchor_new_closings(closings_to_anchor(database(), ports.endpoints, since,
+                                                     limit=50), ports, budget_seconds=budget(1))
+    logger.info("anchor retries", extra=result)
+    return result
+
+
 @app.schedule(Cron("0/10", "*", "*", "*", "?", "*"))  # every 10 minutes
 def archive_sweep(event: CloudWatchEvent) -> dict[str, int]:
     """Archive the invoices whose archiving a crash interrupted (older than 5 minutes)."""

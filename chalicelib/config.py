@@ -6,13 +6,14 @@ an endpoint URL, a region, an addressing style and a checksum policy.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -118,6 +119,58 @@ class Settings(BaseSettings):
             raise ValueError("must be one origin such as https://app.example.fr "
                              "(lower case, no path, no wildcard; http only on localhost)")
         return value
+
+    # Anchoring (best-effort, after each closing and by the anchor_retries
+    # schedule): OpenTimestamps calendars, comma-separated in
+    # EINVOICE_OTS_CALENDARS (e.g. https://a.pool.opentimestamps.org), and an
+    # RFC 3161 time-stamping authority whose tokens are verified against the
+    # PEM in tsa_certificate_file (its root CA; intermediates and the TSA's own
+    # certificate, to pin it, may follow). Unset: nothing is anchored there.
+    ots_calendars: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tsa_url: str | None = None
+    tsa_certificate_file: Path | None = None
+
+    @field_validator("ots_calendars", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("ots_calendars")
+    @classmethod
+    def _calendars_are_https(cls, value: list[str]) -> list[str]:
+        urls = [_anchor_url(url) for url in value]
+        if len(set(urls)) != len(urls):
+            raise ValueError("a calendar is listed twice")
+        return urls
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _tsa_is_https(cls, value: str | None) -> str | None:
+        return _anchor_url(value) if value else None
+
+    @model_validator(mode="after")
+    def _tsa_tokens_are_verified(self) -> Settings:
+        if self.tsa_url and self.tsa_certificate_file is None:
+            raise ValueError("tsa_url needs tsa_certificate_file (the PEM its tokens are "
+                             "verified against)")
+        return self
+
+
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")  # as 0017_anchors.sql
+
+
+def _anchor_url(value: str) -> str:
+    """An anchoring endpoint: https (http only on loopback), a host, maybe a
+    path; no credentials, query or fragment. Stored without a trailing slash."""
+    parts = urlsplit(value)
+    if (parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname))) \
+            or not parts.hostname or parts.username or parts.password or parts.query \
+            or parts.fragment or len(value) > 300 or not _ENDPOINT.fullmatch(value):
+        raise ValueError("must be an https URL such as https://a.pool.opentimestamps.org "
+                         "(http only on localhost; no credentials, query or fragment)")
+    return value.rstrip("/")
 
 
 def _loopback(host: str | None) -> bool:

@@ -71,6 +71,38 @@ def witness_ports() -> Any:
     return WitnessPorts(database().unit_of_work, closing_signer(), invoice_archive())
 
 
+def anchor_ports() -> Any:
+    """Anchoring from settings: one client per OpenTimestamps calendar, the TSA
+    when set (its trust file read here: a bad file fails anchoring, not sealing)."""
+    from chalicelib.adapters.anchoring import OpenTimestampsCalendar, Rfc3161Authority, TsaTrust
+    from chalicelib.adapters.postgres_anchors import anchor_stores
+    from chalicelib.usecases.anchor import AnchorPorts
+
+    s = settings()
+    calendars = [OpenTimestampsCalendar(url, trusted=tuple(s.ots_calendars))
+                 for url in s.ots_calendars]
+    tsa = None
+    if s.tsa_url and s.tsa_certificate_file is not None:
+        tsa = Rfc3161Authority(s.tsa_url, TsaTrust.from_file(s.tsa_certificate_file))
+    return AnchorPorts(store=anchor_stores(database()), clock=clock(), calendars=calendars,
+                       tsa=tsa)
+
+
+def anchor_after_sealing(tenant_id: Any, closing_id: Any) -> None:
+    """Best-effort, right after a closing is committed: never raises; the
+    anchor_retries schedule picks up whatever did not happen here."""
+    from chalicelib.logs import logger
+    from chalicelib.usecases.anchor import anchor_closing
+
+    try:
+        ports = anchor_ports()
+        if ports.targets:
+            anchor_closing(tenant_id, closing_id, ports)
+    except Exception as exc:  # noqa: BLE001 - anchoring never fails a sealing
+        logger.warning("anchoring after sealing failed; the schedule retries",
+                       extra={"tenant_id": str(tenant_id), "reason": type(exc).__name__})
+
+
 def session_policy() -> Any:
     from datetime import timedelta
 

@@ -66,8 +66,17 @@ def _run(args: argparse.Namespace) -> int:
           f"on 127.0.0.1:{args.s3_port} ...", flush=True)
     stack.start()
     stop = threading.Event()
+    # Local stand-ins of an OpenTimestamps calendar and an RFC 3161 TSA (real
+    # protocols, test keys, no Bitcoin and no legal weight) so closings get anchored.
+    from devstack.anchor_standins import CalendarStandIn, TsaStandIn
+
+    calendar, tsa = CalendarStandIn(), TsaStandIn()
     try:
+        calendar.start()
+        tsa.start()
         env = stack.env()
+        env.update(EINVOICE_OTS_CALENDARS=calendar.url, EINVOICE_TSA_URL=tsa.url,
+                   EINVOICE_TSA_CERTIFICATE_FILE=str(tsa.write_root(STACK_DIR / "tsa-root.pem")))
         os.environ.update(env)
         os.environ.setdefault("EINVOICE_SIGNUP_CONFIRM_URL",
                               f"http://127.0.0.1:{args.api_port}/signup/confirm")
@@ -96,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
 API:       {api}   try:  curl -s {api}/health
 Triggers:  polling SQS queue(s) {', '.join(dispatcher.queues)} (moto) with the same handlers;
            schedules {', '.join(schedules.names)} at start, then every {args.schedule_seconds:g} s
+Anchors:   closings go to local stand-ins of an OpenTimestamps calendar ({calendar.url}) and
+           an RFC 3161 TSA ({tsa.url}): real protocols, test keys, no Bitcoin, no legal weight
 Sign up: mail is not sent from here, it lands in {stack.mail_outbox}/ as .eml files.
   curl -s -H 'Content-Type: application/json' {api}/signup -d '{{"email": "me@example.fr"}}'
   token=$(grep -ho 'token=[A-Za-z0-9_-]*' {stack.mail_outbox}/*.eml | tail -1 | cut -d= -f2)
@@ -120,6 +131,8 @@ Ctrl-C stops everything.""", flush=True)
         print("\nstopping ...", flush=True)
         stop.set()
         ENV_FILE.unlink(missing_ok=True)
+        calendar.stop()
+        tsa.stop()
         stack.stop()
     return 0
 

@@ -51,8 +51,9 @@ SEALED = "closing.sealed"
 MONEY_KINDS = ("invoice.issued", "credit_note.issued")
 MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"  # the amounts summed (SQL and Python alike)
 PERIOD_KINDS = ("day", "month", "year")
-_SHAPES = {"day": re.compile(r"^\d{4}-\d{2}-\d{2}$"), "month": re.compile(r"^\d{4}-\d{2}$"),
-           "year": re.compile(r"^\d{4}$")}
+_SHAPES = {"day": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
+           "month": re.compile(r"[0-9]{4}-[0-9]{2}"), "year": re.compile(r"[0-9]{4}")}
+YEARS = (2000, 2999)  # sealable years: bounded so every period has an end in any time zone
 _EXAMPLES = {"day": "2026-11-22", "month": "2026-11", "year": "2026"}
 
 
@@ -67,10 +68,13 @@ class Period:
         if kind not in PERIOD_KINDS:
             raise InvalidInput([Violation("kind", "must be one of day, month, year")])
         assert isinstance(kind, str)
-        if not isinstance(text, str) or not _SHAPES[kind].match(text):
+        if not isinstance(text, str) or not _SHAPES[kind].fullmatch(text):
             raise InvalidInput([Violation("period", f"a {kind} is written like "
                                           f"{_EXAMPLES[kind]}")])
         parts = [int(p) for p in text.split("-")] + [1, 1]
+        if not YEARS[0] <= parts[0] <= YEARS[1]:
+            raise InvalidInput([Violation("period", f"the year must be {YEARS[0]} to "
+                                          f"{YEARS[1]}")])
         try:
             start = date(parts[0], parts[1], parts[2])
         except ValueError:

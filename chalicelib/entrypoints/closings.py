@@ -43,6 +43,8 @@ def seal_route(request: Request) -> Response:
             from chalicelib.usecases.witness import witness_after_sealing
 
             witness_after_sealing(principal.tenant_id, sealed.closing, runtime.witness_ports())
+            # Committed: anchoring can only add, never undo (best-effort, never raises).
+            runtime.anchor_after_sealing(principal.tenant_id, sealed.closing.closing_id)
         signer = runtime.closing_signer()
         keys = {signer.key_id: signer.public_key}
         if sealed.closing.key_id not in keys:
@@ -87,8 +89,13 @@ def invoice_proof_route(request: Request, invoice_id: str) -> Response:
     from chalicelib.usecases.proofs import invoice_proof
 
     def act(principal: Principal, _token: str) -> Response:
+        from chalicelib.adapters.postgres_anchors import read_anchors
+
         wanted = path_uuid(invoice_id, "invoice_id")
-        return Response(body=invoice_proof(principal.tenant_id, wanted,
-                                           runtime.database().snapshot), status_code=200)
+        database = runtime.database()
+        return Response(body=invoice_proof(
+            principal.tenant_id, wanted, database.snapshot,
+            anchors=lambda tenant, closing: read_anchors(database, tenant, closing)),
+            status_code=200)
 
     return secured(request, "invoice_proof", act)

@@ -5,12 +5,14 @@ that closing to the latest one (the later closing extends the earlier)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from chalicelib.domain import merkle
 from chalicelib.domain.errors import NotFound, Violation
 from chalicelib.ports import StoredClosing, UnitOfWorkFactory
+from chalicelib.usecases.anchor import StoredAnchor, anchor_view
 
 
 def closing_view(closing: StoredClosing, public_keys: dict[str, bytes]) -> dict[str, Any]:
@@ -26,8 +28,19 @@ def closing_view(closing: StoredClosing, public_keys: dict[str, bytes]) -> dict[
     }
 
 
-def invoice_proof(tenant_id: UUID, invoice_id: UUID,
-                  snapshot: UnitOfWorkFactory) -> dict[str, Any]:
+def invoice_proof(tenant_id: UUID, invoice_id: UUID, snapshot: UnitOfWorkFactory,
+                  anchors: Callable[[UUID, UUID], list[StoredAnchor]] | None = None
+                  ) -> dict[str, Any]:
+    """`anchors(tenant, closing)` lists the covering closing's anchors; it runs
+    after the snapshot ends (anchors are outside the chain and keep changing)."""
+    answer = _proof(tenant_id, invoice_id, snapshot)
+    closing = answer.get("closing")
+    if anchors is not None and closing is not None:
+        answer["anchors"] = [anchor_view(a) for a in anchors(tenant_id, UUID(closing["id"]))]
+    return answer
+
+
+def _proof(tenant_id: UUID, invoice_id: UUID, snapshot: UnitOfWorkFactory) -> dict[str, Any]:
     with snapshot(tenant_id) as uow:
         invoice = uow.invoices.get(invoice_id)
         if invoice is None:

@@ -4,11 +4,13 @@ a closing already verified, in bounded memory."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from uuid import UUID
 
+from chalicelib.domain import merkle
 from chalicelib.domain.errors import NotFound, Violation
-from chalicelib.domain.ledger import GENESIS, ChainHead, Verification, verify_chain
-from chalicelib.ports import UnitOfWorkFactory
+from chalicelib.domain.ledger import GENESIS, ChainHead, LedgerEntry, Verification, verify_chain
+from chalicelib.ports import StoredClosing, UnitOfWorkFactory
 
 
 def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
@@ -21,6 +23,10 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
     `since_closing`: start after that closing's last entry, from the hash its
     signed text states (its signature checked first), instead of entry 1; the
     entries it covers are taken as verified before (the caller's checkpoint).
+
+    Then every signed closing is checked against the recomputed chain (its
+    signature, the hash it states for its last entry, and, from genesis, its
+    Merkle root): `closing_mismatch` names the first that disagrees.
 
     A chain whose entries verify but end before the recorded head was cut
     short; that is reported as `truncated` at the first missing seq. (A head
@@ -42,9 +48,18 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
                                     f"with its key {closing.key_id}")
             body = json.loads(closing.text)
             start = ChainHead(int(body["last_seq"]), bytes.fromhex(body["last_entry_hash"]))
-        result = verify_chain(uow.ledger.entries(after_seq=start.seq), start)
+        closings = uow.closings.recent(100_000)
+        keys = uow.closings.public_keys()
+        seen: dict[int, tuple[bytes, bytes | None]] = {}
+        result = verify_chain(_observed(uow.ledger.entries(after_seq=start.seq), start,
+                                        {c.last_seq for c in closings}, seen), start)
     if not result.ok:
         return result
+    stated = _closings_problem(closings, keys, seen)
+    if stated is not None:
+        seq, detail = stated
+        return Verification(False, result.entries_checked, result.head, seq,
+                            "closing_mismatch", detail)
 
     def broken(seq: int, reason: str, detail: str) -> Verification:
         return Verification(False, result.entries_checked, result.head, seq, reason, detail)
@@ -58,6 +73,42 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
     if result.head.hash != head.hash:
         return broken(head.seq, "head_mismatch", f"the head's hash differs from entry {head.seq}")
     return result
+
+
+def _observed(entries: Iterable[LedgerEntry], start: ChainHead, wanted: set[int],
+              seen: dict[int, tuple[bytes, bytes | None]]) -> Iterator[LedgerEntry]:
+    """The entries, unchanged, noting each wanted seq's hash and (from genesis
+    only) the Merkle root of the chain up to it."""
+    frontier = merkle.Frontier() if start.seq == 0 else None
+    for entry in entries:
+        if frontier is not None:
+            frontier.append(entry.hash)
+        if entry.seq in wanted:
+            seen[entry.seq] = (entry.hash, frontier.root() if frontier is not None else None)
+        yield entry
+
+
+def _closings_problem(closings: list[StoredClosing], keys: dict[str, bytes],
+                      seen: dict[int, tuple[bytes, bytes | None]]) -> tuple[int, str] | None:
+    """Each signed closing against the recomputed chain: its signature, the hash
+    it states for its last entry and its Merkle root. A chain rewritten by
+    someone who re-hashed it (no key) verifies link by link but not this."""
+    for closing in sorted(closings, key=lambda c: c.entry_seq):
+        where = f"the closing of {closing.period_kind} {closing.period_start} " \
+                f"(entry {closing.entry_seq})"
+        if not _signed(closing.text, closing.signature, keys.get(closing.key_id)):
+            return closing.entry_seq, f"{where} does not verify with its key {closing.key_id}"
+        if closing.last_seq not in seen:
+            continue  # before an incremental start, or an empty chain
+        body = json.loads(closing.text)
+        entry_hash, root = seen[closing.last_seq]
+        if body["last_entry_hash"] != entry_hash.hex():
+            return closing.last_seq, (f"{where} states another hash for entry "
+                                      f"{closing.last_seq} than the chain's")
+        if root is not None and body["merkle"]["root"] != root.hex():
+            return closing.last_seq, (f"{where} states another Merkle root for entries "
+                                      f"1..{closing.last_seq} than the chain's")
+    return None
 
 
 def _signed(text: str, signature: bytes, public_key: bytes | None) -> bool:

@@ -34,6 +34,10 @@ from chalicelib.ports import (
 )
 
 
+class WitnessContradicted(RuntimeError):
+    """The chain no longer matches its newest witness: an alarm, never papered over."""
+
+
 @dataclass(frozen=True)
 class WitnessPorts:
     unit_of_work: UnitOfWorkFactory
@@ -69,6 +73,14 @@ def witness(tenant_id: UUID, ports: WitnessPorts,
         if uow.closings.witnessed(kind, seq):
             return None
         entry = _entry(uow, seq)
+    # Never witness a chain that contradicts the newest witness already in the
+    # bucket (cut short then grown again, or rewritten): a new witness would hide
+    # the old one from every later check. The bucket is read, not our own table,
+    # which someone with database rights could edit.
+    found = check_witness(tenant_id, ports.unit_of_work, ports.archive)
+    if not found["ok"]:
+        raise WitnessContradicted(f"the chain contradicts its witness in the archive "
+                                  f"({found['reason']}): not witnessing it")
     at = str(json.loads(entry.payload)["at"])
     text = head_text(tenant_id, seq, entry.hash, at)
     content = witness_object(

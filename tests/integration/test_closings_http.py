@@ -103,6 +103,10 @@ def test_a_later_closing_is_consistent_with_an_earlier_one(
     ({"kind": "day", "period": "2026-11"}, "period"),
     ({"kind": "month", "period": "2026-13"}, "period"),
     ({"kind": "day", "period": "2026-02-30"}, "period"),
+    ({"kind": "day", "period": "9999-12-31"}, "period"),  # no end in Paris time: not a 500
+    ({"kind": "year", "period": "0001"}, "period"),
+    ({"kind": "day", "period": "\uff12\uff10\uff12\uff16-11-20"}, "period"),  # full-width digits
+    ({"kind": "day", "period": "2026-11-20\n"}, "period"),
     ({"kind": "day", "period": "2026-11-22", "tenant_id": "x"}, "tenant_id"),
     ("[1]", "body"),
     ("not json", "body"),

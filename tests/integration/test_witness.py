@@ -32,7 +32,13 @@ from chalicelib.domain.witness import (
 )
 from chalicelib.usecases.seal_period import seal_period
 from chalicelib.usecases.verify_ledger import verify_ledger
-from chalicelib.usecases.witness import WitnessPorts, check_witness, witness, witness_owed
+from chalicelib.usecases.witness import (
+    WitnessContradicted,
+    WitnessPorts,
+    check_witness,
+    witness,
+    witness_owed,
+)
 from tests.conftest import Connect
 from tests.integration.test_closings import at, ports, record, sale
 
@@ -171,3 +177,50 @@ def test_the_schedule_writes_what_is_owed_once(
     assert first == [4]  # the closing's witness covers the head at its entry
     assert witness_owed(tenant, witnesses) == []
     assert len(keys_under(s3, app_settings.archive_bucket, tenant)) == 1
+
+
+def test_a_chain_cut_short_then_grown_again_stays_caught(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any,
+        witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    """Business goes on after the cut: the schedule refuses to witness the new
+    head over the contradicted witness, so the alarm stands (found in review)."""
+    closing = sealed_day(database, tenant, signer)
+    record(database, tenant, at(21, 9), "invoice.issued", sale("F-9", "99.00"))
+    assert witness_owed(tenant, witnesses) == [closing.entry_seq, 5]
+    root.run("DELETE FROM closings WHERE tenant_id = :t", t=str(tenant))
+    root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq > 3", t=str(tenant))
+    root.run("UPDATE ledger_heads SET seq = 3, hash = (SELECT hash FROM ledger_entries "
+             "WHERE tenant_id = :t AND seq = 3) WHERE tenant_id = :t", t=str(tenant))
+    for i in range(3):  # seq 4, 5, 6 again
+        record(database, tenant, at(22, 9 + i), "invoice.issued", sale(f"G-{i}", "1.00"))
+
+    with pytest.raises(WitnessContradicted):
+        witness_owed(tenant, witnesses)
+    found = check_witness(tenant, database.snapshot, archive)
+    assert found["ok"] is False and found["reason"] == "witness_mismatch" and found["seq"] == 5
+
+
+def test_a_sealed_entry_rewritten_and_rehashed_is_caught_by_its_closing(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any,
+        witnesses: WitnessPorts) -> None:
+    """No key, no S3 rights: entry 2 (inside the signed closing of the 20th) is
+    changed and the chain re-hashed link by link; the closing still states the
+    old hash of its last entry and the old Merkle root."""
+    closing = sealed_day(database, tenant, signer)
+    t = str(tenant)
+    [[payload]] = root.run("SELECT payload FROM ledger_entries WHERE tenant_id = :t "
+                           "AND seq = 2", t=t)
+    root.run("UPDATE ledger_entries SET payload = :p WHERE tenant_id = :t AND seq = 2",
+             p=payload.replace('"10.00"', '"1.00"'), t=t)
+    for s in range(2, closing.entry_seq + 1):
+        root.run("UPDATE ledger_entries e SET prev_hash = p.hash, "
+                 "hash = ledger_entry_hash(p.hash, e.seq, e.kind, e.payload) "
+                 "FROM ledger_entries p WHERE e.tenant_id = :t AND p.tenant_id = :t "
+                 "AND e.seq = :s AND p.seq = :s - 1", t=t, s=s)
+    root.run("UPDATE ledger_heads SET hash = (SELECT hash FROM ledger_entries "
+             "WHERE tenant_id = :t AND seq = :s) WHERE tenant_id = :t", t=t,
+             s=closing.entry_seq)
+
+    result = verify_ledger(tenant, database.snapshot)
+    assert not result.ok and result.reason == "closing_mismatch"
+    assert result.first_broken_seq == 3 and "entry 3" in (result.detail or "")

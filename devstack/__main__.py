@@ -177,11 +177,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _export_audit_bundle(args: argparse.Namespace) -> int:
     _load_env()
-    from chalicelib.audit.bundle import export_audit_bundle
+    from chalicelib.audit.bundle import export_from_database
     from chalicelib.runtime import database
 
-    manifest = export_audit_bundle(uuid.UUID(args.tenant), database().snapshot, Path(args.out),
-                                   zip=args.zip)
+    manifest = export_from_database(uuid.UUID(args.tenant), database(), Path(args.out),
+                                    zip=args.zip)
     print(f"{manifest['entries']} entries, {manifest['closings']} closings -> {args.out}")
     return 0
 

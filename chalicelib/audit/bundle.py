@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -62,15 +62,18 @@ class _Writer:
 
 
 def export_audit_bundle(tenant_id: UUID, snapshot: UnitOfWorkFactory, out: Path, *,
-                        zip: bool = False) -> dict[str, Any]:
+                        zip: bool = False,
+                        anchors: Callable[[UUID], list[Any]] | None = None) -> dict[str, Any]:
     """Write the bundle to the folder `out` (or, with `zip`, the .zip file `out`); returns
-    the manifest. `out` must not exist yet; nothing is left behind on failure."""
+    the manifest. `out` must not exist yet; nothing is left behind on failure.
+    `anchors(closing_id)`: that closing's anchors, read after the snapshot (anchors
+    live outside the chain and keep changing)."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists already")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = _write(tenant_id, snapshot, work)
+        manifest = _write(tenant_id, snapshot, work, anchors)
         if zip:
             partial = work / "bundle.zip"
             with zipfile.ZipFile(partial, "x", zipfile.ZIP_DEFLATED) as archive:
@@ -84,7 +87,17 @@ def export_audit_bundle(tenant_id: UUID, snapshot: UnitOfWorkFactory, out: Path,
     return manifest
 
 
-def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path) -> dict[str, Any]:
+def export_from_database(tenant_id: UUID, database: Any, out: Path, *,
+                         zip: bool = False) -> dict[str, Any]:
+    """The export commands' call: the chain from one snapshot, then each closing's anchors."""
+    from chalicelib.adapters.postgres_anchors import read_anchors
+
+    return export_audit_bundle(tenant_id, database.snapshot, out, zip=zip,
+                               anchors=lambda closing: read_anchors(database, tenant_id, closing))
+
+
+def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path,
+           anchors: Callable[[UUID], list[Any]] | None) -> dict[str, Any]:
     files: dict[str, str] = {}
     with snapshot(tenant_id) as uow:
         store = uow.closings
@@ -115,7 +128,16 @@ def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path) -> dict[s
         _consistency_proofs(proofs, store, closings)
         files["entries.jsonl"] = entries.close()
         files["proofs.jsonl"] = proofs.close()
-    files["anchors.jsonl"] = _Writer(folder / "anchors.jsonl").close()  # anchoring: not yet
+    listed = _Writer(folder / "anchors.jsonl")
+    for closing in closings:
+        if anchors is None:
+            break
+        from chalicelib.usecases.anchor import anchor_view
+
+        for anchor in anchors(closing.closing_id):
+            listed.line({"closing_entry_seq": closing.entry_seq,
+                         "closing_id": str(closing.closing_id), **anchor_view(anchor)})
+    files["anchors.jsonl"] = listed.close()
 
     manifest = {
         "format": FORMAT, "version": VERSION, "tenant_id": str(tenant_id),

@@ -593,11 +593,22 @@ class _Verifier:
         return Report(True, None, seq, len(self.records), self.proofs, seq, prev.hex())
 
     def check_anchors(self) -> None:
-        # Anchoring is not built yet: the file is there (and hashed) so the layout stays.
+        """Each anchor names a closing of the bundle and commits to the SHA-256 of
+        that closing's text. Its proof (an .ots file, an RFC 3161 token) is for the
+        tools of its kind (`ots verify`, `openssl ts -verify`): not checked here."""
+        texts = {r.entry_seq: r.fields["closing"] for r in self.records}
         for number, raw in self.bundle.lines("anchors.jsonl"):
             where = f"anchors.jsonl line {number}"
-            if not isinstance(_json(_text(raw, where), where), dict):
+            anchor = _json(_text(raw, where), where)
+            if not isinstance(anchor, dict):
                 _fail(f"{where}: not a JSON object")
+            seq = anchor.get("closing_entry_seq")
+            text = texts.get(seq) if isinstance(seq, int) else None
+            if not isinstance(text, str):
+                _fail(f"{where}: names no closing of the bundle")
+            if anchor.get("digest") != hashlib.sha256(text.encode("utf-8")).hexdigest():
+                _fail(f"{where}: digest is not the SHA-256 of the closing in entry "
+                      f"{anchor.get('closing_entry_seq')}")
 
     # -- one closing, at its closing.sealed entry -------------------------------------------
     def check_closing(self, seq: int, data: dict[str, Any], record: _ClosingRecord) -> None:

@@ -5,6 +5,7 @@ the real PostgreSQL: best-effort, recorded, retried, and never touching the chai
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import uuid
@@ -452,3 +453,25 @@ def test_anchoring_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         Settings()
     monkeypatch.setenv("EINVOICE_TSA_CERTIFICATE_FILE", str(tmp_path / "root.pem"))
     assert Settings().tsa_url == "https://tsa.example/tsr"
+
+
+def test_the_audit_bundle_carries_the_anchors_and_checks_their_digest(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey,
+        calendar: CalendarStandIn, tsa: TsaStandIn, trust: TsaTrust, tmp_path: Path) -> None:
+    from chalicelib.audit.bundle import export_from_database
+    from chalicelib.audit.verify import verify_bundle
+
+    closing = seal_a_day(database, tenant, signer)
+    anchor_closing(tenant, closing.closing_id, anchor_ports(database, [calendar.url], tsa.url,
+                                                            trust))
+    out = tmp_path / "bundle"
+    export_from_database(tenant, database, out)
+    lines = [json.loads(line) for line in (out / "anchors.jsonl").read_text().splitlines()]
+    assert {(a["method"], a["closing_entry_seq"]) for a in lines} == {
+        (OTS, closing.entry_seq), ("rfc3161", closing.entry_seq)}
+    assert verify_bundle(out, progress=False).ok
+
+    lines[0]["digest"] = "00" * 32
+    (out / "anchors.jsonl").write_text("".join(json.dumps(a) + "\n" for a in lines))
+    report = verify_bundle(out, progress=False)
+    assert not report.ok and "anchors.jsonl line 1: digest is not the SHA-256" in str(report)

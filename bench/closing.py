@@ -39,11 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 import pg8000.native
 
+from bench.chains import bulk_load_chain
 from chalicelib.adapters.postgres import Database, app_connector
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.domain import merkle
 from chalicelib.domain.closing import Period, paris_midnight
-from chalicelib.domain.ledger import GENESIS, ChainHead, canonical_payload, next_entry
+from chalicelib.domain.ledger import canonical_payload
 from chalicelib.ports import Clock
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
@@ -71,29 +72,13 @@ def sale(n: int) -> dict[str, Any]:
 
 
 def load_month(root: pg8000.native.Connection, database: Database, size: int) -> uuid.UUID:
-    """Bulk-load a valid chain of `size` invoice entries over the 31 days of the
-    month, as the superuser (the engine's insert check still verifies each row)."""
+    """A valid chain of `size` invoice entries over the 31 days of the month,
+    bulk-loaded (bench/chains.py)."""
     tenant = create_tenant("Closing bench", database.unit_of_work)
-    head, batch = GENESIS, 1000
     start = paris_midnight(MONTH)
     step = (paris_midnight(date(2026, 11, 1)) - start) / size
-    root.run("BEGIN")
-    for first in range(0, size, batch):
-        values, params = [], {}
-        for j in range(min(batch, size - first)):
-            n = first + j
-            entry = next_entry(head, "invoice.issued",
-                               canonical_payload(sale(n), start + step * n))
-            head = ChainHead(entry.seq, entry.hash)
-            values.append(f"(:t, :s{j}, :k, :p{j}, :ph{j}, :h{j})")
-            params.update({f"s{j}": entry.seq, f"p{j}": entry.payload,
-                           f"ph{j}": entry.prev_hash, f"h{j}": entry.hash})
-        root.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
-                 f"hash) VALUES {', '.join(values)}", t=str(tenant), k="invoice.issued",
-                 **params)
-    root.run("UPDATE ledger_heads SET seq = :s, hash = :h WHERE tenant_id = :t",
-             s=head.seq, h=head.hash, t=str(tenant))
-    root.run("COMMIT")
+    bulk_load_chain(root, tenant, (canonical_payload(sale(n), start + step * n)
+                                   for n in range(size)))
     return tenant
 
 

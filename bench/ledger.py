@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pg8000.native
 
+from bench.chains import bulk_load_chain
 from chalicelib.adapters.postgres import PAGE_SIZE, Database, app_connector
 from chalicelib.config import Settings
 from chalicelib.domain.ledger import (
     GENESIS,
-    ChainHead,
     canonical_payload,
     next_entry,
 )
@@ -119,28 +119,10 @@ def plain_inserts(settings: Settings, tenants: list[uuid.UUID], writers: int,
 
 
 def load_chain(root: pg8000.native.Connection, database: Database, size: int) -> uuid.UUID:
-    """Bulk-load a valid chain as the superuser (multi-row INSERTs; the engine's
-    insert check still verifies every row)."""
+    """A valid chain of `size` entries, bulk-loaded (bench/chains.py)."""
     tenant = create_tenant("Verify bench", database.unit_of_work)
-    head = GENESIS
-    batch = 1000
-    root.run("BEGIN")
-    for start in range(0, size, batch):
-        values, params = [], {}
-        for j in range(min(batch, size - start)):
-            entry = next_entry(head, "invoice.issued",
-                               canonical_payload({**PAYLOAD, "n": start + j}, AT))
-            head = ChainHead(entry.seq, entry.hash)
-            values.append(f"(:t, :s{j}, :k, :p{j}, :ph{j}, :h{j})")
-            params.update({f"s{j}": entry.seq, f"p{j}": entry.payload,
-                           f"ph{j}": entry.prev_hash, f"h{j}": entry.hash})
-        root.run("INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
-                 f"hash) VALUES {', '.join(values)}", t=str(tenant), k="invoice.issued",
-                 **params)
-    # Only ledger_append() moves a head; a bulk load records its own end.
-    root.run("UPDATE ledger_heads SET seq = :s, hash = :h WHERE tenant_id = :t",
-             s=head.seq, h=head.hash, t=str(tenant))
-    root.run("COMMIT")
+    bulk_load_chain(root, tenant, (canonical_payload({**PAYLOAD, "n": n}, AT)
+                                   for n in range(size)))
     return tenant
 
 

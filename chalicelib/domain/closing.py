@@ -128,6 +128,21 @@ def period_of(kind: str, moment: datetime) -> Period:
     return Period("year", date(day.year, 1, 1))
 
 
+def signed_by(public_key: bytes | None, signature: bytes, text: str) -> bool:
+    """Whether `signature` is the Ed25519 signature of the UTF-8 bytes of `text`
+    by `public_key` (None, or not a key: False)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if public_key is None or len(public_key) != 32:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, text.encode("utf-8"))
+    except InvalidSignature:
+        return False
+    return True
+
+
 def key_id_for(public_key: bytes) -> str:
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")

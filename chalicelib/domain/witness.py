@@ -24,8 +24,8 @@ from typing import Any
 from uuid import UUID
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from chalicelib.domain.closing import signed_by
 
 HEAD_TYPE = "einvoice.chain_head"
 _SEQ_SPACE = 10**16
@@ -78,8 +78,6 @@ def read_witness(content: bytes, public_keys: Mapping[str, bytes]) -> WitnessedH
     key = public_keys.get(key_id)
     if key is None:
         raise ValueError(f"the witness is signed with an unknown key {key_id}")
-    try:
-        Ed25519PublicKey.from_public_bytes(key).verify(signature, outer["head"].encode("utf-8"))
-    except InvalidSignature:
-        raise ValueError(f"the witness's signature does not verify with {key_id}") from None
+    if not signed_by(key, signature, outer["head"]):
+        raise ValueError(f"the witness's signature does not verify with {key_id}")
     return witnessed

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from uuid import UUID
 
 from chalicelib.domain import merkle
+from chalicelib.domain.closing import signed_by
 from chalicelib.domain.errors import NotFound, Violation
 from chalicelib.domain.ledger import GENESIS, ChainHead, LedgerEntry, Verification, verify_chain
 from chalicelib.ports import StoredClosing, UnitOfWorkFactory
@@ -41,8 +42,8 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
             closing = uow.closings.by_id(since_closing)
             if closing is None:
                 raise NotFound([Violation("since_closing", "no such closing")])
-            if not _signed(closing.text, closing.signature,
-                           uow.closings.public_keys().get(closing.key_id)):
+            if not signed_by(uow.closings.public_keys().get(closing.key_id),
+                             closing.signature, closing.text):
                 return Verification(False, 0, GENESIS, closing.entry_seq, "closing_signature",
                                     f"the closing in entry {closing.entry_seq} does not verify "
                                     f"with its key {closing.key_id}")
@@ -96,7 +97,7 @@ def _closings_problem(closings: list[StoredClosing], keys: dict[str, bytes],
     for closing in sorted(closings, key=lambda c: c.entry_seq):
         where = f"the closing of {closing.period_kind} {closing.period_start} " \
                 f"(entry {closing.entry_seq})"
-        if not _signed(closing.text, closing.signature, keys.get(closing.key_id)):
+        if not signed_by(keys.get(closing.key_id), closing.signature, closing.text):
             return closing.entry_seq, f"{where} does not verify with its key {closing.key_id}"
         if closing.last_seq not in seen:
             continue  # before an incremental start, or an empty chain
@@ -109,16 +110,3 @@ def _closings_problem(closings: list[StoredClosing], keys: dict[str, bytes],
             return closing.last_seq, (f"{where} states another Merkle root for entries "
                                       f"1..{closing.last_seq} than the chain's")
     return None
-
-
-def _signed(text: str, signature: bytes, public_key: bytes | None) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    if public_key is None:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, text.encode("utf-8"))
-    except InvalidSignature:
-        return False
-    return True

@@ -15,7 +15,7 @@ from chalicelib.ports import Clock, SystemClock
 
 @lru_cache(maxsize=1)
 def database() -> Database:
-    return Database(app_connector(settings()))
+    return Database(app_connector(settings()), cipher=field_cipher)
 
 
 @lru_cache(maxsize=1)

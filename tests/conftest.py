@@ -140,7 +140,7 @@ def app_settings(stack: LocalStack) -> Settings:
 
 @pytest.fixture(scope="session")
 def database(app_settings: Settings) -> Iterator[Database]:
-    db = Database(app_connector(app_settings))
+    db = Database(app_connector(app_settings), cipher=runtime.field_cipher)
     yield db
     db.close()
 
@@ -148,6 +148,25 @@ def database(app_settings: Settings) -> Iterator[Database]:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()
+
+
+@pytest.fixture(scope="session")
+def documents() -> Any:
+    """The Factur-X documents port (its schematron worker shared by the session)."""
+    from chalicelib.adapters.documents import FacturXDocuments
+
+    return FacturXDocuments()
+
+
+@pytest.fixture
+def ports(database: Database, app_settings: Settings, documents: Any, clock: FrozenClock) -> Any:
+    """Issuing's ports on the real PostgreSQL and moto S3 server, with a frozen clock."""
+    from chalicelib.adapters.archive import ObjectLockArchive
+    from chalicelib.adapters.aws import s3_client
+    from chalicelib.usecases.issue_invoice import InvoicePorts
+
+    archive = ObjectLockArchive(s3_client(app_settings), app_settings.archive_bucket)
+    return InvoicePorts(database.unit_of_work, documents, archive, clock)
 
 
 @pytest.fixture

@@ -46,6 +46,9 @@ from chalicelib.ports import (
 
 if TYPE_CHECKING:
     from chalicelib.adapters.postgres_closings import PostgresClosings
+    from chalicelib.usecases.field_encryption import FieldCipher
+
+CipherSource = Callable[[], "FieldCipher"]
 
 Isolation = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 PAGE_SIZE = 5000  # rows per page at most...
@@ -89,9 +92,14 @@ class Database:
     """Hands out transactions on one connection per thread (a function's
     container reuses it across invocations; a broken one is replaced)."""
 
-    def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
+    def __init__(self, connect: Callable[[], pg8000.native.Connection],
+                 cipher: CipherSource | None = None) -> None:
+        """`cipher`: where the field cipher comes from (called when first needed),
+        for the columns holding personal data (invoice and quote documents,
+        staged PDF/XML). Without one, those tables can be neither written nor read."""
         self._connect = connect
         self._local = threading.local()
+        self.cipher = cipher
 
     def _connection(self) -> pg8000.native.Connection:
         conn = getattr(self._local, "conn", None)
@@ -189,8 +197,9 @@ class TenantUnitOfWork:
         self.second_factor = PostgresSecondFactors(conn, self._tenant_id)
         self.api_keys = PostgresApiKeys(conn, self._tenant_id)
         self.signups = PostgresSignUpClaims(conn)
-        self.invoices = PostgresInvoices(conn, self._tenant_id)
-        self.quotes = PostgresQuotes(conn, self._tenant_id)
+        sealed = SealedColumns(self._database.cipher, self.data_keys)
+        self.invoices = PostgresInvoices(conn, self._tenant_id, sealed)
+        self.quotes = PostgresQuotes(conn, self._tenant_id, sealed)
         self._conn = conn
         return self
 
@@ -470,21 +479,92 @@ class PostgresPendingSignUps:
                      h=token_hash, e=email, s=lifetime.total_seconds())
 
 
+class _KeysOfOneTransaction:
+    """A tenant's data keys, each read at most once per transaction."""
+
+    def __init__(self, keys: PostgresDataKeys) -> None:
+        self._keys = keys
+        self.tenant_id = keys.tenant_id
+        self._latest: StoredDataKey | None = None
+        self._versions: dict[int, StoredDataKey] = {}
+
+    def latest(self) -> StoredDataKey | None:
+        if self._latest is None:
+            self._latest = self._keys.latest()
+        return self._latest
+
+    def get(self, version: int) -> StoredDataKey | None:
+        if version not in self._versions:
+            found = self._keys.get(version)
+            if found is None:
+                return None
+            self._versions[version] = found
+        return self._versions[version]
+
+    def add(self, key: StoredDataKey) -> bool:
+        self._latest = None
+        return self._keys.add(key)
+
+
+SEALED_FORMAT = 1  # first byte of a sealed value (chalicelib.domain.encryption)
+
+
+class SealedColumns:
+    """AES-256-GCM sealing of personal-data columns (DESIGN: IBAN, contact data),
+    each value bound to its tenant, table, column and row. The engine refuses
+    new rows whose values are not sealed (0019_sealed_invoice_data.sql); rows
+    from before that migration are read as they were stored."""
+
+    def __init__(self, cipher: CipherSource | None, keys: PostgresDataKeys) -> None:
+        self._cipher = cipher
+        self._keys = _KeysOfOneTransaction(keys)
+
+    def _source(self) -> FieldCipher:
+        if self._cipher is None:
+            raise RuntimeError("no field cipher configured (EINVOICE_MASTER_KEY_FILE): "
+                               "personal data is never stored in clear")
+        return self._cipher()
+
+    def _place(self, table: str, column: str, row_id: str) -> Any:
+        from chalicelib.domain.encryption import FieldPlace
+
+        return FieldPlace(self._keys.tenant_id, table, column, row_id)
+
+    def seal(self, table: str, column: str, row_id: str, value: bytes) -> bytes:
+        return self._source().seal_bytes(self._keys, self._place(table, column, row_id), value)
+
+    def open(self, table: str, column: str, row_id: str, stored: bytes) -> bytes:
+        return self._source().open_bytes(self._keys, self._place(table, column, row_id),
+                                         stored)
+
+    def open_text(self, table: str, row_id: str, clear: str | None,
+                  sealed: bytes | None) -> str:
+        """A `document` column: sealed since 0019, in clear before."""
+        if sealed is None:
+            if clear is None:
+                raise RuntimeError(f"{table} {row_id}: no document")
+            return clear
+        return self.open(table, "document", row_id, bytes(sealed)).decode("utf-8")
+
+
 _INVOICE_COLUMNS = ("id, series, number, invoice_number, type_code, preceding_id, issue_date, "
                     "idempotency_key, request_sha256, document, totals, pdf_sha256, "
                     "xml_sha256, ledger_seq, archive")
-
-
-def _invoice(row: list[Any]) -> IssuedInvoice:
-    return IssuedInvoice(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                         bytes(row[8]), row[9], row[10], bytes(row[11]), bytes(row[12]),
-                         row[13], row[14])
+_INVOICE_READ = _INVOICE_COLUMNS + ", document_sealed"
 
 
 class PostgresInvoices:
-    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID,
+                 sealed: SealedColumns) -> None:
         self._conn = conn
         self._tenant = str(tenant_id)
+        self._sealed = sealed
+
+    def _invoice(self, row: list[Any]) -> IssuedInvoice:
+        document = self._sealed.open_text("invoices", str(row[0]), row[9], row[15])
+        return IssuedInvoice(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                             bytes(row[8]), document, row[10], bytes(row[11]),
+                             bytes(row[12]), row[13], row[14])
 
     def next_number(self, series: str) -> int:
         [[number]] = self._conn.run("SELECT invoice_number_next(:s)", s=series)
@@ -505,25 +585,28 @@ class PostgresInvoices:
             raise
 
     def _insert(self, invoice: IssuedInvoice) -> None:
+        invoice_id = str(invoice.invoice_id)
+        sealed = self._sealed.seal("invoices", "document", invoice_id,
+                                   invoice.document.encode("utf-8"))
         self._conn.run(
-            f"INSERT INTO invoices (tenant_id, {_INVOICE_COLUMNS}) VALUES (:t, :id, :series, "
+            f"INSERT INTO invoices (tenant_id, {_INVOICE_READ}) VALUES (:t, :id, :series, "
             ":number, :invoice_number, :type_code, :preceding_id, :issue_date, :key, "
-            ":request_sha256, :document, :totals, :pdf, :xml, :seq, NULL)",
-            t=self._tenant, id=str(invoice.invoice_id), series=invoice.series,
+            ":request_sha256, NULL, :totals, :pdf, :xml, :seq, NULL, :sealed)",
+            t=self._tenant, id=invoice_id, series=invoice.series,
             number=invoice.number, invoice_number=invoice.invoice_number,
             type_code=invoice.type_code,
             preceding_id=str(invoice.preceding_id) if invoice.preceding_id else None,
             issue_date=invoice.issue_date, key=invoice.idempotency_key,
-            request_sha256=invoice.request_sha256, document=invoice.document,
+            request_sha256=invoice.request_sha256, sealed=sealed,
             totals=invoice.totals, pdf=invoice.pdf_sha256, xml=invoice.xml_sha256,
             seq=invoice.ledger_seq)
 
     def _one(self, where: str, **params: Any) -> IssuedInvoice | None:
-        rows = self._conn.run(f"SELECT {_INVOICE_COLUMNS} FROM invoices "
+        rows = self._conn.run(f"SELECT {_INVOICE_READ} FROM invoices "
                               f"WHERE tenant_id = :t AND {where}", t=self._tenant, **params)
         if not rows:
             return None
-        return _invoice(rows[0])
+        return self._invoice(rows[0])
 
     def by_idempotency_key(self, key: str) -> IssuedInvoice | None:
         return self._one("idempotency_key = :k", k=key)
@@ -532,20 +615,30 @@ class PostgresInvoices:
         return self._one("id = :id" + (" FOR UPDATE" if for_update else ""), id=str(invoice_id))
 
     def latest(self, limit: int) -> list[IssuedInvoice]:
-        rows = self._conn.run(f"SELECT {_INVOICE_COLUMNS} FROM invoices WHERE tenant_id = :t "
+        rows = self._conn.run(f"SELECT {_INVOICE_READ} FROM invoices WHERE tenant_id = :t "
                               "ORDER BY issued_at DESC, number DESC LIMIT :n",
                               t=self._tenant, n=limit)
-        return [_invoice(row) for row in rows]
+        return [self._invoice(row) for row in rows]
 
     def add_document(self, invoice_id: UUID, kind: str, content: bytes) -> None:
+        sealed = self._sealed.seal("invoice_documents", "content", f"{invoice_id}/{kind}",
+                                   content)
         self._conn.run("INSERT INTO invoice_documents (tenant_id, invoice_id, kind, content) "
                        "VALUES (:t, :id, :kind, :content)", t=self._tenant,
-                       id=str(invoice_id), kind=kind, content=content)
+                       id=str(invoice_id), kind=kind, content=sealed)
 
     def documents(self, invoice_id: UUID) -> dict[str, bytes]:
+        """The staged documents, opened (a PDF or XML staged in clear before 0019
+        starts with '%' or '<', never with the sealed format's first byte)."""
         rows = self._conn.run("SELECT kind, content FROM invoice_documents WHERE tenant_id = :t "
                               "AND invoice_id = :id", t=self._tenant, id=str(invoice_id))
-        return {kind: bytes(content) for kind, content in rows}
+        opened: dict[str, bytes] = {}
+        for kind, content in rows:
+            stored = bytes(content)
+            opened[kind] = (self._sealed.open("invoice_documents", "content",
+                                              f"{invoice_id}/{kind}", stored)
+                            if stored[:1] == bytes([SEALED_FORMAT]) else stored)
+        return opened
 
     def record_archive(self, invoice_id: UUID, receipt: str) -> bool:
         done = self._conn.run("UPDATE invoices SET archive = :r WHERE tenant_id = :t AND id = :id "
@@ -559,21 +652,24 @@ class PostgresInvoices:
 
 _QUOTE_COLUMNS = ("id, number, reference, idempotency_key, request_sha256, document, totals, "
                   "valid_until, created_at, converted_invoice_id, conversion_key, "
-                  "conversion_sha256")
-
-
-def _quote(row: list[Any]) -> StoredQuote:
-    return StoredQuote(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
-                       row[8], row[9], row[10], bytes(row[11]) if row[11] is not None else None)
+                  "conversion_sha256, document_sealed")
 
 
 class PostgresQuotes:
     """Quotes: their own per-tenant counter (quote_number_next), never an
     invoice series; the engine freezes each quote but its conversion, set once."""
 
-    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID) -> None:
+    def __init__(self, conn: pg8000.native.Connection, tenant_id: UUID,
+                 sealed: SealedColumns) -> None:
         self._conn = conn
         self._tenant = str(tenant_id)
+        self._sealed = sealed
+
+    def _quote(self, row: list[Any]) -> StoredQuote:
+        document = self._sealed.open_text("quotes", str(row[0]), row[5], row[12])
+        return StoredQuote(row[0], row[1], row[2], row[3], bytes(row[4]), document, row[6],
+                           row[7], row[8], row[9], row[10],
+                           bytes(row[11]) if row[11] is not None else None)
 
     def next_number(self) -> int:
         [[number]] = self._conn.run("SELECT quote_number_next()")
@@ -583,23 +679,24 @@ class PostgresQuotes:
         try:
             [row] = self._conn.run(
                 "INSERT INTO quotes (tenant_id, id, number, reference, idempotency_key, "
-                "request_sha256, document, totals, valid_until) VALUES (:t, :id, :number, "
-                f":reference, :key, :sha, :document, :totals, :valid_until) "
+                "request_sha256, document_sealed, totals, valid_until) VALUES (:t, :id, "
+                f":number, :reference, :key, :sha, :sealed, :totals, :valid_until) "
                 f"RETURNING {_QUOTE_COLUMNS}", t=self._tenant, id=str(quote.quote_id),
                 number=quote.number, reference=quote.reference, key=quote.idempotency_key,
-                sha=quote.request_sha256, document=quote.document, totals=quote.totals,
-                valid_until=quote.valid_until)
+                sha=quote.request_sha256, totals=quote.totals, valid_until=quote.valid_until,
+                sealed=self._sealed.seal("quotes", "document", str(quote.quote_id),
+                                         quote.document.encode("utf-8")))
         except DatabaseError as exc:
             if sqlstate(exc) == "23505" and exc.args[0].get("n") == \
                     "quotes_tenant_id_idempotency_key_key":
                 raise DuplicateIdempotencyKey() from None
             raise
-        return _quote(row)
+        return self._quote(row)
 
     def _one(self, where: str, **params: Any) -> StoredQuote | None:
         rows = self._conn.run(f"SELECT {_QUOTE_COLUMNS} FROM quotes "
                               f"WHERE tenant_id = :t AND {where}", t=self._tenant, **params)
-        return _quote(rows[0]) if rows else None
+        return self._quote(rows[0]) if rows else None
 
     def get(self, quote_id: UUID) -> StoredQuote | None:
         return self._one("id = :id", id=str(quote_id))

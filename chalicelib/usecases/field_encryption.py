@@ -42,21 +42,25 @@ class FieldCipher:
         self._lock = Lock()
 
     def seal(self, keys: DataKeyStore, place: FieldPlace, plaintext: str) -> bytes:
+        return self.seal_bytes(keys, place, plaintext.encode("utf-8"))
+
+    def open(self, keys: DataKeyStore, place: FieldPlace, sealed: bytes) -> str:
+        return self.open_bytes(keys, place, sealed).decode("utf-8")
+
+    def seal_bytes(self, keys: DataKeyStore, place: FieldPlace, plaintext: bytes) -> bytes:
         _same_tenant(keys, place)
         stored = keys.latest()
         if stored is None:
             stored = self._first_key(keys)
-        return seal(self._unwrapped(keys.tenant_id, stored), stored.version, place,
-                    plaintext.encode("utf-8"))
+        return seal(self._unwrapped(keys.tenant_id, stored), stored.version, place, plaintext)
 
-    def open(self, keys: DataKeyStore, place: FieldPlace, sealed: bytes) -> str:
+    def open_bytes(self, keys: DataKeyStore, place: FieldPlace, sealed: bytes) -> bytes:
         _same_tenant(keys, place)
         version = key_version(sealed)
         stored = keys.get(version)
         if stored is None:
             raise DecryptionRefused(f"no data key version {version} for this tenant")
-        return open_sealed(self._unwrapped(keys.tenant_id, stored), place,
-                           sealed).decode("utf-8")
+        return open_sealed(self._unwrapped(keys.tenant_id, stored), place, sealed)
 
     def new_data_key_version(self, keys: DataKeyStore) -> int:
         """Seal new values under a fresh data key from now on (old ones still open)."""

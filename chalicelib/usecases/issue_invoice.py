@@ -7,7 +7,8 @@ Steps, and what a crash between any two of them leaves behind:
 2. check the archive can keep the invoice 11 years (fail closed, before any
    number is given);
 3. one transaction: next number of the series (locked until commit), CII
-   XML, visual PDF, Factur-X embedding, XSD + schematron, ledger entry
+   XML, visual PDF, Factur-X embedding, XSD + schematron (checked in the
+   schematron worker while this process renders the PDF), ledger entry
    `invoice.issued` (number, totals, SHA-256 of PDF and XML), the invoice row
    and its staged documents. A crash inside rolls everything back: the number
    is given again, no gap (the engine refuses a gap anyway);
@@ -26,8 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import wait
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -62,6 +63,7 @@ from chalicelib.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from chalicelib.usecases.background import pool
 
 PARIS = ZoneInfo("Europe/Paris")
 ISSUED = "invoice.issued"
@@ -255,7 +257,7 @@ def issue_credit_note(tenant_id: UUID, credited_id: UUID, key: str | None, raw: 
 
 
 def _archive_after_issue(tenant_id: UUID, invoice: IssuedInvoice, ports: InvoicePorts,
-                         checkpoint: Checkpoint, *, first_attempt: bool = False
+                         checkpoint: Checkpoint, *, staged: dict[str, bytes] | None = None
                          ) -> IssuedInvoice:
     """The invoice is issued (committed) whatever happens here: an archive
     failure leaves it pending, for the caller's retry or the scheduled sweep,
@@ -264,7 +266,7 @@ def _archive_after_issue(tenant_id: UUID, invoice: IssuedInvoice, ports: Invoice
         return invoice
     try:
         return archive_invoice(tenant_id, invoice.invoice_id, ports, checkpoint,
-                               first_attempt=first_attempt)
+                               staged=staged)
     except Exception as exc:  # noqa: BLE001 - logged by type; the sweep retries
         from chalicelib.logs import logger
 
@@ -292,34 +294,40 @@ def _issue(tenant_id: UUID, key: str, fingerprint: bytes, draft: InvoiceDraft,
     totals = compute_totals(draft)
     try:
         with ports.unit_of_work(tenant_id) as uow:
-            invoice = _number_and_record(uow, key, fingerprint, draft, totals, credited_id,
-                                         ports, checkpoint)
+            invoice, documents = _number_and_record(uow, key, fingerprint, draft, totals,
+                                                    credited_id, ports, checkpoint)
     except DuplicateIdempotencyKey:
         found = _known(ports.unit_of_work, tenant_id, key)
         if found is None:
             raise
         return _finish_retry(tenant_id, _answer_retry(found, fingerprint), ports, checkpoint)
     checkpoint("committed")
-    # This call committed the number: nothing can have been put under its keys yet.
-    archived = _archive_after_issue(tenant_id, invoice, ports, checkpoint, first_attempt=True)
+    # This call committed the number: nothing can have been put under its keys yet,
+    # and the staged documents are the bytes in hand.
+    archived = _archive_after_issue(tenant_id, invoice, ports, checkpoint, staged=documents)
     return Issued(archived, created=True, archived=archived.archive is not None)
 
 
 def _number_and_record(uow: UnitOfWork, key: str, fingerprint: bytes, draft: InvoiceDraft,
                        totals: Totals, credited_id: UUID | None, ports: InvoicePorts,
-                       checkpoint: Checkpoint) -> IssuedInvoice:
-    """Inside the transaction that holds the series' number: everything or nothing."""
+                       checkpoint: Checkpoint) -> tuple[IssuedInvoice, dict[str, bytes]]:
+    """Inside the transaction that holds the series' number: everything or
+    nothing. Returns the invoice and the documents staged with it."""
     number = uow.invoices.next_number(draft.series)
     label = invoice_number(draft.series, number)
     checkpoint("numbered")
     created = ports.clock.now()
     xml = ports.documents.xml(draft, label, totals)
     checkpoint("xml_built")
+    # The checks mostly wait on the schematron worker (another process): they
+    # run while this thread renders and embeds, and are awaited before anything
+    # is recorded. A failure anywhere still rolls the whole transaction back.
+    checked = pool().submit(ports.documents.problems, xml)
     visual = ports.documents.pdf(draft, label, totals, created)
     checkpoint("pdf_rendered")
     pdf = ports.documents.factur_x(visual, xml, draft, label, created)
     checkpoint("embedded")
-    problems = ports.documents.problems(xml)
+    problems = checked.result()
     if problems:
         raise InvalidInput(problems)
     checkpoint("checked")
@@ -350,7 +358,7 @@ def _number_and_record(uow: UnitOfWork, key: str, fingerprint: bytes, draft: Inv
     uow.invoices.add_document(invoice_id, "pdf", pdf)
     uow.invoices.add_document(invoice_id, "xml", xml)
     checkpoint("stored")
-    return invoice
+    return invoice, {"pdf": pdf, "xml": xml}
 
 
 class StagedDocumentMismatch(RuntimeError):
@@ -359,21 +367,27 @@ class StagedDocumentMismatch(RuntimeError):
 
 def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
                     checkpoint: Checkpoint = no_checkpoint, *,
-                    first_attempt: bool = False) -> IssuedInvoice:
+                    staged: dict[str, bytes] | None = None) -> IssuedInvoice:
     """Put the staged PDF and XML under Object Lock and record the receipt once.
 
     One transaction holds the invoice's row lock from before the puts to the
     receipt: a second archiver (a retry racing the sweep) waits, then finds
     the receipt written, so no second version is ever put. A crash after a put
     leaves the object; the next run reuses the version holding those bytes.
+
+    `staged`: only from the call that has just committed the invoice, with the
+    bytes it staged: nothing can be under its keys yet (no lookup before the
+    put) and the staged copies need not be read back from the database.
     """
+    first_attempt = staged is not None
     with ports.unit_of_work(tenant_id) as uow:
         invoice = uow.invoices.get(invoice_id, for_update=True)
         if invoice is None:
             raise NotFound([Violation("invoice_id", "no such invoice")])
         if invoice.archive is not None:
             return invoice
-        staged = uow.invoices.documents(invoice_id)
+        if staged is None:
+            staged = uow.invoices.documents(invoice_id)
         expected = {"pdf": invoice.pdf_sha256, "xml": invoice.xml_sha256}
         for kind, digest in expected.items():
             if kind not in staged or hashlib.sha256(staged[kind]).digest() != digest:
@@ -381,27 +395,28 @@ def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
                                              "match its ledger hash")
         until = retain_until(invoice.issue_date)
         # The two puts are independent: made at once, they cost one round of S3 calls.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            puts = [pool.submit(ports.archive.put, archive_key(tenant_id, invoice, kind),
-                                staged[kind], until, content_type, first_attempt=first_attempt)
-                    for kind, content_type in DOCUMENT_TYPES]
-            stored: list[ArchivedObject] = [put.result() for put in puts]
+        puts = [pool().submit(ports.archive.put, archive_key(tenant_id, invoice, kind),
+                              staged[kind], until, content_type, first_attempt=first_attempt)
+                for kind, content_type in DOCUMENT_TYPES]
+        wait(puts)  # both ended, whatever happens next: no put outlives this transaction
+        stored: list[ArchivedObject] = [put.result() for put in puts]
         for kind, _ in DOCUMENT_TYPES:
             checkpoint(f"archived_{kind}")
         receipt = {"objects": [{"kind": kind, "key": o.key, "version_id": o.version_id,
                                 "sha256": o.sha256.hex(), "mode": o.mode,
                                 "retain_until": o.retain_until.isoformat()}
                                for kind, o in zip(("pdf", "xml"), stored, strict=True)]}
-        uow.invoices.record_archive(invoice_id, _canonical(receipt))
+        receipt_text = _canonical(receipt)
+        if not uow.invoices.record_archive(invoice_id, receipt_text):
+            raise RuntimeError(f"invoice {invoice_id}: the receipt was written by another "
+                               "archiver despite the row lock")
         appended = uow.ledger.append(ARCHIVED, canonical_payload(
             {"invoice_id": str(invoice_id), "invoice_number": invoice.invoice_number,
              **receipt}, ports.clock.now()), None)
         if appended is None:
             raise NotFound([Violation("tenant_id", "no such tenant")])
         checkpoint("recorded")
-        final = uow.invoices.get(invoice_id)
-    assert final is not None
-    return final
+    return replace(invoice, archive=receipt_text)
 
 
 def _ledger_hashes(uow: UnitOfWork, invoice: IssuedInvoice) -> dict[str, bytes]:

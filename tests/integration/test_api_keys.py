@@ -58,6 +58,36 @@ def test_a_key_reads_its_own_tenant_ledger_only(client: Any, frozen: FrozenClock
     assert keys[0]["last_used_at"] is not None
 
 
+
+def test_a_key_s_last_use_is_stamped_at_most_once_a_minute(
+        client: Any, frozen: FrozenClock, superuser: Connect) -> None:
+    """Every call is not a write: the stamp moves only when a minute old."""
+    _, key = owner_with_key(client, frozen)
+
+    def last_used() -> Any:
+        conn = superuser()
+        try:
+            return conn.run("SELECT last_used_at FROM api_keys WHERE id = :k",
+                            k=key["id"])[0][0]
+        finally:
+            conn.close()
+
+    assert last_used() is None
+    assert bearer(client, "/ledger/verify", key["secret"]).status_code == 200
+    first = last_used()
+    assert first is not None
+    assert bearer(client, "/ledger/verify", key["secret"]).status_code == 200
+    assert last_used() == first  # within the minute: not written again
+    conn = superuser()
+    try:
+        conn.run("UPDATE api_keys SET last_used_at = last_used_at - interval '61 seconds' "
+                 "WHERE id = :k", k=key["id"])
+    finally:
+        conn.close()
+    assert bearer(client, "/ledger/verify", key["secret"]).status_code == 200
+    assert last_used() >= first  # a minute old (moved back 61 s): stamped again, now
+
+
 def test_a_key_is_not_a_person(client: Any, frozen: FrozenClock) -> None:
     _, key = owner_with_key(client, frozen)
     for method, path in (("GET", "/me"), ("GET", "/api-keys"), ("POST", "/api-keys"),

@@ -19,7 +19,6 @@ import pytest
 
 from chalicelib.adapters.archive import ObjectLockArchive
 from chalicelib.adapters.aws import s3_client
-from chalicelib.adapters.documents import FacturXDocuments
 from chalicelib.adapters.postgres import Database, invoices_awaiting_archive
 from chalicelib.config import Settings
 from chalicelib.domain.errors import (
@@ -39,7 +38,7 @@ from chalicelib.usecases.issue_invoice import (
     issue_invoice,
     retain_until,
 )
-from tests.conftest import Connect, FrozenClock
+from tests.conftest import Connect
 from tests.unit.test_invoice_model import consumer, invoice, line
 
 STEPS = ["validated", "archive_checked", "numbered", "xml_built", "pdf_rendered", "embedded",
@@ -61,18 +60,6 @@ def crash_at(step: str) -> Callable[[str], None]:
 def recent(**fields: Any) -> dict[str, Any]:
     """A valid B2B invoice dated before the frozen clock's day."""
     return invoice(**{"issue_date": "2026-11-20", "due_date": "2026-12-20", **fields})
-
-
-@pytest.fixture(scope="module")
-def documents() -> FacturXDocuments:
-    return FacturXDocuments()
-
-
-@pytest.fixture
-def ports(database: Database, app_settings: Settings, documents: FacturXDocuments,
-          clock: FrozenClock) -> InvoicePorts:
-    archive = ObjectLockArchive(s3_client(app_settings), app_settings.archive_bucket)
-    return InvoicePorts(database.unit_of_work, documents, archive, clock)
 
 
 def state(superuser: Connect, tenant: uuid.UUID) -> dict[str, Any]:

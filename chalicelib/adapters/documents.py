@@ -10,7 +10,7 @@ from datetime import datetime
 
 from chalicelib.documents.cii import invoice_xml
 from chalicelib.documents.facturx import embed, xsd_problems
-from chalicelib.documents.schematron import en16931_failures
+from chalicelib.documents.schematron import invoice_failures
 from chalicelib.documents.visual import invoice_pdf, unprintable
 from chalicelib.domain.errors import Violation
 from chalicelib.domain.invoice import InvoiceDraft, Totals
@@ -34,9 +34,10 @@ class FacturXDocuments(InvoiceDocuments):
 
     def problems(self, xml: bytes) -> list[Violation]:
         """The XSD first (the schematron assumes a well-formed CII), then every
-        fatal EN 16931 rule; warnings do not stop an invoice."""
+        fatal rule of EN 16931 and of the French CTC (BR-FR, what a Plateforme
+        Agréée enforces), in one worker; warnings do not stop an invoice."""
         found = [Violation("document", f"XSD: {problem}") for problem in xsd_problems(xml)]
         if found:
             return found
         return [Violation("document", f"{failure.rule}: {failure.text}")
-                for failure in en16931_failures(xml) if failure.fatal]
+                for failure in invoice_failures(xml) if failure.fatal]

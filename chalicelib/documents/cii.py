@@ -9,7 +9,14 @@ The French mentions (CGI ann. II art. 242 nonies A, C. com. L441-9) go into
 notes (BT-22) with the subject codes (BT-21) French Factur-X practice uses:
 PMT the recovery indemnity, PMD the late-payment penalties, AAB the discount
 conditions, TXD the VAT mentions (franchise, option for VAT on debits). Their
-sentences are the ones the PDF prints (`legal_notes`).
+sentences are the ones the PDF prints (`legal_notes`). The French CTC rules
+want PMT, PMD and AAB on every invoice (BR-FR-05), each at most once, and TXD
+at most once (BR-FR-06): for a consumer, to whom C. com. L441-10 does not
+apply, PMT and PMD say so rather than state a penalty or an indemnity.
+
+The parties' electronic addresses (BT-34, BT-49; French CTC BR-FR-13,
+BR-FR-12) are `ram:URIUniversalCommunication/ram:URIID` with their scheme
+as `@schemeID`, after the postal address, as the CII schema orders them.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from chalicelib.domain.invoice import (
     FRANCHISE_MENTION,
     Address,
     Adjustment,
+    BuyerKind,
+    ElectronicAddress,
     InvoiceDraft,
     OperationCategory,
     Totals,
@@ -54,6 +63,13 @@ BUSINESS_PROCESS: Final = {
     OperationCategory.BOTH: "M1",
 }
 VAT_ON_DEBITS_MENTION: Final = "Option pour le paiement de la taxe d'après les débits"
+# BR-FR-05 asks for PMD and PMT notes on every invoice; for a consumer they
+# say that the mentions of C. com. L441-10 (and D441-5) do not apply.
+CONSUMER_PENALTIES_MENTION: Final = ("Pénalités de retard de l'art. L441-10 du code de "
+                                     "commerce : non applicables, client non professionnel")
+CONSUMER_INDEMNITY_MENTION: Final = ("Indemnité forfaitaire pour frais de recouvrement "
+                                     "(C. com. art. L441-10 et D441-5) : non applicable, "
+                                     "client non professionnel")
 
 _NBSP: Final = "\u00a0"
 
@@ -78,20 +94,28 @@ def french_date(value: date) -> str:
 
 
 def legal_notes(draft: InvoiceDraft) -> list[tuple[str, str]]:
-    """The French mentions as (subject code, sentence), in a fixed order."""
+    """The French mentions as (subject code, sentence), in a fixed order:
+    PMD, PMT and AAB exactly once each (BR-FR-05, BR-FR-06), TXD at most once
+    (BR-FR-06: the model refuses the option for VAT on debits under the
+    franchise, the only two TXD mentions)."""
     notes: list[tuple[str, str]] = []
     if draft.seller.vat_franchise:
         notes.append(("TXD", FRANCHISE_MENTION))
     if draft.vat_on_debits:
         notes.append(("TXD", VAT_ON_DEBITS_MENTION))
-    if draft.late_payment_penalty_rate is not None:
+    consumer = draft.buyer.kind is BuyerKind.CONSUMER
+    if draft.late_payment_penalty_rate is not None:  # always for a business buyer
         notes.append(("PMD", f"Pénalités de retard : taux annuel de "
                              f"{french_number(draft.late_payment_penalty_rate)}{_NBSP}%, "
                              f"exigibles dès le lendemain de la date d'échéance"))
-    if draft.recovery_indemnity is not None:
+    elif consumer:
+        notes.append(("PMD", CONSUMER_PENALTIES_MENTION))
+    if draft.recovery_indemnity is not None:  # always for a business buyer, never else
         notes.append(("PMT", f"Indemnité forfaitaire pour frais de recouvrement : "
                              f"{french_amount(draft.recovery_indemnity)} "
                              f"(C. com. art. L441-10 et D441-5)"))
+    elif consumer:
+        notes.append(("PMT", CONSUMER_INDEMNITY_MENTION))
     notes.append(("AAB", f"Escompte pour paiement anticipé : {draft.discount_conditions}"))
     return notes
 
@@ -153,6 +177,11 @@ def _address(parent: Any, address: Address) -> None:
         _add(holder, "ram:LineThree", address.line3)
     _add(holder, "ram:CityName", address.city)
     _add(holder, "ram:CountryID", address.country_code)
+
+
+def _electronic_address(party: Any, address: ElectronicAddress) -> None:
+    holder = _add(party, "ram:URIUniversalCommunication")
+    _add(holder, "ram:URIID", address.value, schemeID=address.scheme)
 
 
 def _tax_registrations(party: Any, vat_number: str | None, tax_id: str | None) -> None:
@@ -218,6 +247,7 @@ def _agreement(transaction: Any, draft: InvoiceDraft) -> None:
     organization = _add(party, "ram:SpecifiedLegalOrganization")
     _add(organization, "ram:ID", seller.siren, schemeID=SIREN_SCHEME)  # BT-30
     _address(party, seller.address)  # BG-5
+    _electronic_address(party, seller.electronic_address)  # BT-34, BT-34-1
     _tax_registrations(party, seller.vat_number, seller.tax_registration_id)  # BT-31, BT-32
 
     buyer = draft.buyer
@@ -227,6 +257,7 @@ def _agreement(transaction: Any, draft: InvoiceDraft) -> None:
         organization = _add(party, "ram:SpecifiedLegalOrganization")
         _add(organization, "ram:ID", buyer.siren, schemeID=SIREN_SCHEME)  # BT-47
     _address(party, buyer.address)  # BG-8
+    _electronic_address(party, buyer.electronic_address)  # BT-49, BT-49-1
     _tax_registrations(party, buyer.vat_number, None)  # BT-48
 
 

@@ -9,6 +9,11 @@ in one long-lived worker subprocess per checker (`schematron_worker`), which
 compiles once (~0.7 s) and then answers each check in tens of milliseconds.
 The worker exits when its stdin closes: on `close()`, at interpreter exit,
 or when this process dies.
+
+`invoice_failures` is what issuing checks: both rule sets in one shared
+worker, which compiles each once and runs them one after the other on the
+same parsed document. `en16931_failures` keeps the EN 16931 rules alone (its
+own worker, started only if called).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "SchematronUnavailable",
     "Stylesheet",
     "en16931_failures",
+    "invoice_failures",
 ]
 
 CII_ROOT: Final = (
@@ -370,19 +376,31 @@ def _interpret(status: bytes, body: bytes) -> list[RuleFailure]:
     raise SchematronUnavailable(f"the schematron worker failed: {message}")
 
 
-_shared: SchematronChecker | None = None
+# What an issued invoice must pass: EN 16931 (Factur-X profile), then the
+# French CTC "Flux 2" rules a Plateforme Agréée enforces.
+INVOICE_RULES: Final = (EN16931, FR_CTC)
+
+_shared: dict[tuple[Stylesheet, ...], SchematronChecker] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_checker() -> SchematronChecker:
-    global _shared
+def _shared_checker(stylesheets: tuple[Stylesheet, ...] = INVOICE_RULES) -> SchematronChecker:
+    """This process's one checker (and worker) for these stylesheets."""
     with _shared_lock:
-        if _shared is None:
-            _shared = SchematronChecker(EN16931)
-            atexit.register(_shared.close)
-        return _shared
+        checker = _shared.get(stylesheets)
+        if checker is None:
+            checker = _shared[stylesheets] = SchematronChecker(stylesheets)
+            atexit.register(checker.close)
+        return checker
+
+
+def invoice_failures(xml: bytes) -> list[RuleFailure]:
+    """EN 16931 then French CTC (BR-FR) failures of a CII invoice, from this
+    process's shared checker of both."""
+    return _shared_checker(INVOICE_RULES).check(xml)
 
 
 def en16931_failures(xml: bytes) -> list[RuleFailure]:
-    """EN 16931 failures of a CII invoice, from this process's shared checker."""
-    return _shared_checker().check(xml)
+    """EN 16931 failures of a CII invoice, from this process's shared
+    EN 16931 checker."""
+    return _shared_checker((EN16931,)).check(xml)

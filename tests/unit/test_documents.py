@@ -21,8 +21,16 @@ from hypothesis import strategies as st
 from lxml import etree
 from pypdf import PdfReader
 
+from chalicelib.adapters.documents import FacturXDocuments
 from chalicelib.documents import facturx as documents
-from chalicelib.documents.cii import NAMESPACES, french_amount, french_number, invoice_xml
+from chalicelib.documents.cii import (
+    CONSUMER_INDEMNITY_MENTION,
+    CONSUMER_PENALTIES_MENTION,
+    NAMESPACES,
+    french_amount,
+    french_number,
+    invoice_xml,
+)
 from chalicelib.documents.facturx import (
     PRODUCER,
     DocumentInvalid,
@@ -31,6 +39,7 @@ from chalicelib.documents.facturx import (
     xsd_problems,
 )
 from chalicelib.documents.visual import FONTS, invoice_pdf, srgb_profile
+from chalicelib.domain.errors import Violation
 from chalicelib.domain.invoice import (
     FRANCHISE_MENTION,
     InvoiceDraft,
@@ -40,7 +49,11 @@ from chalicelib.domain.invoice import (
     validate_invoice,
 )
 from tests.unit.test_invoice_model import (
+    BUYER_SIREN,
+    CONSUMER_EMAIL,
     IBAN,
+    SELLER_SIREN,
+    SELLER_SIRET,
     Raw,
     address,
     consumer,
@@ -87,6 +100,22 @@ def allowances_and_charges() -> Raw:
         delivery_address=address("13001", "Marseille"), delivery_date="2026-02-27")
 
 
+def foreign_consumer() -> Raw:
+    """A consumer in Belgium, with a contractual late-payment penalty rate."""
+    raw = consumer()
+    raw["late_payment_penalty_rate"] = "8"
+    raw["buyer"]["address"] = address("1000", "Bruxelles", "BE")
+    return raw
+
+
+def other_addresses() -> Raw:
+    """The seller at its SIRET (0009), a German buyer at its GLN (0088)."""
+    raw = intra_community()
+    raw["seller"]["electronic_address"] = {"scheme": "0009", "value": SELLER_SIRET}
+    raw["buyer"]["electronic_address"] = {"scheme": "0088", "value": "3014531200102"}
+    return raw
+
+
 def many_lines() -> Raw:
     rates = ("20", "10", "5.5", "2.1")
     return invoice(*(line(str(i % 7 + 1), f"{i}.25", "S", rates[i % 4], f"Article n° {i}")
@@ -105,7 +134,8 @@ DRAFTS: dict[str, Callable[[], Raw]] = {
                                                     "TVA, article 261-4-4° a du CGI"}]),
     "franchise": franchise,
     "franchise_b2c": lambda: franchise(
-        buyer={"name": "Paul Petit", "kind": "consumer", "address": address()},
+        buyer={"name": "Paul Petit", "kind": "consumer", "address": address(),
+               "electronic_address": {"scheme": "EM", "value": "paul.petit@example.fr"}},
         late_payment_penalty_rate=None, recovery_indemnity=None),
     "intra_community": intra_community,
     "reverse_charge": reverse_charge,
@@ -117,6 +147,8 @@ DRAFTS: dict[str, Callable[[], Raw]] = {
                                          line("-1", "40", description="Retour d'un article")),
     "without_iban": lambda: invoice(seller={**invoice()["seller"], "iban": None}),
     "200_lines": many_lines,
+    "b2c_abroad_with_penalties": foreign_consumer,
+    "siret_and_gln_addresses": other_addresses,
 }
 
 
@@ -245,14 +277,109 @@ def test_xml_passes_the_xsd_and_states_our_totals(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", DRAFTS)
-def test_every_valid_draft_passes_the_en16931_schematron(name: str) -> None:
-    """The official EN 16931 CII rules (saxonche, one shared worker): no fatal
-    failure on any case of the matrix (rates, exemptions, B2B/B2C, credit note,
-    allowances and charges, 200 lines)."""
+def test_every_valid_draft_passes_en16931_and_the_french_ctc_rules(name: str) -> None:
+    """The official EN 16931 CII rules and the French CTC "Flux 2" rules (BR-FR)
+    a PA enforces (saxonche, one shared worker): no fatal failure on any case
+    of the matrix (rates, exemptions, B2B/B2C, foreign buyers, credit note,
+    allowances and charges, 200 lines, electronic address schemes, the
+    largest amounts), and the documents port finds no problem either."""
+    from chalicelib.documents.schematron import invoice_failures
+
+    xml = built(name).documents.xml
+    fatal = [f for f in invoice_failures(xml) if f.fatal]
+    assert fatal == []
+    assert FacturXDocuments().problems(xml) == []
+
+
+def test_the_largest_amounts_the_model_allows_meet_br_fr_dec_01() -> None:
+    """16 digits before the point, 2 after: 18 of the 19 characters BR-FR-DEC-01
+    allows (the sign is the 19th); the model refuses anything larger."""
+    from chalicelib.documents.schematron import invoice_failures
+
+    exempt = [{"category": "E", "reason": "Exonéré"}]
+    draft = validate_invoice(invoice(line("999999999.9999", "10000000", "E", "0"),
+                                     vat_exemptions=exempt))
+    totals = compute_totals(draft)
+    xml = invoice_xml(draft, NUMBER, totals)
+
+    assert totals.amount_due == Decimal("9999999999999000.00")
+    assert xsd_problems(xml) == []
+    assert [f.rule for f in invoice_failures(xml) if f.rule.startswith("BR-FR")] == []
+
+
+def _with_treatment(xml: bytes, treatment: str) -> bytes:
+    """The XML with a BAR note (BT-21) naming the PA's treatment, as a PA may
+    apply it from its channel even when the invoice carries none."""
+    root = parse(xml)
+    notes = root.xpath("//rsm:ExchangedDocument/ram:IncludedNote", namespaces=NAMESPACES)
+    note = etree.Element(f"{{{NAMESPACES['ram']}}}IncludedNote")
+    etree.SubElement(note, f"{{{NAMESPACES['ram']}}}Content").text = treatment
+    etree.SubElement(note, f"{{{NAMESPACES['ram']}}}SubjectCode").text = "BAR"
+    notes[-1].addnext(note)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+@pytest.mark.parametrize("name", DRAFTS)
+def test_the_rules_of_the_pa_treatment_pass_too(name: str) -> None:
+    """Treated as B2B (a French business buyer), B2BINT or B2C, every draft
+    still passes: BR-FR-11 (buyer SIREN) and BR-FR-21 (a 0225 address starting
+    with it) hold for French business buyers."""
+    from chalicelib.documents.schematron import invoice_failures
+
+    buyer = built(name).draft.buyer
+    treatment = ("B2C" if buyer.kind == "consumer" else
+                 "B2B" if buyer.address.country_code == "FR" else "B2BINT")
+    xml = _with_treatment(built(name).documents.xml, treatment)
+
+    assert [f.rule for f in invoice_failures(xml) if f.fatal] == []
+
+
+def test_a_b2b_buyer_outside_the_directory_fails_br_fr_21() -> None:
+    """Why the model wants a 0225 address of a French business buyer."""
+    from chalicelib.documents.schematron import invoice_failures
+
+    xml = built("rate_20").documents.xml.replace(
+        f'schemeID="0225">{BUYER_SIREN}<'.encode(), b'schemeID="0088">3014531200102<')
+
+    assert [f.rule for f in invoice_failures(xml) if f.fatal] == []
+    assert [f.rule for f in invoice_failures(_with_treatment(xml, "B2B"))
+            if f.fatal] == ["BR-FR-21_BT-49"]
+
+
+def _without(xml: bytes, path: str) -> bytes:
+    root = parse(xml)
+    [element] = root.xpath(path, namespaces=NAMESPACES)
+    element.getparent().remove(element)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+@pytest.mark.parametrize(("path", "rule"), [
+    (f"{AGREEMENT}/ram:BuyerTradeParty/ram:URIUniversalCommunication", "BR-FR-12_BT-49"),
+    (f"{AGREEMENT}/ram:SellerTradeParty/ram:URIUniversalCommunication", "BR-FR-13_BT-34"),
+    ("//ram:IncludedNote[ram:SubjectCode='PMT']", "BR-FR-05_BT-22_PMT"),
+])
+def test_an_xml_failing_the_french_ctc_rules_is_refused(path: str, rule: str) -> None:
+    """What EN 16931 lets through and a PA rejects: problems() names the
+    BR-FR rule (the XSD and EN 16931 still pass)."""
     from chalicelib.documents.schematron import en16931_failures
 
-    fatal = [f for f in en16931_failures(built(name).documents.xml) if f.fatal]
-    assert fatal == []
+    xml = _without(built("rate_20").documents.xml, path)
+
+    assert xsd_problems(xml) == []
+    assert [f for f in en16931_failures(xml) if f.fatal] == []
+    [problem] = FacturXDocuments().problems(xml)
+    assert problem.field == "document" and problem.rule.startswith(f"{rule}: BR-FR-")
+
+
+def test_problems_reports_en16931_and_french_ctc_failures_together() -> None:
+    xml = _without(built("rate_20").documents.xml,
+                   f"{AGREEMENT}/ram:BuyerTradeParty/ram:URIUniversalCommunication")
+    xml = xml.replace(b"<ram:GrandTotalAmount>120.00<", b"<ram:GrandTotalAmount>121.00<")
+
+    problems = FacturXDocuments().problems(xml)
+    assert [p.rule.split(":")[0] for p in problems] == ["BR-CO-15", "BR-CO-16",
+                                                        "BR-FR-12_BT-49"]
+    assert all(isinstance(p, Violation) and p.field == "document" for p in problems)
 
 
 def test_xml_maps_parties_payment_and_french_mentions() -> None:
@@ -276,6 +403,15 @@ def test_xml_maps_parties_payment_and_french_mentions() -> None:
                       "/text()", namespaces=NAMESPACES) == ["552100554"]
     assert root.xpath(f"{buyer}/ram:SpecifiedTaxRegistration/ram:ID[@schemeID='VA']/text()",
                       namespaces=NAMESPACES) == ["FR96552100554"]
+    # BT-34 and BT-49 with their schemes, between the postal address and the
+    # tax registrations (the CII schema's order, checked by the XSD as well)
+    for party, siren in ((seller, SELLER_SIREN), (buyer, BUYER_SIREN)):
+        assert root.xpath(f"{party}/ram:URIUniversalCommunication/ram:URIID[@schemeID='0225']"
+                          "/text()", namespaces=NAMESPACES) == [siren]
+        children = [etree.QName(c).localname
+                    for c in root.xpath(f"{party}/*", namespaces=NAMESPACES)]
+        assert children[-3:] == ["PostalTradeAddress", "URIUniversalCommunication",
+                                 "SpecifiedTaxRegistration"]
     assert text(root, "//ram:ShipToTradeParty/ram:PostalTradeAddress/ram:CityName") == \
         "Marseille"
     assert text(root, "//ram:ActualDeliverySupplyChainEvent/ram:OccurrenceDateTime/"
@@ -325,10 +461,32 @@ def test_xml_of_exemptions_credit_notes_and_accounts() -> None:
     assert text(credit, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == "F-000042"
     assert text(credit, "//ram:InvoiceReferencedDocument/ram:FormattedIssueDateTime/"
                         "qdt:DateTimeString[@format='102']") == "20260201"
-    assert texts(b2c, "//ram:SubjectCode") == ["AAB"]  # no B2B penalty nor indemnity
+    # BR-FR-05: PMD and PMT on every invoice; for a consumer they say that the
+    # B2B penalties and indemnity do not apply
+    assert [(text(n, "ram:SubjectCode"), text(n, "ram:Content")) for n in b2c.xpath(
+        "//ram:IncludedNote", namespaces=NAMESPACES)] == [
+        ("PMD", CONSUMER_PENALTIES_MENTION), ("PMT", CONSUMER_INDEMNITY_MENTION),
+        ("AAB", "Escompte pour paiement anticipé : néant")]
+    assert root_addresses(b2c) == {"Seller": ("0225", SELLER_SIREN),
+                                   "Buyer": ("EM", CONSUMER_EMAIL)}
+    abroad = parse(built("b2c_abroad_with_penalties").documents.xml)
+    assert texts(abroad, "//ram:IncludedNote[ram:SubjectCode='PMD']/ram:Content") == [
+        f"Pénalités de retard : taux annuel de 8{NBSP}%, exigibles dès le lendemain de la "
+        f"date d'échéance"]
+    assert root_addresses(parse(built("siret_and_gln_addresses").documents.xml)) == {
+        "Seller": ("0009", SELLER_SIRET), "Buyer": ("0088", "3014531200102")}
     assert texts(b2c, f"{AGREEMENT}/ram:BuyerTradeParty/ram:SpecifiedLegalOrganization") == []
     assert texts(parse(built("without_iban").documents.xml),
                  "//ram:SpecifiedTradeSettlementPaymentMeans") == []
+
+
+def root_addresses(root: Any) -> dict[str, tuple[str, str]]:
+    """(scheme, address) of the seller's and the buyer's URIID."""
+    return {role: (str(uri.get("schemeID")), str(uri.text))
+            for role in ("Seller", "Buyer")
+            for uri in root.xpath(f"{AGREEMENT}/ram:{role}TradeParty/"
+                                  "ram:URIUniversalCommunication/ram:URIID",
+                                  namespaces=NAMESPACES)}
 
 
 def test_same_inputs_give_the_same_bytes() -> None:
@@ -495,7 +653,8 @@ def test_the_page_states_the_french_mentions() -> None:
     assert "Adresse de livraison" in b2b and "13001 Marseille" in b2b
     assert "FR76 3000 6000 0112 3456 7890 189" in b2b
     assert "Net à payer\n148,38 €" in b2b and "Remise fidélité" in b2b and "Livraison" in b2b
-    assert "Marie Martin" in b2c and "Indemnité forfaitaire" not in b2c
+    assert "Marie Martin" in b2c and "40,00 €" not in b2c
+    assert "non applicable, client non professionnel" in b2c.replace("\n", " ")
     assert "293 B" in exempt and FRANCHISE_MENTION in exempt
     assert "AVOIR" in credit and "facture n° F-000042 du 01/02/2026" in credit
     assert "Autoliquidation" in reverse and "DE136695976" in reverse

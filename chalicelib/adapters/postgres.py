@@ -612,7 +612,10 @@ class PostgresInvoices:
         return self._one("idempotency_key = :k", k=key)
 
     def get(self, invoice_id: UUID, *, for_update: bool = False) -> IssuedInvoice | None:
-        return self._one("id = :id" + (" FOR UPDATE" if for_update else ""), id=str(invoice_id))
+        # NO KEY UPDATE: archivers of one invoice wait for each other, while a credit
+        # note or a quote referencing it (a foreign key's KEY SHARE) never waits.
+        return self._one("id = :id" + (" FOR NO KEY UPDATE" if for_update else ""),
+                         id=str(invoice_id))
 
     def latest(self, limit: int) -> list[IssuedInvoice]:
         rows = self._conn.run(f"SELECT {_INVOICE_READ} FROM invoices WHERE tenant_id = :t "
@@ -698,8 +701,9 @@ class PostgresQuotes:
                               f"WHERE tenant_id = :t AND {where}", t=self._tenant, **params)
         return self._quote(rows[0]) if rows else None
 
-    def get(self, quote_id: UUID) -> StoredQuote | None:
-        return self._one("id = :id", id=str(quote_id))
+    def get(self, quote_id: UUID, *, for_update: bool = False) -> StoredQuote | None:
+        return self._one("id = :id" + (" FOR NO KEY UPDATE" if for_update else ""),
+                         id=str(quote_id))
 
     def by_idempotency_key(self, key: str) -> StoredQuote | None:
         return self._one("idempotency_key = :k", k=key)

@@ -406,15 +406,18 @@ def archive_invoice(tenant_id: UUID, invoice_id: UUID, ports: InvoicePorts,
                                 "sha256": o.sha256.hex(), "mode": o.mode,
                                 "retain_until": o.retain_until.isoformat()}
                                for kind, o in zip(("pdf", "xml"), stored, strict=True)]}
-        receipt_text = _canonical(receipt)
-        if not uow.invoices.record_archive(invoice_id, receipt_text):
-            raise RuntimeError(f"invoice {invoice_id}: the receipt was written by another "
-                               "archiver despite the row lock")
+        # The chain's head first, the row's new version after: every writer takes
+        # the head before touching the invoices' unique keys, so an issuer
+        # holding the head never waits on this transaction's uncommitted row.
         appended = uow.ledger.append(ARCHIVED, canonical_payload(
             {"invoice_id": str(invoice_id), "invoice_number": invoice.invoice_number,
              **receipt}, ports.clock.now()), None)
         if appended is None:
             raise NotFound([Violation("tenant_id", "no such tenant")])
+        receipt_text = _canonical(receipt)
+        if not uow.invoices.record_archive(invoice_id, receipt_text):
+            raise RuntimeError(f"invoice {invoice_id}: the receipt was written by another "
+                               "archiver despite the row lock")
         checkpoint("recorded")
     return replace(invoice, archive=receipt_text)
 

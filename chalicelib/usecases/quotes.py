@@ -2,10 +2,18 @@
 
 A quote is a validated invoice draft offered until `valid_until`. It is not
 an invoice: its reference (D-000001...) comes from the tenant's own quote
-counter, never from an invoice series, and making it touches neither the
-ledger nor the archive. Its dates are not the invoice's: the quote's draft has
-no issue or due date; they are given when the customer accepts and the quote
-becomes an invoice.
+counter, never from an invoice series, and making it touches no archive.
+Its dates are not the invoice's: the quote's draft has no issue or due date;
+they are given when the customer accepts and the quote becomes an invoice.
+
+Ledger (the audit trail, in the tenant's chain): `quote.created` is appended
+in the transaction that takes the quote's number and inserts its row, and
+`quote.converted` in the transaction that records the conversion, only when
+that transaction is the one that wrote it (the UPDATE from NULL succeeds
+once): a crash leaves both or neither, and neither a retry nor a racing
+conversion appends a second entry. The ledger is immutable forever, so no
+personal data goes in it (no buyer or seller name, address, IBAN, contact):
+the SHA-256 of the kept document proves which quote was made.
 
 POST /quotes body: {"valid_until": "YYYY-MM-DD", "invoice": <the same JSON as
 POST /invoices, without issue_date and due_date>}.
@@ -26,6 +34,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from uuid import UUID, uuid4
 
 import rfc8785
@@ -38,7 +47,8 @@ from chalicelib.domain.errors import (
     Violation,
 )
 from chalicelib.domain.invoice import CREDIT_NOTE, InvoiceDraft, compute_totals, validate_invoice
-from chalicelib.ports import Clock, InvoiceDocuments, StoredQuote, UnitOfWorkFactory
+from chalicelib.domain.ledger import canonical_payload
+from chalicelib.ports import Clock, InvoiceDocuments, LedgerStore, StoredQuote, UnitOfWorkFactory
 from chalicelib.usecases.issue_invoice import (
     PARIS,
     Checkpoint,
@@ -54,11 +64,14 @@ from chalicelib.usecases.issue_invoice import (
 # The draft's own dates: the invoice's, given at conversion, never the quote's.
 INVOICE_DATES = ("issue_date", "due_date")
 _PLACEHOLDER = date(2000, 1, 1)  # stands in for the draft's dates in the fingerprint
+CREATED = "quote.created"
+CONVERTED = "quote.converted"
 
 
 @dataclass(frozen=True)
 class QuotePorts:
-    """What making a quote needs: no ledger, no archive (a quote is not an invoice)."""
+    """What making a quote needs: no archive (a quote is not an invoice); its
+    ledger entry goes through the unit of work."""
 
     unit_of_work: UnitOfWorkFactory
     documents: InvoiceDocuments  # only to refuse now a text no invoice could print
@@ -161,6 +174,25 @@ def _quote_fingerprint(draft: InvoiceDraft, valid_until: date) -> bytes:
     return request_fingerprint(f"quote valid until {valid_until.isoformat()}", undated)
 
 
+def _append(ledger: LedgerStore, kind: str, data: dict[str, Any], clock: Clock) -> None:
+    """One entry in the caller's open transaction: committed with it or not at all."""
+    if ledger.append(kind, canonical_payload(data, clock.now()), None) is None:
+        raise NotFound([Violation("tenant_id", "no such tenant")])
+
+
+def created_data(quote: StoredQuote, draft: InvoiceDraft,
+                 totals: dict[str, Any]) -> dict[str, Any]:
+    """The `quote.created` entry: business values and the document's SHA-256,
+    never the document itself (names, addresses, IBAN are personal data, and
+    the ledger is never erased)."""
+    return {
+        "quote_id": str(quote.quote_id), "reference": quote.reference,
+        "valid_until": quote.valid_until.isoformat(), "currency": draft.currency,
+        "seller_siren": draft.seller.siren, "totals": totals,
+        "document_sha256": hashlib.sha256(quote.document.encode("utf-8")).hexdigest(),
+    }
+
+
 def _answer_retry(found: StoredQuote, fingerprint: bytes) -> Made:
     if found.request_sha256 != fingerprint:
         raise Conflict([Violation("Idempotency-Key", "already used for another request: "
@@ -168,8 +200,14 @@ def _answer_retry(found: StoredQuote, fingerprint: bytes) -> Made:
     return Made(found, created=False)
 
 
-def create_quote(tenant_id: UUID, key: str | None, raw: object, ports: QuotePorts) -> Made:
-    """POST /quotes: a validated draft, numbered in the tenant's quote counter."""
+def create_quote(tenant_id: UUID, key: str | None, raw: object, ports: QuotePorts,
+                 checkpoint: Checkpoint = no_checkpoint) -> Made:
+    """POST /quotes: a validated draft, numbered in the tenant's quote counter.
+
+    One transaction: the number, the `quote.created` entry, the row. A
+    failure anywhere in it (a crash, a refused insert, a concurrent retry
+    that took the key first) rolls back all three: no gap, no orphan entry.
+    """
     key = checked_key(key)
     draft, valid_until = _quote_request(raw, _today(ports.clock), ports.documents)
     fingerprint = _quote_fingerprint(draft, valid_until)
@@ -177,14 +215,21 @@ def create_quote(tenant_id: UUID, key: str | None, raw: object, ports: QuotePort
         found = uow.quotes.by_idempotency_key(key)
     if found is not None:
         return _answer_retry(found, fingerprint)
-    totals = rfc8785.dumps(totals_data(compute_totals(draft))).decode()
+    checkpoint("quote_looked_up")
+    totals = totals_data(compute_totals(draft))
     try:
         with ports.unit_of_work(tenant_id) as uow:
             number = uow.quotes.next_number()
-            stored = uow.quotes.add(StoredQuote(
+            checkpoint("quote_numbered")
+            quote = StoredQuote(
                 quote_id=uuid4(), number=number, reference=quote_reference(number),
                 idempotency_key=key, request_sha256=fingerprint,
-                document=_kept_document(draft), totals=totals, valid_until=valid_until))
+                document=_kept_document(draft), totals=rfc8785.dumps(totals).decode(),
+                valid_until=valid_until)
+            _append(uow.ledger, CREATED, created_data(quote, draft, totals), ports.clock)
+            checkpoint("quote_ledger_appended")
+            stored = uow.quotes.add(quote)
+            checkpoint("quote_stored")
     except DuplicateIdempotencyKey:  # a concurrent retry committed first
         with ports.unit_of_work(tenant_id) as uow:
             found = uow.quotes.by_idempotency_key(key)
@@ -293,7 +338,22 @@ def convert_quote(tenant_id: UUID, quote_id: UUID, key: str | None, raw: object,
                                   "invoice")]) from None
     checkpoint("invoice_issued")
     with ports.unit_of_work(tenant_id) as uow:
-        uow.quotes.record_conversion(quote_id, issued.invoice.invoice_id, key, asked)
+        # Under the quote's row lock, only the transaction that finds it
+        # unconverted links it: a retry or a racing conversion appends nothing.
+        # The chain's head is taken before the row's new version is written (as
+        # every writer does), so a writer holding the head never waits on us.
+        locked = uow.quotes.get(quote_id, for_update=True)
+        if locked is not None and locked.converted_invoice_id is None:
+            _append(uow.ledger, CONVERTED, {
+                "quote_id": str(quote_id), "reference": quote.reference,
+                "invoice_id": str(issued.invoice.invoice_id),
+                "invoice_number": issued.invoice.invoice_number}, ports.clock)
+            checkpoint("conversion_ledger_appended")
+            if not uow.quotes.record_conversion(quote_id, issued.invoice.invoice_id, key,
+                                                asked):
+                raise RuntimeError(f"quote {quote_id}: linked by another transaction "
+                                   "despite the row lock")
+            checkpoint("conversion_recorded")
         linked = uow.quotes.get(quote_id)
     assert linked is not None
     if linked.conversion_key != key or linked.conversion_sha256 != asked:

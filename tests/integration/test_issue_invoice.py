@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -232,6 +233,57 @@ def test_concurrent_retries_with_one_key_make_one_invoice(
     assert {a.invoice.invoice_id for a in answers} == {answers[0].invoice.invoice_id}
     assert sum(a.created for a in answers) == 1
     assert state(superuser, tenant)["numbers"] == ["F-000001"]
+
+
+
+def test_an_archiver_and_a_late_retry_holding_the_chain_head_do_not_deadlock(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    """The retry passed the idempotency lookup before the first request
+    committed, so it numbers, takes the chain's head, then meets the key. If
+    the archiver wrote the invoice row's new version before waiting for that
+    head, the retry's key check would wait on the archiver: a deadlock. Every
+    writer takes the head first, so the retry gets its conflict at once."""
+    events = {name: threading.Event() for name in
+              ("b_looked_up", "b_holds_head", "a_puts_done")}
+    outcomes: dict[str, Any] = {}
+
+    def first(step: str) -> None:
+        if step == "numbered":  # holding the series' number: B looks up, then queues
+            assert events["b_looked_up"].wait(10)
+        if step == "committed":
+            assert events["b_holds_head"].wait(10)
+        if step == "archived_xml":
+            events["a_puts_done"].set()
+
+    def retry(step: str) -> None:
+        if step == "validated":
+            events["b_looked_up"].set()
+        if step == "ledger_appended":
+            events["b_holds_head"].set()
+            assert events["a_puts_done"].wait(10)
+            time.sleep(0.5)  # the archiver reaches its wait for the head meanwhile
+
+    def run(name: str, checkpoint: Callable[[str], None]) -> None:
+        try:
+            outcomes[name] = issue_invoice(tenant, "late-retry", recent(), ports, checkpoint)
+        except BaseException as exc:  # reported by the assertions below
+            outcomes[name] = exc
+
+    a = threading.Thread(target=run, args=("a", first))
+    a.start()
+    time.sleep(0.2)  # A takes the series' number first
+    b = threading.Thread(target=run, args=("b", retry))
+    b.start()
+    a.join(30)
+    b.join(30)
+    assert not isinstance(outcomes["a"], BaseException), outcomes["a"]
+    assert not isinstance(outcomes["b"], BaseException), outcomes["b"]
+    assert outcomes["a"].created and not outcomes["b"].created
+    assert outcomes["a"].archived  # the archiver was not a deadlock's victim either
+    assert outcomes["a"].invoice.invoice_id == outcomes["b"].invoice.invoice_id
+    assert state(superuser, tenant) == {"numbers": ["F-000001"], "archived": [True],
+                                        "kinds": ["invoice.issued", "invoice.archived"],
+                                        "staged": 0}
 
 
 def test_an_archive_that_cannot_keep_11_years_gets_no_invoice(

@@ -1,25 +1,31 @@
 """Quotes (devis) on the real stack: made, read and converted over HTTP, kept
 out of the invoice series, converted once (a crash in between recovered by the
-retry), and frozen by the engine against the app role and the table owner."""
+retry), frozen by the engine against the app role and the table owner, and
+recorded in the tenant's ledger (`quote.created`, `quote.converted`) in the
+transaction of the row they describe, once, without personal data."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pg8000.native
 import pytest
+import rfc8785
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.archive import ObjectLockArchive
 from chalicelib.adapters.aws import s3_client
 from chalicelib.adapters.documents import FacturXDocuments
-from chalicelib.adapters.postgres import Database, sqlstate
+from chalicelib.adapters.postgres import Database, PostgresQuotes, sqlstate
 from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, InvalidInput
+from chalicelib.ports import StoredQuote
 from chalicelib.usecases.issue_invoice import InvoicePorts, issue_credit_note, issue_invoice
 from chalicelib.usecases.quotes import (
     QuotePorts,
@@ -28,13 +34,14 @@ from chalicelib.usecases.quotes import (
     get_quote,
     invoice_key,
 )
+from chalicelib.usecases.verify_ledger import verify_ledger
 from tests.conftest import Connect, FrozenClock, in_tenant
 from tests.integration.test_api_keys import owner_with_key
 from tests.integration.test_invoices_http import get, issue
 from tests.integration.test_issue_invoice import crash_at, recent
 from tests.integration.test_second_factor import Session
 from tests.integration.web import login, member_of
-from tests.unit.test_invoice_model import line
+from tests.unit.test_invoice_model import IBAN, address, line
 
 WRITE = ["invoices:write", "invoices:read"]
 DUE = {"due_date": "2026-12-23"}
@@ -79,6 +86,26 @@ def invoice_numbers(superuser: Connect, tenant: uuid.UUID | str) -> list[str]:
                                        "ORDER BY number", t=str(tenant))]
     finally:
         conn.close()
+
+
+def quote_rows(superuser: Connect, tenant: uuid.UUID | str) -> list[Any]:
+    """The tenant's quote references and its counter, as the engine holds them."""
+    conn = superuser()
+    try:
+        return [[r[0] for r in conn.run("SELECT reference FROM quotes WHERE tenant_id = :t "
+                                        "ORDER BY number", t=str(tenant))],
+                conn.run("SELECT last_number FROM quote_counters WHERE tenant_id = :t",
+                         t=str(tenant))]
+    finally:
+        conn.close()
+
+
+def quote_entries(database: Database, tenant: uuid.UUID,
+                  kind: str | None = None) -> list[dict[str, Any]]:
+    """The `data` of the tenant's quote.* entries (or of one kind), in chain order."""
+    with database.snapshot(tenant) as uow:
+        return [json.loads(e.payload)["data"] for e in uow.ledger.entries()
+                if (e.kind == kind if kind else e.kind.startswith("quote."))]
 
 
 # ---------------------------------------------------------------- over HTTP
@@ -281,7 +308,7 @@ def test_another_tenants_quote_is_a_404_that_shows_nothing(
 
 def test_a_crash_between_issuing_and_recording_is_finished_by_the_retry(
         ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID,
-        superuser: Connect, clock: FrozenClock) -> None:
+        superuser: Connect, clock: FrozenClock, database: Database) -> None:
     made = create_quote(tenant, "q", quote(), quote_ports).quote
     for step in ("stored", "committed", "invoice_issued"):
         with pytest.raises(BaseException, match=step):
@@ -302,11 +329,15 @@ def test_a_crash_between_issuing_and_recording_is_finished_by_the_retry(
     with pytest.raises(Conflict):
         convert_quote(tenant, made.quote_id, "other", DUE, ports)
     assert invoice_numbers(superuser, tenant) == ["F-000001"]
+    # The crashes recorded no conversion, so no entry; the retry that did, one.
+    assert [e["invoice_id"] for e in quote_entries(database, tenant,
+                                                   "quote.converted")] == \
+        [str(retried.invoice.invoice_id)]
 
 
 def test_racing_conversions_with_different_keys_make_one_invoice(
         ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID,
-        superuser: Connect) -> None:
+        superuser: Connect, database: Database) -> None:
     made = create_quote(tenant, "q", quote(), quote_ports).quote
     start = threading.Barrier(4)
     answers: list[Any] = []
@@ -330,6 +361,8 @@ def test_racing_conversions_with_different_keys_make_one_invoice(
     assert invoice_numbers(superuser, tenant) == ["F-000001"]
     assert get_quote(tenant, made.quote_id, ports.unit_of_work).converted_invoice_id == \
         answers[0].invoice.invoice_id
+    [converted] = quote_entries(database, tenant, "quote.converted")
+    assert converted["invoice_id"] == str(answers[0].invoice.invoice_id)
 
 
 def test_the_same_quote_retried_the_next_day_is_the_same_request(
@@ -340,6 +373,209 @@ def test_the_same_quote_retried_the_next_day_is_the_same_request(
     assert (first.created, again.created) == (True, False) and again.quote == first.quote
     with pytest.raises(InvalidInput):
         create_quote(tenant, "q", {"valid_until": "2026-12-31", "invoice": "x"}, quote_ports)
+
+
+# ---------------------------------------------------------------- the ledger
+
+# What a B2C quote holds that is personal data, and must never be in the chain.
+EMAIL = "marie.martin@example.org"
+PERSONAL = ("Marie Martin", "Bordeaux", "33000", "rue de la Paix", IBAN, "Atelier Durand",
+            "marie.martin", "example.org")
+
+
+def consumer_quote() -> dict[str, Any]:
+    """A quote to a consumer (a person: name, address, email where the model
+    has one), from a seller with an IBAN."""
+    buyer: dict[str, Any] = {"name": "Marie Martin", "kind": "consumer",
+                             "address": address("33000", "Bordeaux")}
+    if "electronic_address" in draft()["buyer"]:  # BT-49: a consumer's is their email
+        buyer["electronic_address"] = {"scheme": "EM", "value": EMAIL}
+    body = quote(buyer=buyer)
+    for field in ("late_payment_penalty_rate", "recovery_indemnity"):  # B2B only
+        del body["invoice"][field]
+    return body
+
+
+def test_quotes_leave_their_audit_trail_without_personal_data(
+        client: Any, frozen: FrozenClock) -> None:
+    _, key = owner_with_key(client, frozen, [*WRITE, "ledger:read"])
+    secret = key["secret"]
+    made = issue(client, secret, consumer_quote(), key="q-1", path="/quotes")
+    assert made.status_code == 201, made.body
+    body = made.json_body
+    path = f"/quotes/{body['id']}/invoice"
+    converted = issue(client, secret, DUE, key="c-1", path=path)
+    assert converted.status_code == 201, converted.body
+    invoice = converted.json_body
+
+    def chain() -> list[dict[str, Any]]:
+        return list(get(client, secret, "/ledger/entries?limit=1000").json_body["entries"])
+
+    entries = chain()
+    assert [e["kind"] for e in entries if e["kind"].startswith(("quote.", "invoice."))] == \
+        ["quote.created", "invoice.issued", "invoice.archived", "quote.converted"]
+    created, linked = (json.loads(e["payload"]) for e in entries
+                       if e["kind"].startswith("quote."))
+    assert created["data"] == {
+        "quote_id": body["id"], "reference": "D-000001", "valid_until": "2026-12-31",
+        "currency": "EUR", "seller_siren": body["invoice"]["seller"]["siren"],
+        "totals": body["totals"],
+        # The kept document, as GET /quotes/{id} shows it, proves itself by its hash.
+        "document_sha256": hashlib.sha256(rfc8785.dumps(body["invoice"])).hexdigest()}
+    assert linked["data"] == {"quote_id": body["id"], "reference": "D-000001",
+                              "invoice_id": invoice["id"], "invoice_number": "F-000001"}
+    assert created["at"] == linked["at"] == "2026-11-23T09:30:00.000000Z"  # the app's clock
+    # The buyer's name and address, the seller's IBAN: in the quote, never in the chain.
+    assert "Marie Martin" in json.dumps(body) and IBAN in json.dumps(body)
+    for entry in entries:
+        if entry["kind"].startswith("quote."):
+            assert not [s for s in PERSONAL if s in entry["payload"]], entry["payload"]
+
+    # Retries, and requests refused, append nothing.
+    assert issue(client, secret, consumer_quote(), key="q-1", path="/quotes").status_code == 200
+    assert issue(client, secret, quote(), key="q-1", path="/quotes").status_code == 409
+    assert issue(client, secret, DUE, key="c-1", path=path).status_code == 200
+    assert issue(client, secret, DUE, key="c-2", path=path).status_code == 409
+    assert issue(client, secret, {**DUE, "due_date": "2026-12-24"}, key="c-1",
+                 path=path).status_code == 409
+    assert chain() == entries
+    verified = get(client, secret, "/ledger/verify").json_body
+    assert verified["ok"] is True and verified["entries_checked"] == len(entries), verified
+
+
+@pytest.mark.parametrize("step", ["quote_numbered", "quote_ledger_appended", "quote_stored"])
+def test_a_crash_while_making_a_quote_leaves_neither_row_nor_entry(
+        quote_ports: QuotePorts, tenant: uuid.UUID, database: Database, superuser: Connect,
+        step: str) -> None:
+    with pytest.raises(BaseException, match=step):
+        create_quote(tenant, "q", quote(), quote_ports, crash_at(step))
+    assert quote_rows(superuser, tenant) == [[], []] and quote_entries(database, tenant) == []
+
+    made = create_quote(tenant, "q", quote(), quote_ports)
+    assert made.created and made.quote.reference == "D-000001"
+    [entry] = quote_entries(database, tenant)
+    assert (entry["quote_id"], entry["reference"]) == (str(made.quote.quote_id), "D-000001")
+    assert entry["document_sha256"] == hashlib.sha256(made.quote.document.encode()).hexdigest()
+    assert verify_ledger(tenant, database.snapshot).ok
+
+
+def test_an_insert_the_engine_refuses_leaves_neither_row_nor_entry(
+        quote_ports: QuotePorts, tenant: uuid.UUID, database: Database, superuser: Connect,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real_add = PostgresQuotes.add
+
+    def misnumbered(store: PostgresQuotes, made: StoredQuote) -> StoredQuote:
+        # A reference that is not its number's: the engine's CHECK refuses the row.
+        return real_add(store, replace(made, reference="D-999999"))
+
+    monkeypatch.setattr(PostgresQuotes, "add", misnumbered)
+    with pytest.raises(DatabaseError) as caught:
+        create_quote(tenant, "q", quote(), quote_ports)
+    assert sqlstate(caught.value) == "23514"
+    assert quote_rows(superuser, tenant) == [[], []] and quote_entries(database, tenant) == []
+
+    monkeypatch.setattr(PostgresQuotes, "add", real_add)
+    made = create_quote(tenant, "q", quote(), quote_ports)
+    assert made.quote.reference == "D-000001"
+    assert [e["quote_id"] for e in quote_entries(database, tenant)] == [str(made.quote.quote_id)]
+    assert verify_ledger(tenant, database.snapshot).ok
+
+
+def test_a_retry_that_committed_first_leaves_one_quote_and_one_entry(
+        quote_ports: QuotePorts, tenant: uuid.UUID, database: Database,
+        superuser: Connect) -> None:
+    """The request looked its key up, found nothing; meanwhile its retry made
+    the quote. Its own insert is then refused (the key is taken): its number
+    and its entry go with its transaction, and it answers the retry's quote."""
+    first: list[Any] = []
+
+    def meanwhile(step: str) -> None:
+        if step == "quote_looked_up":
+            first.append(create_quote(tenant, "q", quote(), quote_ports))
+
+    late = create_quote(tenant, "q", quote(), quote_ports, meanwhile)
+    assert first[0].created and not late.created and late.quote == first[0].quote
+    assert quote_rows(superuser, tenant) == [["D-000001"], [[1]]]
+    assert [e["quote_id"] for e in quote_entries(database, tenant)] == \
+        [str(late.quote.quote_id)]
+    assert create_quote(tenant, "q", quote(), quote_ports).quote == late.quote
+    assert len(quote_entries(database, tenant)) == 1
+    assert verify_ledger(tenant, database.snapshot).ok
+
+
+def test_racing_creations_with_one_key_leave_one_entry(
+        quote_ports: QuotePorts, tenant: uuid.UUID, database: Database,
+        superuser: Connect) -> None:
+    start = threading.Barrier(4)
+    answers: list[Any] = []
+    failures: list[BaseException] = []
+
+    def make() -> None:
+        start.wait()
+        try:
+            answers.append(create_quote(tenant, "q", quote(), quote_ports))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures and sorted(a.created for a in answers) == [False, False, False, True]
+    assert len({a.quote for a in answers}) == 1
+    assert quote_rows(superuser, tenant) == [["D-000001"], [[1]]]
+    assert [e["quote_id"] for e in quote_entries(database, tenant, "quote.created")] == \
+        [str(answers[0].quote.quote_id)]
+    assert verify_ledger(tenant, database.snapshot).ok
+
+
+def test_a_crash_while_recording_the_conversion_leaves_neither_link_nor_entry(
+        ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID, database: Database,
+        superuser: Connect) -> None:
+    made = create_quote(tenant, "q", quote(), quote_ports).quote
+    for step in ("conversion_recorded", "conversion_ledger_appended"):
+        with pytest.raises(BaseException, match=step):
+            convert_quote(tenant, made.quote_id, "c", DUE, ports, crash_at(step))
+        assert get_quote(tenant, made.quote_id, ports.unit_of_work).converted_invoice_id is None
+        assert quote_entries(database, tenant, "quote.converted") == []
+    retried = convert_quote(tenant, made.quote_id, "c", DUE, ports)
+    assert not retried.created  # the invoice was issued by the first attempt
+    assert convert_quote(tenant, made.quote_id, "c", DUE, ports).invoice == retried.invoice
+    assert quote_entries(database, tenant, "quote.converted") == [{
+        "quote_id": str(made.quote_id), "reference": "D-000001",
+        "invoice_id": str(retried.invoice.invoice_id), "invoice_number": "F-000001"}]
+    assert invoice_numbers(superuser, tenant) == ["F-000001"]
+    assert verify_ledger(tenant, database.snapshot).ok
+
+
+def test_racing_conversions_with_one_key_leave_one_entry(
+        ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID, database: Database,
+        superuser: Connect) -> None:
+    made = create_quote(tenant, "q", quote(), quote_ports).quote
+    start = threading.Barrier(4)
+    answers: list[Any] = []
+    failures: list[BaseException] = []
+
+    def convert() -> None:
+        start.wait()
+        try:
+            answers.append(convert_quote(tenant, made.quote_id, "k", DUE, ports))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=convert) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert len({a.invoice.invoice_id for a in answers}) == 1 and len(answers) == 4
+    assert sum(a.created for a in answers) == 1
+    assert invoice_numbers(superuser, tenant) == ["F-000001"]
+    assert [e["invoice_id"] for e in quote_entries(database, tenant, "quote.converted")] == \
+        [str(answers[0].invoice.invoice_id)]
+    assert verify_ledger(tenant, database.snapshot).ok
 
 
 # ---------------------------------------------------------------- the engine

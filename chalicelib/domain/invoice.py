@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -401,6 +402,9 @@ def _address_value(value: str) -> str:
                                   "(French CTC BR-FR-25)")
     if re.search(r"\s", value):
         raise PydanticCustomError("electronic_address", "must not contain spaces")
+    if any(unicodedata.category(c)[0] in "CZ" for c in value):
+        raise PydanticCustomError("electronic_address", "must be visible characters only (no "
+                                  "control, format or separator characters such as U+200B)")
     return _text(value)
 
 

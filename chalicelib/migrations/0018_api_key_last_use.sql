@@ -15,7 +15,13 @@ BEGIN
         RETURN;
     END IF;
     IF live.last_used_at IS NULL OR live.last_used_at < now() - interval '1 minute' THEN
-        UPDATE api_keys k SET last_used_at = now() WHERE k.id = live.id;
+        -- The stamp re-checks the key is live after any wait for its row lock:
+        -- a revocation committed meanwhile refuses this call (as 0009's did).
+        UPDATE api_keys k SET last_used_at = now()
+        WHERE k.id = live.id AND k.revoked_at IS NULL AND k.expires_at > now();
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
     END IF;
     key_id := live.id;
     tenant_id := live.tenant_id;

@@ -323,10 +323,14 @@ def _number_and_record(uow: UnitOfWork, key: str, fingerprint: bytes, draft: Inv
     # run while this thread renders and embeds, and are awaited before anything
     # is recorded. A failure anywhere still rolls the whole transaction back.
     checked = pool().submit(ports.documents.problems, xml)
-    visual = ports.documents.pdf(draft, label, totals, created)
-    checkpoint("pdf_rendered")
-    pdf = ports.documents.factur_x(visual, xml, draft, label, created)
-    checkpoint("embedded")
+    try:
+        visual = ports.documents.pdf(draft, label, totals, created)
+        checkpoint("pdf_rendered")
+        pdf = ports.documents.factur_x(visual, xml, draft, label, created)
+        checkpoint("embedded")
+    finally:  # whatever happens, the check ends inside this transaction
+        checked.cancel()
+        wait([checked])
     problems = checked.result()
     if problems:
         raise InvalidInput(problems)

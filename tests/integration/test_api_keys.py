@@ -3,6 +3,8 @@ stored hashed; and the ledger read routes they (and people) can call."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -86,6 +88,46 @@ def test_a_key_s_last_use_is_stamped_at_most_once_a_minute(
         conn.close()
     assert bearer(client, "/ledger/verify", key["secret"]).status_code == 200
     assert last_used() >= first  # a minute old (moved back 61 s): stamped again, now
+
+
+
+def test_a_key_revoked_while_its_lookup_waits_is_refused(
+        client: Any, frozen: FrozenClock, superuser: Connect, as_app: Connect) -> None:
+    """A lookup due to stamp the last use waits on a revocation in progress, then
+    re-checks: once the revocation commits, the key is refused (and not stamped)."""
+    _, key = owner_with_key(client, frozen)
+    conn = superuser()
+    try:
+        [[secret_hash]] = conn.run("SELECT secret_hash FROM api_keys WHERE id = :k",
+                                   k=key["id"])
+    finally:
+        conn.close()
+    revoker = superuser()
+    revoker.run("BEGIN")
+    revoker.run("UPDATE api_keys SET revoked_at = now() WHERE id = :k", k=key["id"])
+    found: list[Any] = []
+
+    def lookup() -> None:
+        app = as_app()
+        try:
+            found.extend(app.run("SELECT key_id FROM auth_api_key(:h)", h=bytes(secret_hash)))
+        finally:
+            app.close()
+
+    worker = threading.Thread(target=lookup)
+    worker.start()
+    time.sleep(0.5)
+    assert worker.is_alive()  # waiting on the revocation's row lock (never stamped yet)
+    revoker.run("COMMIT")
+    revoker.close()
+    worker.join(10)
+    assert found == []
+    conn = superuser()
+    try:
+        assert conn.run("SELECT last_used_at FROM api_keys WHERE id = :k",
+                        k=key["id"]) == [[None]]
+    finally:
+        conn.close()
 
 
 def test_a_key_is_not_a_person(client: Any, frozen: FrozenClock) -> None:

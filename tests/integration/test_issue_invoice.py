@@ -286,6 +286,40 @@ def test_an_archiver_and_a_late_retry_holding_the_chain_head_do_not_deadlock(
                                         "staged": 0}
 
 
+
+class SlowCheckFailingPdf:
+    """The real documents port, but the check takes a second and the PDF fails."""
+
+    def __init__(self, real: InvoiceDocuments) -> None:
+        self._real = real
+        self.check_ended: float | None = None
+
+    def problems(self, xml: bytes) -> Any:
+        time.sleep(1.0)
+        found = self._real.problems(xml)
+        self.check_ended = time.monotonic()
+        return found
+
+    def pdf(self, *args: Any) -> bytes:
+        time.sleep(0.2)  # the check has started meanwhile (else it would just be cancelled)
+        raise RuntimeError("renderer failed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_the_background_check_ends_inside_its_transaction(
+        ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
+    """The checks run while the PDF renders; when rendering fails, the call
+    still waits for them: nothing outlives the rolled-back transaction."""
+    documents = SlowCheckFailingPdf(ports.documents)
+    failing = InvoicePorts(ports.unit_of_work, documents, ports.archive, ports.clock)
+    with pytest.raises(RuntimeError, match="renderer failed"):
+        issue_invoice(tenant, "check-outlives", recent(), failing)
+    assert documents.check_ended is not None and documents.check_ended <= time.monotonic()
+    assert state(superuser, tenant)["numbers"] == []
+
+
 def test_an_archive_that_cannot_keep_11_years_gets_no_invoice(
         ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
         app_settings: Settings) -> None:

@@ -664,6 +664,14 @@ INVALID: list[tuple[str, Callable[[], Any], set[tuple[str, str]]]] = [
     ("address with a space", lambda: at(invoice(), "buyer.electronic_address.value",
                                         "552100554 achats"),
      {("buyer.electronic_address.value", "spaces")}),
+    ("address of an invisible character", lambda: at(intra_community(),
+                                                      "buyer.electronic_address", {
+        "scheme": "0088", "value": "\u200b"}),
+     {("buyer.electronic_address.value", "visible characters only")}),
+    ("address with a soft hyphen inside", lambda: at(intra_community(),
+                                                     "buyer.electronic_address", {
+        "scheme": "0088", "value": "54\u00ad00000000000"}),
+     {("buyer.electronic_address.value", "visible characters only")}),
     ("address over 125 characters", lambda: at(intra_community(), "buyer.electronic_address", {
         "scheme": "0088", "value": "5" * 126}),
      {("buyer.electronic_address.value", "BR-FR-25")}),

@@ -5,22 +5,14 @@ These use cases decide who someone is, and from that alone, which tenant they ac
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
 from chalicelib.domain.errors import Forbidden, InvalidInput, Violation, WrongPassword
 from chalicelib.domain.passwords import Passwords
-from chalicelib.domain.text import text_problem
+from chalicelib.domain.text import is_plain_email, text_problem
 from chalicelib.ports import Account, LoginDirectory, UnitOfWork, UnitOfWorkFactory
-
-# A plain address only (no comments, display names, quotes or lists, which a
-# mail library would parse into another address than the one checked):
-# a dot-atom local part and LDH domain labels with an alphabetic TLD.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EMAIL = re.compile(rf"^(?=.{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ def normalise_email(email: str) -> str:
 
 
 def email_violations(email: str) -> list[Violation]:
-    if text_problem(email) or len(email.encode("utf-8")) > 254 or not _EMAIL.fullmatch(email):
+    if text_problem(email) or len(email.encode("utf-8")) > 254 or not is_plain_email(email):
         return [Violation("email", "must be an email address such as name@example.fr")]
     return []
 

@@ -394,6 +394,43 @@ def test_b2c_invoice_and_series_are_numbered_apart(
     assert other.invoice.invoice_number == "AB-000001"
 
 
+
+def test_a_credit_note_does_not_wait_for_the_credited_invoice_s_archiver(
+        ports: InvoicePorts, tenant: uuid.UUID) -> None:
+    """The archiver locks the invoice row FOR NO KEY UPDATE: a credit note's
+    foreign key to it (KEY SHARE) goes through while the puts are under way."""
+    with pytest.raises(Crash):  # issued, left for an archiver
+        issue_invoice(tenant, "to-credit", recent(), ports, crash_at("committed"))
+    with ports.unit_of_work(tenant) as uow:
+        original = uow.invoices.by_idempotency_key("to-credit")
+    assert original is not None
+    puts_done, release = threading.Event(), threading.Event()
+
+    def paused(step: str) -> None:
+        if step == "archived_xml":  # the row is locked, the chain's head not yet taken
+            puts_done.set()
+            assert release.wait(30)
+
+    archiver = threading.Thread(target=archive_invoice,
+                                args=(tenant, original.invoice_id, ports, paused))
+    archiver.start()
+    try:
+        assert puts_done.wait(30)
+        credited: list[Any] = []
+        crediting = threading.Thread(target=lambda: credited.append(issue_credit_note(
+            tenant, original.invoice_id, "cn-while-archiving", recent(), ports)))
+        crediting.start()
+        crediting.join(15)
+        assert not crediting.is_alive(), "the credit note waited for the archiver's row lock"
+        assert credited[0].created and credited[0].invoice.preceding_id == original.invoice_id
+    finally:
+        release.set()
+        archiver.join(30)
+    with ports.unit_of_work(tenant) as uow:
+        archived = uow.invoices.get(original.invoice_id)
+    assert archived is not None and archived.archive is not None
+
+
 def test_a_credit_note_references_the_invoice_which_never_changes(
         ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
     original = issue_invoice(tenant, "inv", recent(), ports).invoice

@@ -24,10 +24,8 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import date, datetime, timedelta
@@ -40,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import pg8000.native
 
 from bench.chains import bulk_load_chain
+from bench.stack import local_stack
 from chalicelib.adapters.postgres import Database, app_connector
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.domain import merkle
@@ -48,7 +47,6 @@ from chalicelib.domain.ledger import canonical_payload
 from chalicelib.ports import Clock
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
-from devstack.stack import LocalStack, Secrets, free_port
 
 MONTH = date(2026, 10, 1)
 
@@ -182,10 +180,7 @@ def main() -> int:
     tree_size = 20_000 if args.quick else 1_000_000
     proof_count = 20 if args.quick else 200
 
-    base = Path(tempfile.mkdtemp(prefix="einvoice-bench-"))
-    stack = LocalStack(base, free_port(), free_port(), Secrets(), durable=True)
-    stack.start()
-    try:
+    with local_stack(durable=True) as (stack, base):
         settings = stack.settings()
         root = stack.postgres.connect(settings.db_name)
         database = Database(app_connector(settings))
@@ -221,10 +216,6 @@ def main() -> int:
               f"{n / bare * 60:,.0f}/min: ratio {bare / verify:.3f}x")
         database.close()
         root.close()
-    finally:
-        stack.stop()
-        shutil.rmtree(stack.postgres.base_dir, ignore_errors=True)
-        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 

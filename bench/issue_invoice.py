@@ -41,10 +41,8 @@ import importlib
 import json
 import math
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -62,10 +60,11 @@ sys.path.insert(0, str(ROOT))
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalDevServer
 
+from bench.stack import local_stack
 from chalicelib.adapters.postgres import app_connector
 from devstack.api import NoDelayRequestHandler, local_api_server
 from devstack.sample import sample_invoice
-from devstack.stack import LocalStack, Secrets, free_port
+from devstack.stack import free_port
 
 HOST = "127.0.0.1"
 WRITES_PER_MINUTE = 1_000_000  # the limiter still counts every request; it never refuses
@@ -448,97 +447,92 @@ def main() -> int:
     rounds = args.rounds or (3 if args.quick else 5)
     per_round = args.per_round or (2 if args.quick else 20)
 
-    base = Path(tempfile.mkdtemp(prefix="einvoice-bench-"))
-    stack = LocalStack(base, free_port(), free_port(), Secrets(), durable=not args.no_fsync)
-    stack.start()
-    saved = dict(os.environ)
-    direct: dict[str, InProcess] = {}
-    try:
-        # As devstack's `run`: the stack's environment before the app is imported.
-        os.environ.update(stack.env())
-        os.environ["EINVOICE_WRITES_PER_USER_PER_MINUTE"] = str(WRITES_PER_MINUTE)
-        settings = stack.settings()
-        app_module = importlib.import_module("app")
-        servers = serve(app_module.app)
-        tenant, api_key = create_key()
-        body = sample_invoice()
-        clients = {way: Client(servers[i].port, api_key, body, keep_alive)
-                   for way, (i, keep_alive, _) in WAYS.items()}
-        print(f"PostgreSQL 15 {'fsync off' if args.no_fsync else 'durable (fsync on)'}, moto "
-              f"S3 server, chalice local HTTP API in this process, {os.cpu_count()} CPUs; "
-              f"sequential client (one request at a time, no concurrency); {rounds} rounds x "
-              f"{per_round} invoices each way, interleaved; per-key write limit raised to "
-              f"{WRITES_PER_MINUTE:,}/min (still counted)")
+    with local_stack(durable=not args.no_fsync) as (stack, _):
+        saved = dict(os.environ)
+        direct: dict[str, InProcess] = {}
+        try:
+            # As devstack's `run`: the stack's environment before the app is imported.
+            os.environ.update(stack.env())
+            os.environ["EINVOICE_WRITES_PER_USER_PER_MINUTE"] = str(WRITES_PER_MINUTE)
+            settings = stack.settings()
+            app_module = importlib.import_module("app")
+            servers = serve(app_module.app)
+            tenant, api_key = create_key()
+            body = sample_invoice()
+            clients = {way: Client(servers[i].port, api_key, body, keep_alive)
+                       for way, (i, keep_alive, _) in WAYS.items()}
+            print(f"PostgreSQL 15 {'fsync off' if args.no_fsync else 'durable (fsync on)'}, moto "
+                  f"S3 server, chalice local HTTP API in this process, {os.cpu_count()} CPUs; "
+                  f"sequential client (one request at a time, no concurrency); {rounds} rounds x "
+                  f"{per_round} invoices each way, interleaved; per-key write limit raised to "
+                  f"{WRITES_PER_MINUTE:,}/min (still counted)")
 
-        cold = clients["devstack"].issue()
-        print(f"cold first request: {ms(cold)} (imports of factur-x/ReportLab/lxml, schematron "
-              "worker start, start-up archive check, first DB connection; not in the figures)")
+            cold = clients["devstack"].issue()
+            print(f"cold first request: {ms(cold)} (imports of factur-x/ReportLab/lxml, schematron "
+                  "worker start, start-up archive check, first DB connection; not in the figures)")
 
-        from chalicelib.adapters.documents import FacturXDocuments
-        from chalicelib.domain.invoice import compute_totals, parse_invoice_json
+            from chalicelib.adapters.documents import FacturXDocuments
+            from chalicelib.domain.invoice import compute_totals, parse_invoice_json
 
-        draft = parse_invoice_json(body)  # our orchestration: outside the baseline
-        library = Library(FacturXDocuments(), draft, compute_totals(draft))
-        direct = {"in process": InProcess(settings, tenant, body, app_connector(settings))}
-        runs: dict[str, Callable[[], float]] = {
-            **{way: client.issue for way, client in clients.items()},
-            **{way: runner.issue for way, runner in direct.items()}}
-        for _ in range(1 if args.quick else 2):  # warm-up, not measured
-            library.work()
+            draft = parse_invoice_json(body)  # our orchestration: outside the baseline
+            library = Library(FacturXDocuments(), draft, compute_totals(draft))
+            direct = {"in process": InProcess(settings, tenant, body, app_connector(settings))}
+            runs: dict[str, Callable[[], float]] = {
+                **{way: client.issue for way, client in clients.items()},
+                **{way: runner.issue for way, runner in direct.items()}}
+            for _ in range(1 if args.quick else 2):  # warm-up, not measured
+                library.work()
+                for client in clients.values():
+                    client.issue()
+                for runner in direct.values():
+                    runner.issue(keep=False)
+
+            lib_all: list[float] = []
+            latencies: dict[str, list[float]] = {way: [] for way in runs}
+            ratios: dict[str, list[float]] = {way: [] for way in runs}
+            rates: dict[str, list[float]] = {way: [] for way in runs}
+            for _ in range(rounds):
+                lib = [library.work() for _ in range(per_round)]
+                lib_all += lib
+                for way, run in runs.items():
+                    started = time.perf_counter()
+                    times = [run() for _ in range(per_round)]
+                    rates[way].append(per_round / (time.perf_counter() - started))
+                    latencies[way] += times
+                    ratios[way].append(sum(times) / sum(lib))
+
+            print(f"library work (XML + PDF + Factur-X + XSD + schematron, in process, no DB/S3): "
+                  f"{1 / statistics.mean(lib_all):.1f} invoices/s, p50 "
+                  f"{ms(statistics.median(lib_all))}, p95 {ms(percentile(lib_all, 0.95))}")
+            for way, what in [*((w, f"POST /invoices, {d}") for w, (_, _, d) in WAYS.items()),
+                              *IN_PROCESS.items()]:
+                print(f"end to end [{way}] {what}: {statistics.median(rates[way]):.1f} invoices/s, "
+                      f"p50 {ms(statistics.median(latencies[way]))}, "
+                      f"p95 {ms(percentile(latencies[way], 0.95))}")
+            for way in runs:
+                r = ratios[way]
+                label = "ratio end-to-end / library work:" if way == "devstack" else \
+                    f"  ratio [{way}]:"
+                print(f"{label} {statistics.median(r):.2f}x (median of {rounds} rounds; range "
+                      f"{min(r):.2f}-{max(r):.2f}; target <= 1.50x)")
+
+            edge = edge_costs(settings, tenant, api_key, max(per_round, 5))
+            print_breakdown(direct["in process"].times, edge,
+                            {way: statistics.median(latencies[way]) for way in runs},
+                            statistics.median(lib_all))
             for client in clients.values():
-                client.issue()
+                client.close()
+            for server in servers:
+                server.shutdown()
+        finally:
+            from chalicelib import runtime
+
             for runner in direct.values():
-                runner.issue(keep=False)
-
-        lib_all: list[float] = []
-        latencies: dict[str, list[float]] = {way: [] for way in runs}
-        ratios: dict[str, list[float]] = {way: [] for way in runs}
-        rates: dict[str, list[float]] = {way: [] for way in runs}
-        for _ in range(rounds):
-            lib = [library.work() for _ in range(per_round)]
-            lib_all += lib
-            for way, run in runs.items():
-                started = time.perf_counter()
-                times = [run() for _ in range(per_round)]
-                rates[way].append(per_round / (time.perf_counter() - started))
-                latencies[way] += times
-                ratios[way].append(sum(times) / sum(lib))
-
-        print(f"library work (XML + PDF + Factur-X + XSD + schematron, in process, no DB/S3): "
-              f"{1 / statistics.mean(lib_all):.1f} invoices/s, p50 "
-              f"{ms(statistics.median(lib_all))}, p95 {ms(percentile(lib_all, 0.95))}")
-        for way, what in [*((w, f"POST /invoices, {d}") for w, (_, _, d) in WAYS.items()),
-                          *IN_PROCESS.items()]:
-            print(f"end to end [{way}] {what}: {statistics.median(rates[way]):.1f} invoices/s, "
-                  f"p50 {ms(statistics.median(latencies[way]))}, "
-                  f"p95 {ms(percentile(latencies[way], 0.95))}")
-        for way in runs:
-            r = ratios[way]
-            label = "ratio end-to-end / library work:" if way == "devstack" else \
-                f"  ratio [{way}]:"
-            print(f"{label} {statistics.median(r):.2f}x (median of {rounds} rounds; range "
-                  f"{min(r):.2f}-{max(r):.2f}; target <= 1.50x)")
-
-        edge = edge_costs(settings, tenant, api_key, max(per_round, 5))
-        print_breakdown(direct["in process"].times, edge,
-                        {way: statistics.median(latencies[way]) for way in runs},
-                        statistics.median(lib_all))
-        for client in clients.values():
-            client.close()
-        for server in servers:
-            server.shutdown()
-    finally:
-        from chalicelib import runtime
-
-        for runner in direct.values():
-            runner.close()
-        if runtime.database.cache_info().currsize:
-            runtime.database().close()
-        os.environ.clear()
-        os.environ.update(saved)
-        stack.stop()
-        shutil.rmtree(stack.postgres.base_dir, ignore_errors=True)
-        shutil.rmtree(base, ignore_errors=True)
+                runner.close()
+            if runtime.database.cache_info().currsize:
+                runtime.database().close()
+            os.environ.clear()
+            os.environ.update(saved)
     return 0
 
 

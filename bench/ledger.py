@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pg8000.native
 
 from bench.chains import bulk_load_chain
+from bench.stack import local_stack
 from chalicelib.adapters.postgres import PAGE_SIZE, Database, app_connector
 from chalicelib.config import Settings
 from chalicelib.domain.ledger import (
@@ -45,7 +44,6 @@ from chalicelib.ports import SystemClock
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.verify_ledger import verify_ledger
-from devstack.stack import LocalStack, Secrets, free_port
 
 PAYLOAD = {"number": "F-2026-000001", "total_net": "100.00", "total_vat": "20.00",
            "total_gross": "120.00", "currency": "EUR"}
@@ -156,10 +154,7 @@ def main() -> int:
     verify_size = 3000 if args.quick else 100_000
     writers, tenants_n = 32, 8
 
-    base = Path(tempfile.mkdtemp(prefix="einvoice-bench-"))
-    stack = LocalStack(base, free_port(), free_port(), Secrets(), durable=not args.no_fsync)
-    stack.start()
-    try:
+    with local_stack(durable=not args.no_fsync) as (stack, _):
         settings = stack.settings()
         root = stack.postgres.connect(settings.db_name)
         root.run("CREATE TABLE bench_plain (tenant_id uuid, seq bigint, kind text, "
@@ -195,10 +190,6 @@ def main() -> int:
               f"ratio {fetch / elapsed:.2f}x")
         database.close()
         root.close()
-    finally:
-        stack.stop()
-        shutil.rmtree(stack.postgres.base_dir, ignore_errors=True)
-        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 

@@ -27,8 +27,8 @@ from typing import IO, Any
 from uuid import UUID
 
 from chalicelib.domain import merkle
-from chalicelib.domain.closing import MONEY_KINDS
 from chalicelib.domain.errors import NotFound, Violation
+from chalicelib.domain.kinds import MONEY_KINDS
 from chalicelib.domain.ledger import utc_timestamp
 from chalicelib.ports import ClosingStore, StoredClosing, UnitOfWorkFactory
 

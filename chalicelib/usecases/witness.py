@@ -66,9 +66,9 @@ def witness(tenant_id: UUID, ports: WitnessPorts,
             if head is None or head.seq == 0:
                 return None
             seq = head.seq
-            last = max((s for s in (uow.closings.last_witnessed(WITNESS_OF_HEAD),
-                                    uow.closings.last_witnessed(WITNESS_OF_CLOSING)) if s is not None),
-                       default=0)
+            witnessed = (uow.closings.last_witnessed(WITNESS_OF_HEAD),
+                         uow.closings.last_witnessed(WITNESS_OF_CLOSING))
+            last = max((s for s in witnessed if s is not None), default=0)
             if seq <= last:
                 return None
         if uow.closings.witnessed(kind, seq):

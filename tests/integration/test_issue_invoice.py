@@ -30,15 +30,14 @@ from chalicelib.domain.errors import (
     NotFound,
 )
 from chalicelib.ports import InvoiceDocuments
-from chalicelib.usecases.archive_invoice import retain_until
-from chalicelib.usecases.issue_invoice import (
-    InvoicePorts,
+from chalicelib.usecases.archive_invoice import (
     archive_invoice,
     archive_pending,
     archived_document,
-    issue_credit_note,
-    issue_invoice,
+    retain_until,
 )
+from chalicelib.usecases.invoicing import InvoicePorts
+from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
 from tests.conftest import Connect
 from tests.unit.test_invoice_model import consumer, invoice, line
 

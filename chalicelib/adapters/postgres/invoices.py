@@ -32,8 +32,6 @@ def invoices_awaiting_archive(database: Transactions, older_than: timedelta,
 _INVOICE_COLUMNS = ("id, series, number, invoice_number, type_code, preceding_id, issue_date, "
                     "idempotency_key, request_sha256, document, totals, pdf_sha256, "
                     "xml_sha256, ledger_seq, archive")
-
-
 _INVOICE_READ = _INVOICE_COLUMNS + ", document_sealed"
 
 

@@ -14,8 +14,6 @@ from chalicelib.adapters.postgres.sql import data_refused
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 
 PAGE_SIZE = 5000  # rows per page at most...
-
-
 PAGE_BYTES = 4 * 1024 * 1024  # ...and about this many payload bytes (plus one payload)
 
 

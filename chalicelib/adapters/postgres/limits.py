@@ -10,6 +10,10 @@ from typing import Any
 from chalicelib.adapters.postgres.sql import Transactions
 
 
+def _bucket(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "replace")).digest()
+
+
 class PostgresRateLimiter:
     """Counts in rate_limit_hits through rate_limit_hit(), its own short
     transaction (a refused request must still be counted)."""
@@ -24,10 +28,6 @@ class PostgresRateLimiter:
                 "SELECT allowed, retry_after FROM rate_limit_hit(:b, "
                 "make_interval(secs => :w), :n)", b=bucket, w=window.total_seconds(), n=limit)
         return bool(allowed), int(retry_after)
-
-
-def _bucket(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8", "replace")).digest()
 
 
 class PostgresLockouts:

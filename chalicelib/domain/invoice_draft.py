@@ -1,7 +1,7 @@
 """The invoice draft as posted: the pydantic models of its parts.
 
-Structure and single-field checks only; the rules across fields live in
-`invoice_rules`, the totals in `invoice_totals`.
+Structure and the checks of one field (or one small part) only; the rules across
+fields live in `invoice_rules`, the totals in `invoice_totals`.
 """
 
 from __future__ import annotations

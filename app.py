@@ -303,7 +303,7 @@ def scheduled_closings(event: CloudWatchEvent) -> dict[str, int]:
     tenant with activity, each tenant on its own, and witness its closings and
     chain head in the Object Lock bucket. Hourly, because Paris
     midnight is 22:00 or 23:00 UTC, and a failed tenant is retried an hour later."""
-    from chalicelib.adapters.postgres_closings import tenants_to_seal
+    from chalicelib.adapters.postgres import tenants_to_seal
     from chalicelib.logs import logger
     from chalicelib.runtime import closing_ports, database, witness_ports
     from chalicelib.usecases.seal_period import seal_all_due
@@ -321,7 +321,7 @@ def anchor_retries(event: CloudWatchEvent) -> dict[str, int]:
     function's time is nearly spent (the next run goes on)."""
     from datetime import timedelta
 
-    from chalicelib.adapters.postgres_anchors import anchors_to_retry, closings_to_anchor
+    from chalicelib.adapters.postgres import anchors_to_retry, closings_to_anchor
     from chalicelib.logs import logger
     from chalicelib.runtime import anchor_ports, clock, database
     from chalicelib.usecases.anchor import anchor_new_closings, retry_anchors

@@ -9,13 +9,14 @@ from collections.abc import Iterable
 
 import pg8000.native
 
+from chalicelib.domain.kinds import INVOICE_ISSUED
 from chalicelib.domain.ledger import GENESIS, ChainHead, next_entry
 
 BATCH = 1000
 
 
 def bulk_load_chain(root: pg8000.native.Connection, tenant: uuid.UUID,
-                    payloads: Iterable[str], kind: str = "invoice.issued") -> ChainHead:
+                    payloads: Iterable[str], kind: str = INVOICE_ISSUED) -> ChainHead:
     """Append each canonical payload, in order, to the tenant's empty chain."""
     head = GENESIS
     values: list[str] = []

@@ -259,7 +259,7 @@ class InProcess:
         from chalicelib.adapters.postgres import Database
         from chalicelib.ports import SystemClock
         from chalicelib.runtime import field_cipher, invoice_documents
-        from chalicelib.usecases.issue_invoice import InvoicePorts
+        from chalicelib.usecases.invoicing import InvoicePorts
 
         self.tenant, self.body, self.tally, self.times = tenant, body, Tally(), StepTimes()
         tally = self.tally

@@ -35,6 +35,7 @@ from bench.chains import bulk_load_chain
 from bench.stack import local_stack
 from chalicelib.adapters.postgres import PAGE_SIZE, Database, app_connector
 from chalicelib.config import Settings
+from chalicelib.domain.kinds import INVOICE_ISSUED
 from chalicelib.domain.ledger import (
     GENESIS,
     canonical_payload,
@@ -89,7 +90,7 @@ def appends(settings: Settings, tenants: list[uuid.UUID], writers: int, per_writ
         try:
             for _ in range(per_writer):
                 append_ledger(AppendRequest(tenant_id=tenants[i % len(tenants)],
-                                            kind="invoice.issued", payload=PAYLOAD),
+                                            kind=INVOICE_ISSUED, payload=PAYLOAD),
                               db.unit_of_work, clock)
         finally:
             db.close()
@@ -99,7 +100,7 @@ def appends(settings: Settings, tenants: list[uuid.UUID], writers: int, per_writ
 
 def plain_inserts(settings: Settings, tenants: list[uuid.UUID], writers: int,
                   per_writer: int) -> float:
-    row = next_entry(GENESIS, "invoice.issued", canonical_payload(PAYLOAD, AT))
+    row = next_entry(GENESIS, INVOICE_ISSUED, canonical_payload(PAYLOAD, AT))
 
     def work(i: int) -> None:
         conn = app_connector(settings)()

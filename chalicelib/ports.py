@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
+from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
 
@@ -293,8 +294,8 @@ class IssuedInvoice:
     series: str
     number: int
     invoice_number: str
-    type_code: str
-    preceding_id: UUID | None
+    type_code: DocumentType
+    credited_invoice_id: UUID | None  # a credit note's invoice (BG-3), from our own records
     issue_date: date
     idempotency_key: str
     request_sha256: bytes
@@ -303,7 +304,7 @@ class IssuedInvoice:
     pdf_sha256: bytes
     xml_sha256: bytes
     ledger_seq: int
-    archive: str | None = None  # canonical JSON receipt, once archived
+    archive: ArchiveReceipt | None = None  # once archived
 
 
 class InvoiceStore(Protocol):
@@ -327,7 +328,7 @@ class InvoiceStore(Protocol):
 
     def documents(self, invoice_id: UUID) -> dict[str, bytes]: ...
 
-    def record_archive(self, invoice_id: UUID, receipt: str) -> bool:
+    def record_archive(self, invoice_id: UUID, receipt: ArchiveReceipt) -> bool:
         """Write the archive receipt once and drop the staged documents;
         False if it was already written."""
 
@@ -341,6 +342,32 @@ class ArchivedObject:
     sha256: bytes  # 32 bytes, as the server computed and we checked
     mode: str  # the object's lock mode, read back: always COMPLIANCE
     retain_until: datetime  # read back, never earlier than asked
+
+
+@dataclass(frozen=True)
+class ArchiveReceipt:
+    """Where the archive keeps one invoice's documents, written once: each
+    document's kind (pdf, xml) and the object the archive answered for it."""
+
+    objects: tuple[tuple[str, ArchivedObject], ...]  # (kind, object), in put order
+
+    def as_dict(self) -> dict[str, list[dict[str, str]]]:
+        """The receipt as JSON values, keys in canonical (RFC 8785) order: the
+        API shows it, the ledger's `invoice.archived` entry and the invoice
+        row hold it (as its canonical JSON text)."""
+        return {"objects": [{"key": o.key, "kind": kind, "mode": o.mode,
+                             "retain_until": o.retain_until.isoformat(),
+                             "sha256": o.sha256.hex(), "version_id": o.version_id}
+                            for kind, o in self.objects]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[dict[str, str]]]) -> ArchiveReceipt:
+        """The receipt `as_dict` gave (read back from its JSON text)."""
+        return cls(tuple(
+            (o["kind"], ArchivedObject(key=o["key"], version_id=o["version_id"],
+                                       sha256=bytes.fromhex(o["sha256"]), mode=o["mode"],
+                                       retain_until=datetime.fromisoformat(o["retain_until"])))
+            for o in data["objects"]))
 
 
 class InvoiceArchive(Protocol):

@@ -75,7 +75,7 @@ def anchor_ports() -> Any:
     """Anchoring from settings: one client per OpenTimestamps calendar, the TSA
     when set (its trust file read here: a bad file fails anchoring, not sealing)."""
     from chalicelib.adapters.anchoring import OpenTimestampsCalendar, Rfc3161Authority, TsaTrust
-    from chalicelib.adapters.postgres_anchors import anchor_stores
+    from chalicelib.adapters.postgres import anchor_stores
     from chalicelib.usecases.anchor import AnchorPorts
 
     s = settings()

@@ -163,7 +163,7 @@ def ports(database: Database, app_settings: Settings, documents: Any, clock: Fro
     """Issuing's ports on the real PostgreSQL and moto S3 server, with a frozen clock."""
     from chalicelib.adapters.archive import ObjectLockArchive
     from chalicelib.adapters.aws import s3_client
-    from chalicelib.usecases.issue_invoice import InvoicePorts
+    from chalicelib.usecases.invoicing import InvoicePorts
 
     archive = ObjectLockArchive(s3_client(app_settings), app_settings.archive_bucket)
     return InvoicePorts(database.unit_of_work, documents, archive, clock)

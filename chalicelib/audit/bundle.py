@@ -27,8 +27,8 @@ from typing import IO, Any
 from uuid import UUID
 
 from chalicelib.domain import merkle
-from chalicelib.domain.closing import MONEY_KINDS
 from chalicelib.domain.errors import NotFound, Violation
+from chalicelib.domain.kinds import MONEY_KINDS
 from chalicelib.domain.ledger import utc_timestamp
 from chalicelib.ports import ClosingStore, StoredClosing, UnitOfWorkFactory
 
@@ -90,7 +90,7 @@ def export_audit_bundle(tenant_id: UUID, snapshot: UnitOfWorkFactory, out: Path,
 def export_from_database(tenant_id: UUID, database: Any, out: Path, *,
                          zip: bool = False) -> dict[str, Any]:
     """The export commands' call: the chain from one snapshot, then each closing's anchors."""
-    from chalicelib.adapters.postgres_anchors import read_anchors
+    from chalicelib.adapters.postgres import read_anchors
 
     return export_audit_bundle(tenant_id, database.snapshot, out, zip=zip,
                                anchors=lambda closing: read_anchors(database, tenant_id, closing))

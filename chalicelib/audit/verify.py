@@ -41,6 +41,8 @@ from chalicelib.domain import merkle
 FORMAT = "einvoice-audit-bundle"
 VERSION = 1
 FILES = ("entries.jsonl", "closings.jsonl", "keys.json", "proofs.jsonl", "anchors.jsonl")
+# The ledger kinds of chalicelib/domain/kinds.py, spelt again so that this file needs no
+# other module of ours (a unit test keeps the two equal).
 SEALED = "closing.sealed"
 MONEY_KINDS = ("invoice.issued", "credit_note.issued")
 PERIOD_KINDS = ("day", "month", "year")

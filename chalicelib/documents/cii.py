@@ -203,7 +203,7 @@ def _context(root: Any, draft: InvoiceDraft) -> None:
 def _header(root: Any, draft: InvoiceDraft, number: str) -> None:
     document = _add(root, "rsm:ExchangedDocument")
     _add(document, "ram:ID", number)  # BT-1
-    _add(document, "ram:TypeCode", str(draft.type_code))  # BT-3
+    _add(document, "ram:TypeCode", draft.document_type.value)  # BT-3
     _date(document, "ram:IssueDateTime", draft.issue_date)  # BT-2
     notes: list[tuple[str | None, str]] = [(None, text) for text in draft.notes]
     for subject, text in [*notes, *legal_notes(draft)]:  # BG-1

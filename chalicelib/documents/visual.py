@@ -52,10 +52,10 @@ from chalicelib.documents.cii import (
     seller_legal_information,
 )
 from chalicelib.domain.invoice import (
-    CREDIT_NOTE,
     FRANCHISE_MENTION,
     Address,
     Adjustment,
+    DocumentType,
     InvoiceDraft,
     OperationCategory,
     Totals,
@@ -186,7 +186,7 @@ def pdf_date(moment: datetime) -> str:
 
 
 def document_kind(draft: InvoiceDraft) -> str:
-    return "Avoir" if draft.type_code == CREDIT_NOTE else "Facture"
+    return "Avoir" if draft.document_type is DocumentType.CREDIT_NOTE else "Facture"
 
 
 def pdf_metadata(draft: InvoiceDraft, number: str) -> dict[str, str]:
@@ -355,7 +355,8 @@ def _vat_and_totals(draft: InvoiceDraft, totals: Totals) -> list[Any]:
                      french_amount(group.taxable_amount), french_amount(group.tax_amount)])
     breakdown = _grid(rows, (34, 18, 29, 29), numeric_from=1)
 
-    due_label = "Total de l'avoir" if draft.type_code == CREDIT_NOTE else "Net à payer"
+    credit_note = draft.document_type is DocumentType.CREDIT_NOTE
+    due_label = "Total de l'avoir" if credit_note else "Net à payer"
     amounts: list[tuple[str, Decimal]] = [("Total HT des lignes", totals.line_total)]
     if totals.allowance_total:
         amounts.append(("Remises", -totals.allowance_total))

@@ -43,12 +43,11 @@ from zoneinfo import ZoneInfo
 import rfc8785
 
 from chalicelib.domain.errors import InvalidInput, Violation
+from chalicelib.domain.kinds import MONEY_KINDS
 
 PARIS = ZoneInfo("Europe/Paris")
 CLOSING_TYPE = "einvoice.closing"
 FORMAT_VERSION = 1
-SEALED = "closing.sealed"
-MONEY_KINDS = ("invoice.issued", "credit_note.issued")
 MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"  # the amounts summed (SQL and Python alike)
 PERIOD_KINDS = ("day", "month", "year")
 _SHAPES = {"day": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),

@@ -26,10 +26,10 @@ from uuid import UUID
 import rfc8785
 
 from chalicelib.domain.closing import signed_by
+from chalicelib.domain.kinds import WITNESS_KINDS
 
 HEAD_TYPE = "einvoice.chain_head"
 _SEQ_SPACE = 10**16
-KINDS = ("closing", "head")
 
 
 def witness_prefix(tenant_id: UUID) -> str:
@@ -37,7 +37,7 @@ def witness_prefix(tenant_id: UUID) -> str:
 
 
 def witness_key(tenant_id: UUID, seq: int, kind: str) -> str:
-    if kind not in KINDS or not 0 <= seq < _SEQ_SPACE:
+    if kind not in WITNESS_KINDS or not 0 <= seq < _SEQ_SPACE:
         raise ValueError("a witness is of a closing or a head, with 0 <= seq < 10^16")
     return f"{witness_prefix(tenant_id)}{_SEQ_SPACE - seq:016d}-{kind}.json"
 

@@ -89,7 +89,7 @@ def invoice_proof_route(request: Request, invoice_id: str) -> Response:
     from chalicelib.usecases.proofs import invoice_proof
 
     def act(principal: Principal, _token: str) -> Response:
-        from chalicelib.adapters.postgres_anchors import read_anchors
+        from chalicelib.adapters.postgres import read_anchors
 
         wanted = path_uuid(invoice_id, "invoice_id")
         database = runtime.database()

@@ -28,11 +28,12 @@ def exact_body(request: Request) -> Any:
 def invoice_body(invoice: Any) -> dict[str, Any]:
     import json
 
-    receipt = json.loads(invoice.archive) if invoice.archive else None
+    receipt = invoice.archive.as_dict() if invoice.archive else None
     return {
         "id": str(invoice.invoice_id), "invoice_number": invoice.invoice_number,
         "series": invoice.series, "number": invoice.number, "type_code": invoice.type_code,
-        "credited_invoice_id": str(invoice.preceding_id) if invoice.preceding_id else None,
+        "credited_invoice_id": (str(invoice.credited_invoice_id) if invoice.credited_invoice_id
+                                else None),
         "issue_date": invoice.issue_date.isoformat(), "totals": json.loads(invoice.totals),
         "pdf_sha256": invoice.pdf_sha256.hex(), "xml_sha256": invoice.xml_sha256.hex(),
         "ledger_seq": invoice.ledger_seq,

@@ -39,33 +39,27 @@ from uuid import UUID, uuid4
 
 import rfc8785
 
-from chalicelib.domain.errors import (
-    Conflict,
-    DuplicateIdempotencyKey,
-    InvalidInput,
-    NotFound,
-    Violation,
-)
-from chalicelib.domain.invoice import CREDIT_NOTE, InvoiceDraft, compute_totals, validate_invoice
+from chalicelib.domain.document_types import DocumentType
+from chalicelib.domain.errors import Conflict, InvalidInput, NotFound, Violation
+from chalicelib.domain.inputs import violations_from
+from chalicelib.domain.invoice import InvoiceDraft, compute_totals, validate_invoice
+from chalicelib.domain.kinds import QUOTE_CONVERTED, QUOTE_CREATED
 from chalicelib.domain.ledger import canonical_payload
 from chalicelib.ports import Clock, InvoiceDocuments, LedgerStore, StoredQuote, UnitOfWorkFactory
-from chalicelib.usecases.issue_invoice import (
+from chalicelib.usecases.idempotency import KeyedRequest, checked_key, request_fingerprint
+from chalicelib.usecases.invoicing import (
     PARIS,
     Checkpoint,
     InvoicePorts,
     Issued,
-    checked_key,
-    issue_invoice,
     no_checkpoint,
-    request_fingerprint,
     totals_data,
 )
+from chalicelib.usecases.issue_invoice import issue_invoice
 
 # The draft's own dates: the invoice's, given at conversion, never the quote's.
 INVOICE_DATES = ("issue_date", "due_date")
 _PLACEHOLDER = date(2000, 1, 1)  # stands in for the draft's dates in the fingerprint
-CREATED = "quote.created"
-CONVERTED = "quote.converted"
 
 
 @dataclass(frozen=True)
@@ -106,8 +100,7 @@ def _date(raw: object, field: str) -> tuple[date | None, list[Violation]]:
     try:
         return TypeAdapter(IsoDate).validate_python(raw), []
     except ValidationError as error:
-        return None, [Violation(field, e["msg"]) for e in error.errors(include_url=False,
-                                                                         include_input=False)]
+        return None, violations_from(error, field=field)
 
 
 def _prefixed(violations: list[Violation], prefix: str) -> list[Violation]:
@@ -140,7 +133,7 @@ def _quote_request(raw: object, today: date,
                   for k in INVOICE_DATES if k in draft_raw]
         # The dates only let the model validate the rest; they are not kept.
         dated = {**draft_raw, **{k: today.isoformat() for k in INVOICE_DATES}}
-        if draft_raw.get("type_code") in (CREDIT_NOTE, str(CREDIT_NOTE)):
+        if DocumentType.CREDIT_NOTE.named_by(draft_raw.get("type_code")):
             found.append(Violation("invoice.type_code", "a quote becomes an invoice (380): "
                                    "credit notes are issued from the invoice they credit"))
             del dated["type_code"]  # said once, not again as a credit note's own rules
@@ -193,13 +186,6 @@ def created_data(quote: StoredQuote, draft: InvoiceDraft,
     }
 
 
-def _answer_retry(found: StoredQuote, fingerprint: bytes) -> Made:
-    if found.request_sha256 != fingerprint:
-        raise Conflict([Violation("Idempotency-Key", "already used for another request: "
-                                  "use a new key for a new quote")])
-    return Made(found, created=False)
-
-
 def create_quote(tenant_id: UUID, key: str | None, raw: object, ports: QuotePorts,
                  checkpoint: Checkpoint = no_checkpoint) -> Made:
     """POST /quotes: a validated draft, numbered in the tenant's quote counter.
@@ -211,13 +197,19 @@ def create_quote(tenant_id: UUID, key: str | None, raw: object, ports: QuotePort
     key = checked_key(key)
     draft, valid_until = _quote_request(raw, _today(ports.clock), ports.documents)
     fingerprint = _quote_fingerprint(draft, valid_until)
-    with ports.unit_of_work(tenant_id) as uow:
-        found = uow.quotes.by_idempotency_key(key)
+
+    def known() -> StoredQuote | None:
+        with ports.unit_of_work(tenant_id) as uow:
+            return uow.quotes.by_idempotency_key(key)
+
+    request = KeyedRequest(fingerprint, known, "quote")
+    found = request.earlier()
     if found is not None:
-        return _answer_retry(found, fingerprint)
+        return Made(found, created=False)
     checkpoint("quote_looked_up")
     totals = totals_data(compute_totals(draft))
-    try:
+
+    def first() -> Made:
         with ports.unit_of_work(tenant_id) as uow:
             number = uow.quotes.next_number()
             checkpoint("quote_numbered")
@@ -226,17 +218,15 @@ def create_quote(tenant_id: UUID, key: str | None, raw: object, ports: QuotePort
                 idempotency_key=key, request_sha256=fingerprint,
                 document=_kept_document(draft), totals=rfc8785.dumps(totals).decode(),
                 valid_until=valid_until)
-            _append(uow.ledger, CREATED, created_data(quote, draft, totals), ports.clock)
+            _append(uow.ledger, QUOTE_CREATED, created_data(quote, draft, totals),
+                    ports.clock)
             checkpoint("quote_ledger_appended")
             stored = uow.quotes.add(quote)
             checkpoint("quote_stored")
-    except DuplicateIdempotencyKey:  # a concurrent retry committed first
-        with ports.unit_of_work(tenant_id) as uow:
-            found = uow.quotes.by_idempotency_key(key)
-        if found is None:
-            raise
-        return _answer_retry(found, fingerprint)
-    return Made(stored, created=True)
+        return Made(stored, created=True)
+
+    # A concurrent retry that committed the key first made the quote.
+    return request.made_once(first, lambda found: Made(found, created=False))
 
 
 def get_quote(tenant_id: UUID, quote_id: UUID, unit_of_work: UnitOfWorkFactory) -> StoredQuote:
@@ -344,7 +334,7 @@ def convert_quote(tenant_id: UUID, quote_id: UUID, key: str | None, raw: object,
         # every writer does), so a writer holding the head never waits on us.
         locked = uow.quotes.get(quote_id, for_update=True)
         if locked is not None and locked.converted_invoice_id is None:
-            _append(uow.ledger, CONVERTED, {
+            _append(uow.ledger, QUOTE_CONVERTED, {
                 "quote_id": str(quote_id), "reference": quote.reference,
                 "invoice_id": str(issued.invoice.invoice_id),
                 "invoice_number": issued.invoice.invoice_number}, ports.clock)

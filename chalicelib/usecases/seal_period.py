@@ -23,7 +23,6 @@ from chalicelib.domain.closing import (
     CLOSING_TYPE,
     FORMAT_VERSION,
     PERIOD_KINDS,
-    SEALED,
     Period,
     add_grand,
     closing_sha256,
@@ -33,6 +32,7 @@ from chalicelib.domain.closing import (
     period_of,
 )
 from chalicelib.domain.errors import Conflict, NotFound, Violation
+from chalicelib.domain.kinds import CLOSING_SEALED
 from chalicelib.domain.ledger import GENESIS_HASH, canonical_payload, utc_timestamp
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _seal(uow: UnitOfWork, store: ClosingStore, tenant_id: UUID, period: Period,
     text = closing_text(body)
     signature = ports.signer.sign(text.encode("utf-8"))
     store.register_key(ports.signer.key_id, ports.signer.public_key)
-    appended = uow.ledger.append(SEALED, canonical_payload(
+    appended = uow.ledger.append(CLOSING_SEALED, canonical_payload(
         {"closing": text, "signature": signature.hex(), "key_id": ports.signer.key_id}, now),
         None)
     if appended is None:

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from chalicelib.domain.errors import NotFound, Violation
+from chalicelib.domain.kinds import WITNESS_OF_CLOSING, WITNESS_OF_HEAD
 from chalicelib.domain.ledger import LedgerEntry
 from chalicelib.domain.retention import retain_until_for
 from chalicelib.domain.witness import (
@@ -56,7 +57,7 @@ def witness(tenant_id: UUID, ports: WitnessPorts,
             closing: StoredClosing | None = None) -> int | None:
     """Witness the closing (with the head at its entry), or else the current
     head if the chain grew since the last witness. The seq witnessed, or None."""
-    kind = "closing" if closing is not None else "head"
+    kind = WITNESS_OF_CLOSING if closing is not None else WITNESS_OF_HEAD
     with ports.unit_of_work(tenant_id) as uow:
         if closing is not None:
             seq = closing.entry_seq
@@ -65,9 +66,9 @@ def witness(tenant_id: UUID, ports: WitnessPorts,
             if head is None or head.seq == 0:
                 return None
             seq = head.seq
-            last = max((s for s in (uow.closings.last_witnessed("head"),
-                                    uow.closings.last_witnessed("closing")) if s is not None),
-                       default=0)
+            witnessed = (uow.closings.last_witnessed(WITNESS_OF_HEAD),
+                         uow.closings.last_witnessed(WITNESS_OF_CLOSING))
+            last = max((s for s in witnessed if s is not None), default=0)
             if seq <= last:
                 return None
         if uow.closings.witnessed(kind, seq):
@@ -111,7 +112,7 @@ def witness_owed(tenant_id: UUID, ports: WitnessPorts) -> list[int]:
     """What the schedule runs per tenant: closings not yet witnessed, then the head."""
     with ports.unit_of_work(tenant_id) as uow:
         owed = [c for c in uow.closings.recent(1000)
-                if not uow.closings.witnessed("closing", c.entry_seq)]
+                if not uow.closings.witnessed(WITNESS_OF_CLOSING, c.entry_seq)]
     done = [s for c in sorted(owed, key=lambda c: c.entry_seq)
             if (s := witness(tenant_id, ports, c)) is not None]
     head = witness(tenant_id, ports)

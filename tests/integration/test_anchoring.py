@@ -27,8 +27,8 @@ from chalicelib.adapters.anchoring import (
     read_ots,
     verify_rfc3161_token,
 )
-from chalicelib.adapters.postgres import Database
-from chalicelib.adapters.postgres_anchors import (
+from chalicelib.adapters.postgres import (
+    Database,
     PostgresAnchors,
     anchor_store,
     anchor_stores,

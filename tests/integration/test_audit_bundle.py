@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import rfc8785
 
-from chalicelib.adapters import postgres
 from chalicelib.adapters.postgres import Database
+from chalicelib.adapters.postgres import ledger as postgres
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.audit.bundle import export_audit_bundle
 from chalicelib.audit.verify import Report, verify_bundle

@@ -269,7 +269,7 @@ def test_the_engine_tree_matches_an_independent_computation(
 
 def test_scheduled_sealing_goes_on_past_a_failing_tenant(
         database: Database, signer: LocalSigningKey) -> None:
-    from chalicelib.adapters.postgres_closings import tenants_to_seal
+    from chalicelib.adapters.postgres import tenants_to_seal
     from chalicelib.usecases.create_tenant import create_tenant
     from chalicelib.usecases.seal_period import seal_all_due
 

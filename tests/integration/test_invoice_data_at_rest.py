@@ -19,12 +19,9 @@ from chalicelib.adapters.documents import FacturXDocuments
 from chalicelib.adapters.postgres import Database, app_connector, sqlstate
 from chalicelib.config import Settings
 from chalicelib.domain.encryption import DecryptionRefused
-from chalicelib.usecases.issue_invoice import (
-    InvoicePorts,
-    archived_document,
-    issue_credit_note,
-    issue_invoice,
-)
+from chalicelib.usecases.archive_invoice import archived_document
+from chalicelib.usecases.invoicing import InvoicePorts
+from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
 from chalicelib.usecases.quotes import QuotePorts, create_quote, get_quote
 from tests.conftest import Connect, FrozenClock, in_tenant
 from tests.integration.test_issue_invoice import Crash, crash_at, recent

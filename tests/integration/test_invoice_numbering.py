@@ -17,12 +17,19 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import Database, sqlstate
+from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.ledger import canonical_payload
-from chalicelib.ports import IssuedInvoice, UnitOfWork
+from chalicelib.ports import ArchivedObject, ArchiveReceipt, IssuedInvoice, UnitOfWork
 from tests.conftest import Connect, in_tenant
 
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def receipt(version_id: str) -> ArchiveReceipt:
+    """A receipt naming one object version (what record_archive keeps)."""
+    return ArchiveReceipt((("pdf", ArchivedObject("k.pdf", version_id, bytes(32), "COMPLIANCE",
+                                                  AT)),))
 
 
 def issue_in(uow: UnitOfWork, series: str = "F", day: date = date(2026, 11, 23),
@@ -34,7 +41,8 @@ def issue_in(uow: UnitOfWork, series: str = "F", day: date = date(2026, 11, 23),
         {"number": label, "total": "120.00"}, AT), None)
     assert appended is not None
     invoice = IssuedInvoice(
-        uuid.uuid4(), series, number, label, "380", None, day, key or uuid.uuid4().hex,
+        uuid.uuid4(), series, number, label, DocumentType.INVOICE, None, day,
+        key or uuid.uuid4().hex,
         hashlib.sha256(label.encode()).digest(), "{}", "{}", bytes(32), bytes(32),
         appended[0].seq)
     uow.invoices.add(invoice)
@@ -218,9 +226,9 @@ def test_the_archive_receipt_is_written_once_and_frees_the_documents(
     with database.unit_of_work(tenant) as uow:
         assert uow.invoices.documents(invoice.invoice_id) == {
             "pdf": b"%PDF-1.7 placeholder", "xml": b"<x/>"}
-        assert uow.invoices.record_archive(invoice.invoice_id, '{"v":1}') is True
+        assert uow.invoices.record_archive(invoice.invoice_id, receipt("v1")) is True
     with database.unit_of_work(tenant) as uow:
-        assert uow.invoices.record_archive(invoice.invoice_id, '{"v":2}') is False
+        assert uow.invoices.record_archive(invoice.invoice_id, receipt("v2")) is False
         assert uow.invoices.documents(invoice.invoice_id) == {}
         stored = uow.invoices.get(invoice.invoice_id)
-        assert stored is not None and stored.archive == '{"v":1}'
+        assert stored is not None and stored.archive == receipt("v1")

@@ -213,7 +213,7 @@ class NoSchematron:
 def test_schematron_unavailable_is_a_503_and_nothing_is_issued(
         client: Any, writer: tuple[Session, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib import runtime
-    from chalicelib.usecases.issue_invoice import InvoicePorts
+    from chalicelib.usecases.invoicing import InvoicePorts
 
     real = runtime.invoice_ports()
     monkeypatch.setattr(runtime, "invoice_ports", lambda: InvoicePorts(

@@ -30,15 +30,14 @@ from chalicelib.domain.errors import (
     NotFound,
 )
 from chalicelib.ports import InvoiceDocuments
-from chalicelib.usecases.issue_invoice import (
-    InvoicePorts,
+from chalicelib.usecases.archive_invoice import (
     archive_invoice,
     archive_pending,
     archived_document,
-    issue_credit_note,
-    issue_invoice,
     retain_until,
 )
+from chalicelib.usecases.invoicing import InvoicePorts
+from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
 from tests.conftest import Connect
 from tests.unit.test_invoice_model import consumer, invoice, line
 
@@ -112,7 +111,7 @@ def test_an_invoice_is_numbered_chained_and_archived(
     assert pdf.startswith(b"%PDF-") and b"F-000001" in xml
 
     s3 = s3_client(app_settings)
-    receipt = json.loads(invoice_row.archive or "{}")
+    receipt = invoice_row.archive.as_dict() if invoice_row.archive else {}
     assert [o["kind"] for o in receipt["objects"]] == ["pdf", "xml"]
     for stored in receipt["objects"]:
         assert stored["key"] == f"tenants/{tenant}/invoices/2026/F-000001.{stored['kind']}"
@@ -422,7 +421,8 @@ def test_a_credit_note_does_not_wait_for_the_credited_invoice_s_archiver(
         crediting.start()
         crediting.join(15)
         assert not crediting.is_alive(), "the credit note waited for the archiver's row lock"
-        assert credited[0].created and credited[0].invoice.preceding_id == original.invoice_id
+        assert credited[0].created and \
+            credited[0].invoice.credited_invoice_id == original.invoice_id
     finally:
         release.set()
         archiver.join(30)
@@ -435,7 +435,7 @@ def test_a_credit_note_references_the_invoice_which_never_changes(
         ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect) -> None:
     original = issue_invoice(tenant, "inv", recent(), ports).invoice
     credit = issue_credit_note(tenant, original.invoice_id, "cn", recent(), ports).invoice
-    assert credit.type_code == "381" and credit.preceding_id == original.invoice_id
+    assert credit.type_code == "381" and credit.credited_invoice_id == original.invoice_id
     assert credit.invoice_number == "F-000002"
     _, xml = archived_document(tenant, credit.invoice_id, "xml", ports)
     assert b"<ram:TypeCode>381</ram:TypeCode>" in xml and b"F-000001" in xml
@@ -476,7 +476,7 @@ def test_a_tampered_archive_is_detected_when_read(
         ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
         app_settings: Settings) -> None:
     issued = issue_invoice(tenant, "t", recent(), ports).invoice
-    receipt = json.loads(issued.archive or "{}")
+    receipt = issued.archive.as_dict() if issued.archive else {}
     pdf = receipt["objects"][0]
     # The attacker cannot change the locked version, so adds another version
     # under the key and points the receipt at it (a superuser, triggers off).
@@ -633,7 +633,7 @@ def test_reads_are_checked_against_the_ledger_not_the_invoice_row(
         ports: InvoicePorts, tenant: uuid.UUID, superuser: Connect,
         app_settings: Settings) -> None:
     issued = issue_invoice(tenant, "t2", recent(), ports).invoice
-    receipt = json.loads(issued.archive or "{}")
+    receipt = issued.archive.as_dict() if issued.archive else {}
     forged_pdf = b"%PDF-1.7 forged"
     forged = s3_client(app_settings).put_object(
         Bucket=app_settings.archive_bucket, Key=receipt["objects"][0]["key"], Body=forged_pdf,

@@ -101,7 +101,7 @@ def test_pages_are_cut_by_payload_bytes(database: Database, chain10: uuid.UUID,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """With a tiny byte budget every page holds one row: the stream is still
     complete and in order (memory per page is bounded by bytes, not rows)."""
-    from chalicelib.adapters import postgres
+    from chalicelib.adapters.postgres import ledger as postgres
 
     monkeypatch.setattr(postgres, "PAGE_BYTES", 1)
     with database.snapshot(chain10) as uow:

@@ -12,7 +12,8 @@ import pytest
 from chalice.app import Request
 from pg8000.exceptions import DatabaseError
 
-from chalicelib.adapters.postgres import Database, PostgresLockouts, _bucket, sqlstate
+from chalicelib.adapters.postgres import Database, PostgresLockouts, sqlstate
+from chalicelib.adapters.postgres.limits import _bucket
 from chalicelib.entrypoints.web import log_in_route
 from tests.conftest import Connect, FrozenClock
 from tests.integration.test_second_factor import Session, code, enrolled_owner

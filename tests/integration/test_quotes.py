@@ -26,7 +26,8 @@ from chalicelib.adapters.postgres import Database, PostgresQuotes, sqlstate
 from chalicelib.config import Settings
 from chalicelib.domain.errors import Conflict, InvalidInput
 from chalicelib.ports import StoredQuote
-from chalicelib.usecases.issue_invoice import InvoicePorts, issue_credit_note, issue_invoice
+from chalicelib.usecases.invoicing import InvoicePorts
+from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
 from chalicelib.usecases.quotes import (
     QuotePorts,
     convert_quote,

@@ -17,12 +17,8 @@ from uuid import UUID
 
 import pg8000.native
 
-from chalicelib.usecases.anchor import (
-    AnchorStore,
-    AnchorStoreFactory,
-    ClosingDigest,
-    StoredAnchor,
-)
+from chalicelib.adapters.postgres.sql import Transactions
+from chalicelib.usecases.anchor import AnchorStore, AnchorStoreFactory, ClosingDigest, StoredAnchor
 
 _COLUMNS = ("id, closing_id, method, endpoint, digest, status, proof, attempts, last_error, "
             "created_at, last_attempt_at, submitted_at, completed_at")
@@ -77,13 +73,13 @@ class PostgresAnchors:
 
 
 @contextmanager
-def anchor_store(database: Any, tenant_id: UUID) -> Iterator[PostgresAnchors]:
+def anchor_store(database: Transactions, tenant_id: UUID) -> Iterator[PostgresAnchors]:
     """A tenant's anchors in a transaction of their own (Database.transaction)."""
     with database.transaction(tenant_id) as conn:
         yield PostgresAnchors(conn, tenant_id)
 
 
-def read_anchors(database: Any, tenant_id: UUID, closing_id: UUID) -> list[StoredAnchor]:
+def read_anchors(database: Transactions, tenant_id: UUID, closing_id: UUID) -> list[StoredAnchor]:
     """A closing's anchors, in a read-only transaction of their own (call it
     outside any other transaction of this thread: Database has one connection
     per thread)."""
@@ -91,7 +87,7 @@ def read_anchors(database: Any, tenant_id: UUID, closing_id: UUID) -> list[Store
         return PostgresAnchors(conn, tenant_id).for_closing(closing_id)
 
 
-def anchor_stores(database: Any) -> AnchorStoreFactory:
+def anchor_stores(database: Transactions) -> AnchorStoreFactory:
     """The AnchorPorts.store factory over a Database."""
 
     def open_store(tenant_id: UUID) -> AbstractContextManager[AnchorStore]:
@@ -100,7 +96,7 @@ def anchor_stores(database: Any) -> AnchorStoreFactory:
     return open_store
 
 
-def anchors_to_retry(database: Any, endpoints: list[str] | None = None,
+def anchors_to_retry(database: Transactions, endpoints: list[str] | None = None,
                      limit: int = 500) -> list[tuple[UUID, UUID]]:
     """(tenant, anchor) of anchors not complete, least recently tried first
     (at `endpoints` only, when given)."""
@@ -112,7 +108,7 @@ def anchors_to_retry(database: Any, endpoints: list[str] | None = None,
     return [(UUID(str(t)), UUID(str(a))) for t, a in rows]
 
 
-def closings_to_anchor(database: Any, endpoints: list[str], since: datetime,
+def closings_to_anchor(database: Transactions, endpoints: list[str], since: datetime,
                        limit: int = 500) -> list[tuple[UUID, UUID]]:
     """(tenant, closing) of closings sealed since `since` lacking an anchor at
     one of `endpoints`."""

@@ -14,9 +14,10 @@ from uuid import UUID
 import pg8000.native
 from pg8000.exceptions import DatabaseError
 
-from chalicelib.adapters.postgres import sqlstate
-from chalicelib.domain.closing import MONEY_KINDS, MONEY_PATTERN, KindSum, RateSum
+from chalicelib.adapters.postgres.sql import Transactions, sqlstate
+from chalicelib.domain.closing import MONEY_PATTERN, KindSum, RateSum
 from chalicelib.domain.errors import Conflict, Violation
+from chalicelib.domain.kinds import CLOSING_SEALED, MONEY_KINDS
 from chalicelib.domain.ledger import utc_timestamp
 from chalicelib.ports import StoredClosing
 
@@ -77,8 +78,8 @@ class PostgresClosings:
     def first_activity(self, after_seq: int) -> datetime | None:
         rows = self._conn.run(
             "SELECT payload::jsonb ->> 'at' FROM ledger_entries WHERE tenant_id = :t "
-            "AND seq > :a AND kind <> 'closing.sealed' ORDER BY seq LIMIT 1",
-            t=self._tenant, a=after_seq)
+            "AND seq > :a AND kind <> :sealed ORDER BY seq LIMIT 1",
+            t=self._tenant, a=after_seq, sealed=CLOSING_SEALED)
         if not rows:
             return None
         return datetime.strptime(rows[0][0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
@@ -178,7 +179,7 @@ class PostgresClosings:
             raise
 
 
-def tenants_to_seal(database: Any, limit: int = 10000) -> list[UUID]:
+def tenants_to_seal(database: Transactions, limit: int = 10000) -> list[UUID]:
     """Tenants with activity not yet under a year closing (ids only, engine function)."""
     with database.transaction(None, read_only=True) as conn:
         rows = conn.run("SELECT tenant_id FROM tenants_to_seal(:n)", n=limit)

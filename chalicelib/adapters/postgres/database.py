@@ -1,0 +1,186 @@
+"""Connections as the application role, and the tenant-scoped unit of work.
+
+Every transaction sets `app.tenant_id` with set_config(..., is_local => true):
+it vanishes at COMMIT/ROLLBACK, so a pooled connection never carries a tenant
+into the next request. The policies in the schema do the isolating.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import pg8000.native
+from pg8000.exceptions import InterfaceError
+
+from chalicelib.adapters.postgres.accounts import (
+    PostgresSecondFactors,
+    PostgresSessions,
+    PostgresUsers,
+)
+from chalicelib.adapters.postgres.api_keys import PostgresApiKeys
+from chalicelib.adapters.postgres.closings import PostgresClosings
+from chalicelib.adapters.postgres.data_keys import PostgresDataKeys
+from chalicelib.adapters.postgres.invoices import PostgresInvoices
+from chalicelib.adapters.postgres.ledger import PostgresLedger
+from chalicelib.adapters.postgres.quotes import PostgresQuotes
+from chalicelib.adapters.postgres.sealed import CipherSource, SealedColumns
+from chalicelib.adapters.postgres.signups import PostgresSignUpClaims
+from chalicelib.adapters.postgres.sql import Isolation
+from chalicelib.adapters.postgres.tenants import PostgresTenants
+from chalicelib.config import Settings
+
+
+def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
+    """A function opening a connection as the application role."""
+
+    def connect() -> pg8000.native.Connection:
+        # TCP_NODELAY: pg8000 leaves Nagle's algorithm on, and a mid-sized
+        # message (a staged PDF) then waits ~40 ms for the server's delayed ACK.
+        sock = socket.create_connection((settings.db_host, settings.db_port), timeout=30)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            return pg8000.native.Connection(
+                user=settings.db_app_user,
+                password=settings.db_app_password.get_secret_value(),
+                host=settings.db_host, port=settings.db_port, database=settings.db_name,
+                sock=sock,
+                ssl_context=ssl.create_default_context() if settings.db_tls else None,
+                timeout=30, application_name="einvoice",
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    return connect
+
+
+class Database:
+    """Hands out transactions on one connection per thread (a function's
+    container reuses it across invocations; a broken one is replaced)."""
+
+    def __init__(self, connect: Callable[[], pg8000.native.Connection],
+                 cipher: CipherSource | None = None) -> None:
+        """`cipher`: where the field cipher comes from (called when first needed),
+        for the columns holding personal data (invoice and quote documents,
+        staged PDF/XML). Without one, those tables can be neither written nor read."""
+        self._connect = connect
+        self._local = threading.local()
+        self.cipher = cipher
+
+    def _connection(self) -> pg8000.native.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _discard(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken
+                conn.close()
+
+    def close(self) -> None:
+        self._discard()
+
+    @contextmanager
+    def transaction(self, tenant_id: UUID | None, *, isolation: Isolation = "READ COMMITTED",
+                    read_only: bool = False) -> Iterator[pg8000.native.Connection]:
+        # One round trip opens the transaction and sets its tenant. The tenant
+        # is a UUID object, whose text form is hex and dashes only: safe inline.
+        begin = f"START TRANSACTION ISOLATION LEVEL {isolation}" + (
+            " READ ONLY" if read_only else "")
+        if tenant_id is not None:
+            if not isinstance(tenant_id, UUID):
+                raise TypeError("tenant_id must be a UUID")
+            begin += f"; SELECT set_config('app.tenant_id', '{tenant_id}', true)"
+        conn = self._connection()
+        try:
+            conn.run(begin)
+        except (InterfaceError, OSError):
+            # A connection that died between invocations: one fresh try.
+            self._discard()
+            conn = self._connection()
+            conn.run(begin)
+        try:
+            yield conn
+        except BaseException:
+            try:
+                conn.run("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the connection is unusable; drop it
+                self._discard()
+            raise
+        try:
+            conn.run("COMMIT")
+        except (InterfaceError, OSError):
+            self._discard()
+            raise
+
+    def ping(self) -> None:
+        with self.transaction(None, read_only=True) as conn:
+            conn.run("SELECT 1")
+
+    def unit_of_work(self, tenant_id: UUID) -> TenantUnitOfWork:
+        return TenantUnitOfWork(self, tenant_id)
+
+    def snapshot(self, tenant_id: UUID) -> TenantUnitOfWork:
+        """A read-only unit of work over one consistent snapshot (long reads)."""
+        return TenantUnitOfWork(self, tenant_id, "REPEATABLE READ", read_only=True)
+
+
+class TenantUnitOfWork:
+    """The transaction of one request or job for one tenant."""
+
+    tenants: PostgresTenants
+    ledger: PostgresLedger
+    data_keys: PostgresDataKeys
+    users: PostgresUsers
+    sessions: PostgresSessions
+    second_factor: PostgresSecondFactors
+    api_keys: PostgresApiKeys
+    signups: PostgresSignUpClaims
+    invoices: PostgresInvoices
+    quotes: PostgresQuotes
+
+    def __init__(self, database: Database, tenant_id: UUID,
+                 isolation: Isolation = "READ COMMITTED", read_only: bool = False) -> None:
+        self._database = database
+        self._tenant_id = tenant_id
+        self._isolation = isolation
+        self._read_only = read_only
+        self._cm: Any = None
+
+    def __enter__(self) -> TenantUnitOfWork:
+        self._cm = self._database.transaction(self._tenant_id, isolation=self._isolation,
+                                             read_only=self._read_only)
+        conn = self._cm.__enter__()
+        self.tenants = PostgresTenants(conn)
+        self.ledger = PostgresLedger(conn, self._tenant_id)
+        self.data_keys = PostgresDataKeys(conn, self._tenant_id)
+        self.users = PostgresUsers(conn, self._tenant_id)
+        self.sessions = PostgresSessions(conn, self._tenant_id)
+        self.second_factor = PostgresSecondFactors(conn, self._tenant_id)
+        self.api_keys = PostgresApiKeys(conn, self._tenant_id)
+        self.signups = PostgresSignUpClaims(conn)
+        sealed = SealedColumns(self._database.cipher, self.data_keys)
+        self.invoices = PostgresInvoices(conn, self._tenant_id, sealed)
+        self.quotes = PostgresQuotes(conn, self._tenant_id, sealed)
+        self._conn = conn
+        return self
+
+    @property
+    def closings(self) -> PostgresClosings:
+
+        return PostgresClosings(self._conn, self._tenant_id)
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return bool(self._cm.__exit__(*exc))

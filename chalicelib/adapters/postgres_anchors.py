@@ -17,7 +17,7 @@ from uuid import UUID
 
 import pg8000.native
 
-from chalicelib.usecases.anchor import (
+from chalicelib.ports import (
     AnchorStore,
     AnchorStoreFactory,
     ClosingDigest,

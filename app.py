@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, Cron, Request, Response, SQSEvent
@@ -25,33 +26,27 @@ def _request() -> Request:
 
 
 @app.middleware("http")
-def access_log_and_headers(event: Any, get_response: Any) -> Any:
+def access_log_and_headers(event: Request, get_response: Callable[[Request], Response]
+                           ) -> Response:
     """Every request: a request id, security headers on the response (HSTS,
     no-sniff, frame deny, strict CSP, no-store), and a row in the access log."""
-    from chalicelib.entrypoints.web import SECURITY_HEADERS, begin_request, record_access
+    from chalicelib.entrypoints.access_log import logged
 
-    request_id, started = begin_request(event)
-    response = get_response(event)
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["X-Request-Id"] = request_id
-    record_access(event, response.status_code, request_id, started)
-    return response
+    return logged(event, get_response)
 
 
 @app.route("/health", methods=["GET"])
 def health() -> Response:
     """Whether the database and the object store answer (no tenant data)."""
-    from chalicelib.runtime import health_probes
-    from chalicelib.usecases.health import check_health
+    from chalicelib.entrypoints.health import health_route
 
-    status, body = check_health(health_probes())
-    return Response(body=body, status_code=status)
+    return health_route()
 
 
 @app.route("/signup", methods=["POST"])
 def signup() -> Response:
     """Mails a confirmation link (or, for a taken address, a notice); 202 either way."""
-    from chalicelib.entrypoints.web import sign_up_route
+    from chalicelib.entrypoints.accounts import sign_up_route
 
     return sign_up_route(_request())
 
@@ -59,21 +54,21 @@ def signup() -> Response:
 @app.route("/signup/confirm", methods=["POST"])
 def signup_confirm() -> Response:
     """The link's token: a new tenant and its owner, with the session cookies."""
-    from chalicelib.entrypoints.web import sign_up_confirm_route
+    from chalicelib.entrypoints.accounts import sign_up_confirm_route
 
     return sign_up_confirm_route(_request())
 
 
 @app.route("/login", methods=["POST"])
 def login() -> Response:
-    from chalicelib.entrypoints.web import log_in_route
+    from chalicelib.entrypoints.accounts import log_in_route
 
     return log_in_route(_request())
 
 
 @app.route("/logout", methods=["POST"])
 def logout() -> Response:
-    from chalicelib.entrypoints.web import log_out_route
+    from chalicelib.entrypoints.accounts import log_out_route
 
     return log_out_route(_request())
 
@@ -81,14 +76,14 @@ def logout() -> Response:
 @app.route("/password", methods=["POST"])
 def password() -> Response:
     """Change one's password; ends every session of the user."""
-    from chalicelib.entrypoints.web import change_password_route
+    from chalicelib.entrypoints.accounts import change_password_route
 
     return change_password_route(_request())
 
 
 @app.route("/me", methods=["GET"])
 def me() -> Response:
-    from chalicelib.entrypoints.web import me_route
+    from chalicelib.entrypoints.accounts import me_route
 
     return me_route(_request())
 
@@ -96,7 +91,7 @@ def me() -> Response:
 @app.route("/mfa/totp", methods=["POST"])
 def totp_enrol() -> Response:
     """A new TOTP secret, pending until its first code confirms it."""
-    from chalicelib.entrypoints.web import totp_enrol_route
+    from chalicelib.entrypoints.mfa import totp_enrol_route
 
     return totp_enrol_route(_request())
 
@@ -104,7 +99,7 @@ def totp_enrol() -> Response:
 @app.route("/mfa/totp/confirm", methods=["POST"])
 def totp_confirm() -> Response:
     """The first code: the secret becomes the second factor; recovery codes, once."""
-    from chalicelib.entrypoints.web import totp_confirm_route
+    from chalicelib.entrypoints.mfa import totp_confirm_route
 
     return totp_confirm_route(_request())
 
@@ -112,7 +107,7 @@ def totp_confirm() -> Response:
 @app.route("/mfa", methods=["POST"])
 def second_factor() -> Response:
     """Pass the second factor for this session (TOTP code or recovery code)."""
-    from chalicelib.entrypoints.web import second_factor_route
+    from chalicelib.entrypoints.mfa import second_factor_route
 
     return second_factor_route(_request())
 
@@ -120,14 +115,14 @@ def second_factor() -> Response:
 @app.route("/ledger/verify", methods=["GET"])
 def ledger_verify() -> Response:
     """Recompute the caller's tenant chain and say where it breaks, if it does."""
-    from chalicelib.entrypoints.web import ledger_verify_route
+    from chalicelib.entrypoints.ledger import ledger_verify_route
 
     return ledger_verify_route(_request())
 
 
 @app.route("/ledger/entries", methods=["GET"])
 def ledger_entries() -> Response:
-    from chalicelib.entrypoints.web import ledger_entries_route
+    from chalicelib.entrypoints.ledger import ledger_entries_route
 
     return ledger_entries_route(_request())
 
@@ -135,21 +130,21 @@ def ledger_entries() -> Response:
 @app.route("/api-keys", methods=["POST"])
 def api_keys_create() -> Response:
     """A key for a machine caller, with scopes; its secret is shown once."""
-    from chalicelib.entrypoints.web import api_keys_create_route
+    from chalicelib.entrypoints.api_keys import api_keys_create_route
 
     return api_keys_create_route(_request())
 
 
 @app.route("/api-keys", methods=["GET"])
 def api_keys_list() -> Response:
-    from chalicelib.entrypoints.web import api_keys_list_route
+    from chalicelib.entrypoints.api_keys import api_keys_list_route
 
     return api_keys_list_route(_request())
 
 
 @app.route("/api-keys/{key_id}", methods=["DELETE"])
 def api_key_revoke(key_id: str) -> Response:
-    from chalicelib.entrypoints.web import api_key_revoke_route
+    from chalicelib.entrypoints.api_keys import api_key_revoke_route
 
     return api_key_revoke_route(_request(), key_id)
 
@@ -287,14 +282,9 @@ def issue_queued_invoices(event: SQSEvent) -> Any:
 @app.schedule(Cron(17, 3, "*", "*", "?", "*"))  # daily, 03:17 UTC
 def retention_purge(event: CloudWatchEvent) -> dict[str, int]:
     """Delete personal data whose retention period has ended (access logs: a year)."""
-    from chalicelib.adapters.postgres import PostgresRetention
-    from chalicelib.logs import logger
-    from chalicelib.runtime import database
-    from chalicelib.usecases.retention import purge_expired
+    from chalicelib.entrypoints.schedules import purge_retention
 
-    removed = purge_expired(PostgresRetention(database()))
-    logger.info("retention purge", extra={"removed": removed})
-    return removed
+    return purge_retention()
 
 
 @app.schedule(Cron(5, "*", "*", "*", "?", "*"))  # hourly at :05 UTC
@@ -303,14 +293,9 @@ def scheduled_closings(event: CloudWatchEvent) -> dict[str, int]:
     tenant with activity, each tenant on its own, and witness its closings and
     chain head in the Object Lock bucket. Hourly, because Paris
     midnight is 22:00 or 23:00 UTC, and a failed tenant is retried an hour later."""
-    from chalicelib.adapters.postgres import tenants_to_seal
-    from chalicelib.logs import logger
-    from chalicelib.runtime import closing_ports, database, witness_ports
-    from chalicelib.usecases.seal_period import seal_all_due
+    from chalicelib.entrypoints.schedules import seal_due_closings
 
-    result = seal_all_due(tenants_to_seal(database()), closing_ports(), witness_ports())
-    logger.info("scheduled closings", extra=result)
-    return result
+    return seal_due_closings()
 
 
 @app.schedule(Cron("7/15", "*", "*", "*", "?", "*"))  # every 15 minutes from :07 UTC
@@ -319,43 +304,14 @@ def anchor_retries(event: CloudWatchEvent) -> dict[str, int]:
     OpenTimestamps proofs, then anchor the closings the hourly schedule sealed
     (the last 7 days). Each anchor on its own; no new work is started once the
     function's time is nearly spent (the next run goes on)."""
-    from datetime import timedelta
+    from chalicelib.entrypoints.schedules import retry_anchoring
 
-    from chalicelib.adapters.postgres import anchors_to_retry, closings_to_anchor
-    from chalicelib.logs import logger
-    from chalicelib.runtime import anchor_ports, clock, database
-    from chalicelib.usecases.anchor import anchor_new_closings, retry_anchors
-
-    ports = anchor_ports()
-    if not ports.targets:
-        return {"anchors": 0, "closings": 0}
-    remaining = getattr(event.context, "get_remaining_time_in_millis", lambda: 30000)
-
-    def budget(share: float) -> float:
-        # Leave room for one round of calls already started (5 s timeouts).
-        return max(0.0, (remaining() / 1000 - 12) * share)
-
-    result = retry_anchors(anchors_to_retry(database(), ports.endpoints, limit=200), ports,
-                           budget_seconds=budget(2 / 3))
-    since = clock().now() - timedelta(days=7)
-    result |= anchor_new_closings(closings_to_anchor(database(), ports.endpoints, since,
-                                                     limit=50), ports, budget_seconds=budget(1))
-    logger.info("anchor retries", extra=result)
-    return result
+    return retry_anchoring(event.context)
 
 
 @app.schedule(Cron("0/10", "*", "*", "*", "?", "*"))  # every 10 minutes
 def archive_sweep(event: CloudWatchEvent) -> dict[str, int]:
     """Archive the invoices whose archiving a crash interrupted (older than 5 minutes)."""
-    from datetime import timedelta
+    from chalicelib.entrypoints.schedules import sweep_archive
 
-    from chalicelib.adapters.postgres import invoices_awaiting_archive
-    from chalicelib.logs import logger
-    from chalicelib.runtime import database, invoice_ports
-    from chalicelib.usecases.issue_invoice import archive_pending
-
-    pending = invoices_awaiting_archive(database(), timedelta(minutes=5))
-    result = archive_pending(pending, invoice_ports()) if pending else {"archived": 0,
-                                                                        "failed": 0}
-    logger.info("archive sweep", extra=result)
-    return result
+    return sweep_archive()

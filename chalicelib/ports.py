@@ -585,3 +585,98 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[UUID], AbstractContextManager[UnitOfWork]]
+
+
+# Anchoring: the outside witnesses of a closing (OpenTimestamps calendars, an
+# RFC 3161 time-stamping authority) and where their anchors are kept.
+
+
+class AnchorUnavailable(Exception):
+    """An endpoint gave no usable answer. `reason` is short and ours (a status
+    code, an exception type, what check failed), never the server's own text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StoredAnchor:
+    anchor_id: UUID
+    closing_id: UUID
+    method: str
+    endpoint: str
+    digest: bytes
+    status: str
+    proof: bytes | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ClosingDigest:
+    text: str
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class OtsUpgrade:
+    proof: bytes
+    complete: bool  # holds a Bitcoin block header attestation
+
+
+@dataclass(frozen=True)
+class TsaToken:
+    token: bytes  # DER TimeStampToken, verified
+    gen_time: datetime
+
+
+class AnchorStore(Protocol):
+    """One tenant's anchors, inside one transaction."""
+
+    def closing(self, closing_id: UUID) -> ClosingDigest | None: ...
+
+    def ensure(self, anchor_id: UUID, closing_id: UUID, method: str, endpoint: str,
+               digest: bytes) -> None: ...
+
+    def for_closing(self, closing_id: UUID) -> list[StoredAnchor]: ...
+
+    def get(self, anchor_id: UUID) -> StoredAnchor | None: ...
+
+    def record(self, seen: StoredAnchor, status: str, proof: bytes | None,
+               last_error: str | None) -> bool:
+        """One attempt, only if the anchor is still as `seen` (else False)."""
+        ...
+
+
+class CalendarClient(Protocol):
+    """An OpenTimestamps calendar (adapters/anchoring.py)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def submit(self, digest: bytes) -> bytes:
+        """The proof for `digest` (raises AnchorUnavailable)."""
+        ...
+
+    def upgrade(self, proof: bytes) -> OtsUpgrade:
+        """The proof with what the calendars now know (raises AnchorUnavailable)."""
+        ...
+
+
+class TimestampAuthority(Protocol):
+    """An RFC 3161 TSA whose answers are verified (adapters/anchoring.py)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def timestamp(self, message: bytes) -> TsaToken:
+        """A verified token over SHA-256(message) (raises AnchorUnavailable)."""
+        ...
+
+
+AnchorStoreFactory = Callable[[UUID], AbstractContextManager[AnchorStore]]

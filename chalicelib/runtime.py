@@ -1,20 +1,64 @@
 """Composition root: the real adapters, built lazily once per container.
 
-Handlers import this and nothing heavier than their use case needs.
+The one module that constructs adapters: handlers, route modules and
+schedules ask it for a port (or a use case's bundle of ports) and never name
+an adapter themselves. Every import below sits inside the factory that needs
+it, so a cold start pays only for what its trigger uses (no boto3, mail,
+anchoring clients or document libraries until asked for).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+from uuid import UUID
 
-from chalicelib.adapters.postgres import Database, app_connector
 from chalicelib.config import settings
 from chalicelib.ports import Clock, SystemClock
+
+if TYPE_CHECKING:  # types only: each is imported for real where it is built
+    from chalicelib.adapters.postgres import Database
+    from chalicelib.domain.ledger import LedgerEntry
+    from chalicelib.domain.passwords import Passwords
+    from chalicelib.ports import (
+        AccessLog,
+        ApiKeyDirectory,
+        ClosingSigner,
+        InvoiceDocuments,
+        InvoiceQueue,
+        Lockouts,
+        LoginDirectory,
+        Mailer,
+        PendingSignUps,
+        RateLimiter,
+        Retention,
+        SessionDirectory,
+        StoredAnchor,
+        WitnessArchive,
+    )
+    from chalicelib.usecases.anchor import AnchorPorts
+    from chalicelib.usecases.append_ledger import AppendRequest
+    from chalicelib.usecases.field_encryption import FieldCipher
+    from chalicelib.usecases.invoicing import InvoicePorts, Issued
+    from chalicelib.usecases.quotes import QuotePorts
+    from chalicelib.usecases.seal_period import ClosingPorts
+    from chalicelib.usecases.sessions import SessionPolicy
+    from chalicelib.usecases.witness import WitnessPorts
+
+
+class ObjectStore(Protocol):
+    """What this module asks of the S3 client itself (the archive adapter
+    asks the rest): whether the bucket answers."""
+
+    def head_bucket(self, *, Bucket: str) -> object: ...
 
 
 @lru_cache(maxsize=1)
 def database() -> Database:
+    from chalicelib.adapters.postgres import Database, app_connector
+
     return Database(app_connector(settings()), cipher=field_cipher)
 
 
@@ -24,14 +68,15 @@ def clock() -> Clock:
 
 
 @lru_cache(maxsize=1)
-def object_store() -> Any:
+def object_store() -> ObjectStore:
     from chalicelib.adapters.aws import s3_client  # boto3 only where it is used
 
-    return s3_client(settings())
+    client: ObjectStore = s3_client(settings())
+    return client
 
 
 @lru_cache(maxsize=1)
-def passwords() -> Any:
+def passwords() -> Passwords:
     from chalicelib.domain.passwords import Passwords
 
     s = settings()
@@ -39,7 +84,7 @@ def passwords() -> Any:
 
 
 @lru_cache(maxsize=1)
-def field_cipher() -> Any:
+def field_cipher() -> FieldCipher:
     from chalicelib.adapters.keys import LocalKeyFile
     from chalicelib.usecases.field_encryption import FieldCipher
 
@@ -50,7 +95,7 @@ def field_cipher() -> Any:
 
 
 @lru_cache(maxsize=1)
-def closing_signer() -> Any:
+def closing_signer() -> ClosingSigner:
     from chalicelib.adapters.signing import LocalSigningKey
 
     path = settings().closing_key_file
@@ -59,19 +104,19 @@ def closing_signer() -> Any:
     return LocalSigningKey(path)
 
 
-def closing_ports() -> Any:
+def closing_ports() -> ClosingPorts:
     from chalicelib.usecases.seal_period import ClosingPorts
 
     return ClosingPorts(database().unit_of_work, closing_signer(), clock())
 
 
-def witness_ports() -> Any:
+def witness_ports() -> WitnessPorts:
     from chalicelib.usecases.witness import WitnessPorts
 
     return WitnessPorts(database().unit_of_work, closing_signer(), invoice_archive())
 
 
-def anchor_ports() -> Any:
+def anchor_ports() -> AnchorPorts:
     """Anchoring from settings: one client per OpenTimestamps calendar, the TSA
     when set (its trust file read here: a bad file fails anchoring, not sealing)."""
     from chalicelib.adapters.anchoring import OpenTimestampsCalendar, Rfc3161Authority, TsaTrust
@@ -88,7 +133,7 @@ def anchor_ports() -> Any:
                        tsa=tsa)
 
 
-def anchor_after_sealing(tenant_id: Any, closing_id: Any) -> None:
+def anchor_after_sealing(tenant_id: UUID, closing_id: UUID) -> None:
     """Best-effort, right after a closing is committed: never raises; the
     anchor_retries schedule picks up whatever did not happen here."""
     from chalicelib.logs import logger
@@ -103,9 +148,100 @@ def anchor_after_sealing(tenant_id: Any, closing_id: Any) -> None:
                        extra={"tenant_id": str(tenant_id), "reason": type(exc).__name__})
 
 
-def session_policy() -> Any:
-    from datetime import timedelta
+def closing_anchors(tenant_id: UUID, closing_id: UUID) -> list[StoredAnchor]:
+    """A closing's anchors, read in a transaction of their own (call it outside
+    any other transaction of this thread)."""
+    from chalicelib.adapters.postgres.anchors import read_anchors
 
+    return read_anchors(database(), tenant_id, closing_id)
+
+
+def anchors_to_retry(endpoints: list[str], limit: int) -> list[tuple[UUID, UUID]]:
+    """(tenant, anchor) of the anchors at `endpoints` not complete yet."""
+    from chalicelib.adapters.postgres.anchors import anchors_to_retry
+
+    return anchors_to_retry(database(), endpoints, limit=limit)
+
+
+def closings_to_anchor(endpoints: list[str], since: datetime,
+                       limit: int) -> list[tuple[UUID, UUID]]:
+    """(tenant, closing) of closings sealed since `since` lacking an anchor."""
+    from chalicelib.adapters.postgres.anchors import closings_to_anchor
+
+    return closings_to_anchor(database(), endpoints, since, limit=limit)
+
+
+def tenants_to_seal() -> list[UUID]:
+    """Tenants with activity not yet under a year closing."""
+    from chalicelib.adapters.postgres.closings import tenants_to_seal
+
+    return tenants_to_seal(database())
+
+
+def invoices_awaiting_archive(older_than: timedelta) -> list[tuple[UUID, UUID]]:
+    """(tenant, invoice) of issued invoices still unarchived after `older_than`."""
+    from chalicelib.adapters.postgres import invoices_awaiting_archive
+
+    return invoices_awaiting_archive(database(), older_than)
+
+
+def retention() -> Retention:
+    from chalicelib.adapters.postgres import PostgresRetention
+
+    return PostgresRetention(database())
+
+
+def access_log() -> AccessLog:
+    from chalicelib.adapters.postgres import PostgresAccessLog
+
+    return PostgresAccessLog(database())
+
+
+def api_key_directory() -> ApiKeyDirectory:
+    from chalicelib.adapters.postgres import PostgresApiKeyDirectory
+
+    return PostgresApiKeyDirectory(database())
+
+
+def session_directory() -> SessionDirectory:
+    from chalicelib.adapters.postgres import PostgresSessionDirectory
+
+    return PostgresSessionDirectory(database())
+
+
+def login_directory() -> LoginDirectory:
+    from chalicelib.adapters.postgres import PostgresLoginDirectory
+
+    return PostgresLoginDirectory(database())
+
+
+def pending_sign_ups() -> PendingSignUps:
+    from chalicelib.adapters.postgres import PostgresPendingSignUps
+
+    return PostgresPendingSignUps(database())
+
+
+def lockouts() -> Lockouts:
+    from chalicelib.adapters.postgres import PostgresLockouts
+
+    return PostgresLockouts(database())
+
+
+def rate_limiter() -> RateLimiter:
+    from chalicelib.adapters.postgres import PostgresRateLimiter
+
+    return PostgresRateLimiter(database())
+
+
+def fault_code(exc: BaseException) -> str | None:
+    """The database's SQLSTATE of a driver error (None for any other fault):
+    the one detail of a fault safe to log, as it never quotes data."""
+    from chalicelib.adapters.postgres import sqlstate
+
+    return sqlstate(exc)
+
+
+def session_policy() -> SessionPolicy:
     from chalicelib.usecases.sessions import SessionPolicy
 
     s = settings()
@@ -113,7 +249,7 @@ def session_policy() -> Any:
                          idle=timedelta(minutes=s.session_idle_minutes))
 
 
-def health_probes() -> dict[str, Any]:
+def health_probes() -> dict[str, Callable[[], object]]:
     bucket = settings().archive_bucket
     return {
         "database": lambda: database().ping(),
@@ -121,14 +257,14 @@ def health_probes() -> dict[str, Any]:
     }
 
 
-def append_entry(request: Any) -> Any:
+def append_entry(request: AppendRequest) -> LedgerEntry:
     from chalicelib.usecases.append_ledger import append_ledger
 
     return append_ledger(request, database().unit_of_work, clock())
 
 
 @lru_cache(maxsize=1)
-def mailer() -> Any:
+def mailer() -> Mailer:
     """SMTP when configured, else the local outbox folder; refuses to guess."""
     from chalicelib.adapters.mail import OutboxMailer, SmtpMailer
 
@@ -146,7 +282,7 @@ def mailer() -> Any:
 
 
 @lru_cache(maxsize=1)
-def invoice_archive() -> Any:
+def invoice_archive() -> WitnessArchive:
     """The Object Lock bucket, checked once at start-up (and before each put):
     a bucket that cannot keep invoices 11 years fails here, and is not cached."""
     from chalicelib.adapters.archive import ObjectLockArchive
@@ -157,27 +293,33 @@ def invoice_archive() -> Any:
 
 
 @lru_cache(maxsize=1)
-def invoice_documents() -> Any:
+def invoice_documents() -> InvoiceDocuments:
     from chalicelib.adapters.documents import FacturXDocuments
 
     return FacturXDocuments()
 
 
-def invoice_ports() -> Any:
-    from chalicelib.usecases.issue_invoice import InvoicePorts
+def invoice_ports() -> InvoicePorts:
+    from chalicelib.usecases.invoicing import InvoicePorts
 
     return InvoicePorts(database().unit_of_work, invoice_documents(), invoice_archive(),
                         clock())
 
 
+def quote_ports() -> QuotePorts:
+    from chalicelib.usecases.quotes import QuotePorts
+
+    return QuotePorts(database().unit_of_work, invoice_documents(), clock())
+
+
 @lru_cache(maxsize=1)
-def invoice_queue() -> Any:
+def invoice_queue() -> InvoiceQueue:
     from chalicelib.adapters.aws import SqsQueue, sqs_client
 
     return SqsQueue(sqs_client(settings()), settings().invoice_queue)
 
 
-def issue_from_queue(tenant_id: Any, key: str, raw: object) -> Any:
+def issue_from_queue(tenant_id: UUID, key: str, raw: object) -> Issued:
     from chalicelib.usecases.issue_invoice import issue_invoice
 
     return issue_invoice(tenant_id, key, raw, invoice_ports())

@@ -33,3 +33,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "invoice_number": issued.invoice.invoice_number, "archived": issued.archived})
     logger.error("queued invoice failed", extra={"reason": failure})
     return json_response(500, {"error": "internal error; the message will be retried"})
+
+
+handle = handler  # the name Scaleway's Python runtime calls by default

@@ -66,7 +66,7 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
-from chalicelib.usecases.anchor import AnchorUnavailable, OtsUpgrade, TsaToken
+from chalicelib.ports import AnchorUnavailable, OtsUpgrade, TsaToken
 
 TIMEOUT_SECONDS = 5.0
 MAX_ANSWER_BYTES = 64 * 1024

@@ -35,6 +35,7 @@ from typing import Final
 
 from chalicelib.documents import schematron_worker as protocol
 from chalicelib.documents.schematron_worker import EVALUATION_ERROR
+from chalicelib.domain.errors import ConformanceCheckUnavailable
 
 __all__ = [
     "EN16931",
@@ -70,7 +71,7 @@ class RuleFailure:
         return self.flag == "fatal"
 
 
-class SchematronUnavailable(RuntimeError):
+class SchematronUnavailable(ConformanceCheckUnavailable):
     """The check could not be made (worker cannot start, timed out, died
     twice, or the checker is closed): say nothing about the invoice."""
 

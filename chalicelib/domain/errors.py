@@ -77,3 +77,23 @@ class ArchiveTampered(Exception):
 class DuplicateIdempotencyKey(Exception):
     """Another request with the same idempotency key committed first (a
     concurrent retry): the caller answers with what that one created."""
+
+
+class ServiceUnavailable(RuntimeError):
+    """Something the service needs cannot answer right now (a fault of ours,
+    never of the caller): the edge answers 503 with Retry-After, saying what
+    cannot run and that nothing was done, and alerts the operator."""
+
+    status = 503
+    retry_after = 30  # seconds
+    detail = "a service this request needs cannot answer right now: retry later"
+    alert = "service unavailable"  # the line logged for the operator
+
+
+class ConformanceCheckUnavailable(ServiceUnavailable):
+    """The invoice conformance check (schematron) cannot run: it fails before
+    any number is given, so nothing was issued and a retry is safe."""
+
+    detail = ("the conformance check cannot run right now: nothing was issued; retry with "
+              "the same Idempotency-Key")
+    alert = "schematron unavailable"

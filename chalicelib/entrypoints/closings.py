@@ -8,17 +8,19 @@ from chalice.app import Request, Response
 
 from chalicelib import runtime
 from chalicelib.domain.errors import InvalidInput, NotFound, Violation
-from chalicelib.entrypoints.web import path_uuid, secured
+from chalicelib.entrypoints.access import EVERYONE, SEALERS, Rule, protect
+from chalicelib.entrypoints.bodies import json_body, path_uuid
+from chalicelib.entrypoints.guard import secured
 from chalicelib.usecases.accounts import Principal
 
+CLOSINGS_SEAL = protect("closings_seal", Rule(SEALERS, writes=True, api_scope="closings:write"))
+CLOSINGS_LIST = protect("closings_list", Rule(EVERYONE, api_scope="ledger:read"))
+CLOSING_GET = protect("closing_get", Rule(EVERYONE, api_scope="ledger:read"))
+INVOICE_PROOF = protect("invoice_proof", Rule(EVERYONE, api_scope="ledger:read"))
 
-def _json_object(request: Request) -> dict[str, Any]:
-    import json
 
-    try:
-        body = json.loads(request.raw_body or b"")
-    except (ValueError, RecursionError):
-        raise InvalidInput([Violation("body", "must be a JSON object")]) from None
+def _closing_request(request: Request) -> dict[str, Any]:
+    body = json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput([Violation("body", "must be a JSON object")])
     unknown = sorted(set(body) - {"kind", "period"})
@@ -36,7 +38,7 @@ def seal_route(request: Request) -> Response:
     from chalicelib.usecases.seal_period import seal_period
 
     def act(principal: Principal, _token: str) -> Response:
-        body = _json_object(request)
+        body = _closing_request(request)
         period = Period.parse(body.get("kind"), body.get("period"))
         sealed = seal_period(principal.tenant_id, period, runtime.closing_ports())
         if sealed.created:
@@ -54,7 +56,7 @@ def seal_route(request: Request) -> Response:
                         status_code=201 if sealed.created else 200,
                         headers={"Location": f"/closings/{sealed.closing.closing_id}"})
 
-    return secured(request, "closings_seal", act)
+    return secured(request, CLOSINGS_SEAL, act)
 
 
 def list_closings_route(request: Request) -> Response:
@@ -67,7 +69,7 @@ def list_closings_route(request: Request) -> Response:
         return Response(body={"closings": [closing_view(c, keys) for c in found]},
                         status_code=200)
 
-    return secured(request, "closings_list", act)
+    return secured(request, CLOSINGS_LIST, act)
 
 
 def get_closing_route(request: Request, closing_id: str) -> Response:
@@ -82,20 +84,16 @@ def get_closing_route(request: Request, closing_id: str) -> Response:
             raise NotFound([Violation("closing_id", "no such closing")])
         return Response(body=closing_view(found, keys), status_code=200)
 
-    return secured(request, "closing_get", act)
+    return secured(request, CLOSING_GET, act)
 
 
 def invoice_proof_route(request: Request, invoice_id: str) -> Response:
     from chalicelib.usecases.proofs import invoice_proof
 
     def act(principal: Principal, _token: str) -> Response:
-        from chalicelib.adapters.postgres import read_anchors
-
         wanted = path_uuid(invoice_id, "invoice_id")
-        database = runtime.database()
-        return Response(body=invoice_proof(
-            principal.tenant_id, wanted, database.snapshot,
-            anchors=lambda tenant, closing: read_anchors(database, tenant, closing)),
-            status_code=200)
+        return Response(body=invoice_proof(principal.tenant_id, wanted,
+                                           runtime.database().snapshot,
+                                           anchors=runtime.closing_anchors), status_code=200)
 
-    return secured(request, "invoice_proof", act)
+    return secured(request, INVOICE_PROOF, act)

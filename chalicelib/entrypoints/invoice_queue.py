@@ -17,6 +17,7 @@ from uuid import UUID
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.domain.errors import InvalidInput, Violation
+from chalicelib.domain.inputs import read_json
 from chalicelib.entrypoints.ledger_queue import BatchReport, Processor, sanitised
 from chalicelib.logs import logger
 
@@ -25,9 +26,7 @@ Issue = Callable[[UUID, str, object], Any]
 
 def parse_invoice_message(body: str) -> tuple[UUID, str, object]:
     """(tenant, idempotency key, draft) from a message our own route wrote."""
-    from chalicelib.domain.invoice import read_exact_json
-
-    raw = read_exact_json(body)
+    raw = read_json(body)
     if not isinstance(raw, dict) or set(raw) != {"tenant_id", "idempotency_key", "invoice"}:
         raise InvalidInput([Violation("body", "must hold exactly tenant_id, idempotency_key "
                                       "and invoice")])

@@ -1,7 +1,7 @@
 """The HTTP edge for invoices: issue, credit, read, download.
 
-Thin: authentication and authorization are `web.secured`'s, the work is the
-use case's. The tenant is the caller's, never a field of the request.
+Thin: authentication and authorization are the guard's (`guard.secured`), the
+work is the use case's. The tenant is the caller's, never a field of the request.
 """
 
 from __future__ import annotations
@@ -12,17 +12,23 @@ from chalice.app import Request, Response
 
 from chalicelib import runtime
 from chalicelib.domain.errors import InvalidInput, Violation
-from chalicelib.entrypoints.web import path_uuid, secured
+from chalicelib.entrypoints.access import EVERYONE, ISSUERS, Rule, protect
+from chalicelib.entrypoints.bodies import json_body, path_uuid
+from chalicelib.entrypoints.guard import secured
 from chalicelib.usecases.accounts import Principal
 
+INVOICES_ISSUE = protect("invoices_issue", Rule(ISSUERS, writes=True, api_scope="invoices:write"))
+CREDIT_NOTES_ISSUE = protect("credit_notes_issue",
+                             Rule(ISSUERS, writes=True, api_scope="invoices:write"))
+INVOICE_BATCHES = protect("invoice_batches",
+                          Rule(ISSUERS, writes=True, api_scope="invoices:write"))
+INVOICES_LIST = protect("invoices_list", Rule(EVERYONE, api_scope="invoices:read"))
+INVOICE_GET = protect("invoice_get", Rule(EVERYONE, api_scope="invoices:read"))
+# The archived documents, one route each (their view names: invoice_pdf, invoice_xml).
+INVOICE_DOCUMENTS = {kind: protect(f"invoice_{kind}", Rule(EVERYONE, api_scope="invoices:read"))
+                     for kind in ("pdf", "xml")}
+
 _CONTENT_TYPES = {"pdf": "application/pdf", "xml": "application/xml"}
-
-
-def exact_body(request: Request) -> Any:
-    """The body with exact decimals (money is never a binary float)."""
-    from chalicelib.domain.invoice import read_exact_json
-
-    return read_exact_json(request.raw_body or b"")
 
 
 def invoice_body(invoice: Any) -> dict[str, Any]:
@@ -54,24 +60,24 @@ def issue_invoice_route(request: Request) -> Response:
     from chalicelib.usecases.issue_invoice import issue_invoice
 
     def act(principal: Principal, _token: str) -> Response:
-        raw = exact_body(request)
+        raw = json_body(request)
         return _issued(issue_invoice(principal.tenant_id, request.headers.get("idempotency-key"),
                                      raw, runtime.invoice_ports()))
 
-    return secured(request, "invoices_issue", act)
+    return secured(request, INVOICES_ISSUE, act)
 
 
 def issue_credit_note_route(request: Request, invoice_id: str) -> Response:
     from chalicelib.usecases.issue_invoice import issue_credit_note
 
     def act(principal: Principal, _token: str) -> Response:
-        credited = path_uuid(invoice_id, "invoice_id")
-        raw = exact_body(request)
-        return _issued(issue_credit_note(principal.tenant_id, credited,
+        credited_invoice_id = path_uuid(invoice_id, "invoice_id")
+        raw = json_body(request)
+        return _issued(issue_credit_note(principal.tenant_id, credited_invoice_id,
                                          request.headers.get("idempotency-key"), raw,
                                          runtime.invoice_ports()))
 
-    return secured(request, "credit_notes_issue", act)
+    return secured(request, CREDIT_NOTES_ISSUE, act)
 
 
 def get_invoice_route(request: Request, invoice_id: str) -> Response:
@@ -85,12 +91,12 @@ def get_invoice_route(request: Request, invoice_id: str) -> Response:
             raise NotFound([Violation("invoice_id", "no such invoice")])
         return Response(body=invoice_body(invoice), status_code=200)
 
-    return secured(request, "invoice_get", act)
+    return secured(request, INVOICE_GET, act)
 
 
 def invoice_document_route(request: Request, invoice_id: str, kind: str) -> Response:
     """The archived bytes, checked against the ledger's SHA-256 before they leave."""
-    from chalicelib.usecases.issue_invoice import archived_document
+    from chalicelib.usecases.archive_invoice import archived_document
 
     def act(principal: Principal, _token: str) -> Response:
         wanted = path_uuid(invoice_id, "invoice_id")
@@ -101,7 +107,7 @@ def invoice_document_route(request: Request, invoice_id: str, kind: str) -> Resp
             "Content-Type": _CONTENT_TYPES[kind],
             "Content-Disposition": f'attachment; filename="{invoice.invoice_number}.{kind}"'})
 
-    return secured(request, f"invoice_{kind}", act)
+    return secured(request, INVOICE_DOCUMENTS[kind], act)
 
 
 def list_invoices_route(request: Request) -> Response:
@@ -120,18 +126,18 @@ def list_invoices_route(request: Request) -> Response:
                 invoices = uow.invoices.latest(50)
         return Response(body={"invoices": [invoice_body(i) for i in invoices]}, status_code=200)
 
-    return secured(request, "invoices_list", act)
+    return secured(request, INVOICES_LIST, act)
 
 
 def queue_invoices_route(request: Request) -> Response:
     """202: every draft passed validation and waits in the queue; nothing was
     queued if any failed (422 listing every item's violations)."""
-    from chalicelib.usecases.issue_invoice import queue_invoices
+    from chalicelib.usecases.invoice_batches import queue_invoices
 
     def act(principal: Principal, _token: str) -> Response:
-        keys = queue_invoices(principal.tenant_id, exact_body(request), runtime.invoice_queue(),
+        keys = queue_invoices(principal.tenant_id, json_body(request), runtime.invoice_queue(),
                               runtime.clock())
         return Response(body={"queued": len(keys), "idempotency_keys": keys,
                               "results": "GET /invoices?idempotency_key=KEY"}, status_code=202)
 
-    return secured(request, "invoice_batches", act)
+    return secured(request, INVOICE_BATCHES, act)

@@ -17,8 +17,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from chalicelib.adapters.postgres import sqlstate
+from chalicelib import runtime
 from chalicelib.domain.errors import DomainError, InvalidInput, Violation
+from chalicelib.domain.inputs import violations_from
 from chalicelib.domain.ledger import JSONFormatError, LedgerEntry, normalise_data, strict_json
 from chalicelib.logs import logger
 from chalicelib.usecases.append_ledger import AppendRequest
@@ -28,7 +29,11 @@ Append = Callable[[AppendRequest], LedgerEntry]
 
 def parse_message(body: str) -> AppendRequest:
     """The message body as an AppendRequest, or InvalidInput naming every
-    broken rule: the envelope's fields and the payload's values together."""
+    broken rule: the envelope's fields and the payload's values together.
+
+    Read with domain.ledger.strict_json, not the edge's common reader: the
+    ledger refuses a float by its path in the payload (money there is a
+    decimal string), and words its refusals its own way."""
     try:
         raw = strict_json(body, floats=True)  # floats are refused below, by path
     except JSONFormatError as exc:
@@ -38,10 +43,7 @@ def parse_message(body: str) -> AppendRequest:
     try:
         return AppendRequest.model_validate(raw)
     except ValidationError as exc:
-        violations = [
-            Violation(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
-            for error in exc.errors(include_input=False, include_url=False)
-        ]
+        violations = violations_from(exc)
         payload = raw.get("payload") if isinstance(raw, dict) else None
         if isinstance(payload, dict):
             try:
@@ -59,7 +61,7 @@ class InternalError(Exception):
 def sanitised(exc: Exception) -> Exception:
     if isinstance(exc, DomainError):
         return exc
-    state = sqlstate(exc)
+    state = runtime.fault_code(exc)
     return InternalError(f"{type(exc).__name__}" + (f", SQLSTATE {state}" if state else ""))
 
 

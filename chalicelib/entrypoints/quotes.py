@@ -1,6 +1,6 @@
 """The HTTP edge for quotes: make, read, convert into an invoice.
 
-Thin, as for invoices: `web.secured` authenticates and authorizes, the use
+Thin, as for invoices: `guard.secured` authenticates and authorizes, the use
 case works. The tenant is the caller's, never a field of the request; another
 tenant's quote is a 404 like a quote that does not exist.
 """
@@ -14,10 +14,16 @@ from uuid import UUID
 from chalice.app import Request, Response
 
 from chalicelib import runtime
-from chalicelib.entrypoints.invoices import exact_body, invoice_body
-from chalicelib.entrypoints.web import path_uuid, secured
+from chalicelib.entrypoints.access import EVERYONE, ISSUERS, Rule, protect
+from chalicelib.entrypoints.bodies import json_body, path_uuid
+from chalicelib.entrypoints.guard import secured
+from chalicelib.entrypoints.invoices import invoice_body
 from chalicelib.ports import StoredQuote
 from chalicelib.usecases.accounts import Principal
+
+QUOTES_CREATE = protect("quotes_create", Rule(ISSUERS, writes=True, api_scope="invoices:write"))
+QUOTE_CONVERT = protect("quote_convert", Rule(ISSUERS, writes=True, api_scope="invoices:write"))
+QUOTE_GET = protect("quote_get", Rule(EVERYONE, api_scope="invoices:read"))
 
 
 def _quote_id(raw: str) -> UUID:
@@ -39,18 +45,16 @@ def quote_body(quote: StoredQuote) -> dict[str, Any]:
 
 def create_quote_route(request: Request) -> Response:
     """201 for a new quote, 200 for the answer to a retry; the same body."""
-    from chalicelib.usecases.quotes import QuotePorts, create_quote
+    from chalicelib.usecases.quotes import create_quote
 
     def act(principal: Principal, _token: str) -> Response:
-        raw = exact_body(request)
-        ports = QuotePorts(runtime.database().unit_of_work, runtime.invoice_documents(),
-                           runtime.clock())
+        raw = json_body(request)
         made = create_quote(principal.tenant_id, request.headers.get("idempotency-key"), raw,
-                            ports)
+                            runtime.quote_ports())
         return Response(body=quote_body(made.quote), status_code=201 if made.created else 200,
                         headers={"Location": f"/quotes/{made.quote.quote_id}"})
 
-    return secured(request, "quotes_create", act)
+    return secured(request, QUOTES_CREATE, act)
 
 
 def get_quote_route(request: Request, quote_id: str) -> Response:
@@ -61,7 +65,7 @@ def get_quote_route(request: Request, quote_id: str) -> Response:
                           runtime.database().snapshot)
         return Response(body=quote_body(quote), status_code=200)
 
-    return secured(request, "quote_get", act)
+    return secured(request, QUOTE_GET, act)
 
 
 def convert_quote_route(request: Request, quote_id: str) -> Response:
@@ -70,7 +74,7 @@ def convert_quote_route(request: Request, quote_id: str) -> Response:
 
     def act(principal: Principal, _token: str) -> Response:
         wanted = _quote_id(quote_id)
-        raw = exact_body(request)
+        raw = json_body(request)
         outcome = convert_quote(principal.tenant_id, wanted,
                                 request.headers.get("idempotency-key"), raw,
                                 runtime.invoice_ports())
@@ -78,4 +82,4 @@ def convert_quote_route(request: Request, quote_id: str) -> Response:
                         status_code=201 if outcome.created else 200,
                         headers={"Location": f"/invoices/{outcome.invoice.invoice_id}"})
 
-    return secured(request, "quote_convert", act)
+    return secured(request, QUOTE_CONVERT, act)

@@ -35,14 +35,9 @@ from chalicelib.domain.invoice import InvoiceDraft, Totals, compute_totals, vali
 from chalicelib.domain.kinds import CREDIT_NOTE_ISSUED, INVOICE_ISSUED
 from chalicelib.domain.ledger import canonical_payload
 from chalicelib.ports import IssuedInvoice, UnitOfWork
-from chalicelib.usecases.archive_invoice import (
-    archive_invoice,
-    archive_pending,
-    archived_document,
-)
+from chalicelib.usecases.archive_invoice import archive_invoice
 from chalicelib.usecases.background import pool
 from chalicelib.usecases.idempotency import KeyedRequest, checked_key, request_fingerprint
-from chalicelib.usecases.invoice_batches import queue_invoices
 from chalicelib.usecases.invoicing import (
     Checkpoint,
     InvoicePorts,
@@ -53,12 +48,6 @@ from chalicelib.usecases.invoicing import (
     no_checkpoint,
     totals_data,
 )
-
-# Still imported from here by the HTTP edge and the schedules; their homes are
-# archive_invoice, invoice_batches and invoicing.
-__all__ = ["InvoicePorts", "Issued", "archive_invoice", "archive_pending", "archived_document",
-           "invoice_number", "issue_credit_note", "issue_invoice", "queue_invoices"]
-
 
 def invoice_number(series: str, number: int) -> str:
     """BT-1: the series, a dash, the number on at least 6 digits (≤ 35 characters)."""
@@ -199,9 +188,12 @@ def _number_and_record(uow: UnitOfWork, key: str, fingerprint: bytes, draft: Inv
         checkpoint("pdf_rendered")
         pdf = ports.documents.factur_x(visual, xml, draft, label, created)
         checkpoint("embedded")
-    finally:  # whatever happens, the check ends inside this transaction
+    except BaseException:  # the check never outlives this transaction
         checked.cancel()
         wait([checked])
+        raise
+    # Only on failure is the check cancelled: one the pool has not started yet
+    # when rendering ends must still run, not answer CancelledError.
     problems = checked.result()
     if problems:
         raise InvalidInput(problems)

@@ -11,8 +11,8 @@ from uuid import UUID
 
 from chalicelib.domain import merkle
 from chalicelib.domain.errors import NotFound, Violation
-from chalicelib.ports import StoredClosing, UnitOfWorkFactory
-from chalicelib.usecases.anchor import StoredAnchor, anchor_view
+from chalicelib.ports import StoredAnchor, StoredClosing, UnitOfWorkFactory
+from chalicelib.usecases.anchor import anchor_view
 
 
 def closing_view(closing: StoredClosing, public_keys: dict[str, bytes]) -> dict[str, Any]:

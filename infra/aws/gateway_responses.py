@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chalicelib.entrypoints.web import SECURITY_HEADERS
+from chalicelib.entrypoints.guard import SECURITY_HEADERS
 
 TARGET = Path(__file__).with_name("gateway-responses.json")
 

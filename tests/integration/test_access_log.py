@@ -14,7 +14,7 @@ from chalice.app import Request
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import sqlstate
-from chalicelib.entrypoints.web import address_prefix
+from chalicelib.entrypoints.access_log import address_prefix
 from chalicelib.logs import logger, redact
 from tests.conftest import Connect, FrozenClock, in_tenant
 from tests.integration.test_api_keys import owner_with_key

@@ -39,10 +39,9 @@ from chalicelib.adapters.postgres import (
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.config import Settings
 from chalicelib.domain.closing import Period
-from chalicelib.ports import StoredClosing, SystemClock
+from chalicelib.ports import StoredAnchor, StoredClosing, SystemClock
 from chalicelib.usecases.anchor import (
     AnchorPorts,
-    StoredAnchor,
     anchor_closing,
     anchor_new_closings,
     anchor_view,

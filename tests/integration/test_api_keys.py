@@ -176,7 +176,7 @@ def test_a_key_header_wins_over_a_session_cookie(client: Any, frozen: FrozenCloc
 def test_scopes_are_enforced() -> None:
     """Today one scope exists; the check is the same for any route's scope."""
     from chalicelib.domain.errors import Forbidden
-    from chalicelib.entrypoints.web import EVERYONE, Rule, authorize
+    from chalicelib.entrypoints.access import EVERYONE, Rule, authorize
     from chalicelib.usecases.accounts import Principal
 
     key = Principal(uuid.uuid4(), uuid.uuid4(), "api_key", scopes=frozenset({"ledger:read"}))

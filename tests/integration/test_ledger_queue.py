@@ -73,7 +73,7 @@ def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Datab
     assert refused[ids[2]] == "NotFound: tenant_id: no such tenant"
     assert "payload.total" in refused[ids[3]] and "decimal strings" in refused[ids[3]]
     assert refused[ids[4]].startswith("InvalidInput: kind:")
-    assert "kind: Field required" in refused[ids[5]]
+    assert "kind: is required" in refused[ids[5]]
     assert "payload.note: must not contain the NUL character" in refused[ids[6]]
     assert refused[ids[7]].startswith("InvalidInput: idempotency_key:")
     assert "repeats the key 'x'" in refused[ids[8]]

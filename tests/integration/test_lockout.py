@@ -14,7 +14,7 @@ from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import Database, PostgresLockouts, sqlstate
 from chalicelib.adapters.postgres.limits import _bucket
-from chalicelib.entrypoints.web import log_in_route
+from chalicelib.entrypoints.accounts import log_in_route
 from tests.conftest import Connect, FrozenClock
 from tests.integration.test_second_factor import Session, code, enrolled_owner
 from tests.integration.web import PASSWORD, login, post, signup
@@ -139,7 +139,7 @@ def test_second_factor_codes_lock_out_too(client: Any, superuser: Connect,
 
 def test_a_password_holder_elsewhere_cannot_keep_the_owner_from_passing(
         client: Any, frozen: FrozenClock) -> None:
-    from chalicelib.entrypoints.web import second_factor_route
+    from chalicelib.entrypoints.mfa import second_factor_route
 
     clock = frozen
     _, email, secret, _ = enrolled_owner(client, clock)

@@ -157,7 +157,7 @@ def test_client_address_comes_from_the_gateway_only(context: dict[str, Any],
                                                     expected: str) -> None:
     from chalice.app import Request
 
-    from chalicelib.entrypoints.web import client_ip
+    from chalicelib.entrypoints.guard import client_ip
 
     request = Request({"multiValueQueryStringParameters": None, "headers": {
         "x-forwarded-for": "198.51.100.99", "x-real-ip": "198.51.100.98"},

@@ -125,12 +125,14 @@ def test_health_carries_the_security_headers_too(client: Any, database: Database
 def test_every_route_is_in_exactly_one_table() -> None:
     """A new route that forgets authorization cannot slip in silently public."""
     import app as app_module
-    from chalicelib.entrypoints.web import PUBLIC, ROUTES
+    from chalicelib.entrypoints.access import route_table
 
+    table = route_table()
     names = {entry.view_name for methods in app_module.app.routes.values()
              for entry in methods.values()}
-    assert names == PUBLIC | set(ROUTES)
-    assert not PUBLIC & set(ROUTES)
+    assert names == table.public | set(table.rules)
+    assert not table.public & set(table.rules)
+    assert sorted(table.declared) == sorted(set(table.declared)), "a route declared twice"
 
 
 def member_session(client: Any) -> Any:

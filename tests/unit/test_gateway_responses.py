@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chalicelib.entrypoints.web import SECURITY_HEADERS
+from chalicelib.entrypoints.guard import SECURITY_HEADERS
 from infra.aws.gateway_responses import TARGET, render
 
 

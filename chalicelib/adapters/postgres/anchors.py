@@ -18,7 +18,12 @@ from uuid import UUID
 import pg8000.native
 
 from chalicelib.adapters.postgres.sql import Transactions
-from chalicelib.usecases.anchor import AnchorStore, AnchorStoreFactory, ClosingDigest, StoredAnchor
+from chalicelib.ports import (
+    AnchorStore,
+    AnchorStoreFactory,
+    ClosingDigest,
+    StoredAnchor,
+)
 
 _COLUMNS = ("id, closing_id, method, endpoint, digest, status, proof, attempts, last_error, "
             "created_at, last_attempt_at, submitted_at, completed_at")

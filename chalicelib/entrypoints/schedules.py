@@ -1,0 +1,75 @@
+"""The scheduled work: each schedule in app.py is one call here.
+
+Each logs one line with what it did and returns it (the counts), so a run
+that did nothing is as visible as one that did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from chalicelib import runtime
+from chalicelib.logs import logger
+
+# What a schedule is told when the platform gives no remaining time.
+_DEFAULT_REMAINING_MS = 30000
+# Room left for one round of calls already started (5 s timeouts).
+_ROUND_SECONDS = 12
+
+
+def purge_retention() -> dict[str, int]:
+    """Delete personal data whose retention period has ended (access logs: a year)."""
+    from chalicelib.usecases.retention import purge_expired
+
+    removed = purge_expired(runtime.retention())
+    logger.info("retention purge", extra={"removed": removed})
+    return removed
+
+
+def seal_due_closings() -> dict[str, int]:
+    """Seal every period that is over for every tenant with activity, and witness."""
+    from chalicelib.usecases.seal_period import seal_all_due
+
+    result = seal_all_due(runtime.tenants_to_seal(), runtime.closing_ports(),
+                          runtime.witness_ports())
+    logger.info("scheduled closings", extra=result)
+    return result
+
+
+def time_budget(remaining_ms: Callable[[], int], share: float) -> float:
+    """Seconds of work to start now: `share` of what is left once one round
+    of calls already started has room to finish."""
+    return max(0.0, (remaining_ms() / 1000 - _ROUND_SECONDS) * share)
+
+
+def retry_anchoring(context: object) -> dict[str, int]:
+    """Retry pending anchors and upgrade pending OpenTimestamps proofs (two
+    thirds of the time left), then anchor the closings of the last 7 days
+    nobody anchored yet (the rest of it). `context`: the platform's, whose
+    `get_remaining_time_in_millis` says the time left (else 30 s is assumed)."""
+    from chalicelib.usecases.anchor import anchor_new_closings, retry_anchors
+
+    remaining_ms: Callable[[], int] = getattr(context, "get_remaining_time_in_millis",
+                                              lambda: _DEFAULT_REMAINING_MS)
+    ports = runtime.anchor_ports()
+    if not ports.targets:
+        return {"anchors": 0, "closings": 0}
+    result = retry_anchors(runtime.anchors_to_retry(ports.endpoints, limit=200), ports,
+                           budget_seconds=time_budget(remaining_ms, 2 / 3))
+    since = runtime.clock().now() - timedelta(days=7)
+    result |= anchor_new_closings(runtime.closings_to_anchor(ports.endpoints, since, limit=50),
+                                  ports, budget_seconds=time_budget(remaining_ms, 1))
+    logger.info("anchor retries", extra=result)
+    return result
+
+
+def sweep_archive() -> dict[str, int]:
+    """Archive the invoices whose archiving a crash interrupted (older than 5 minutes)."""
+    from chalicelib.usecases.archive_invoice import archive_pending
+
+    pending = runtime.invoices_awaiting_archive(timedelta(minutes=5))
+    result = archive_pending(pending, runtime.invoice_ports()) if pending else {"archived": 0,
+                                                                                "failed": 0}
+    logger.info("archive sweep", extra=result)
+    return result

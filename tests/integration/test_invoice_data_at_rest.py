@@ -26,9 +26,9 @@ from chalicelib.usecases.issue_invoice import (
     issue_invoice,
 )
 from chalicelib.usecases.quotes import QuotePorts, create_quote, get_quote
-from tests.conftest import Connect, FrozenClock, in_tenant
-from tests.integration.test_issue_invoice import Crash, crash_at, recent
-from tests.unit.test_invoice_model import IBAN, consumer
+from tests.builders import IBAN, Crash, consumer, crash_at, recent
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
 
 BUYER_NAME = "Jeanne Martin"
 BUYER_STREET = "8 impasse des Lilas"

@@ -35,13 +35,10 @@ from chalicelib.usecases.quotes import (
     invoice_key,
 )
 from chalicelib.usecases.verify_ledger import verify_ledger
-from tests.conftest import Connect, FrozenClock, in_tenant
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_invoices_http import get, issue
-from tests.integration.test_issue_invoice import crash_at, recent
-from tests.integration.test_second_factor import Session
-from tests.integration.web import login, member_of
-from tests.unit.test_invoice_model import IBAN, address, line
+from tests.builders import IBAN, address, crash_at, line, recent
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
+from tests.integration.web import Session, get, issue, login, member_of, owner_with_key
 
 WRITE = ["invoices:write", "invoices:read"]
 DUE = {"due_date": "2026-12-23"}

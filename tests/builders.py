@@ -112,6 +112,16 @@ def recent(**fields: Any) -> Raw:
     return invoice(**{"issue_date": "2026-11-20", "due_date": "2026-12-20", **fields})
 
 
+def quote_draft(**fields: Any) -> Raw:
+    """A valid invoice draft without its dates: what a quote carries."""
+    return {k: v for k, v in recent(**fields).items() if k not in ("issue_date", "due_date")}
+
+
+def quote_request(valid_until: str = "2026-12-31", **fields: Any) -> Raw:
+    """The body of POST /quotes."""
+    return {"valid_until": valid_until, "invoice": quote_draft(**fields)}
+
+
 # ---------------------------------------------------------------- injected crashes
 
 class Crash(BaseException):

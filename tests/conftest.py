@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from chalicelib.adapters.postgres import Database, app_connector
 from chalicelib.config import Settings, settings
 from chalicelib.usecases.create_tenant import create_tenant
 from devstack.stack import LocalStack, Secrets, free_port
+from tests.fakes import FrozenClock
 
 # Every secret the tests see (passwords, tokens, codes, keys, emails), and
 # every log line the service (and any library) printed during the run: at the
@@ -73,14 +73,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"  LEAK: {leak}")
     if leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-class FrozenClock:
-    def __init__(self, moment: datetime = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 def _clear_caches() -> None:

@@ -49,6 +49,7 @@ from chalicelib.usecases.invoicing import (
     totals_data,
 )
 
+
 def invoice_number(series: str, number: int) -> str:
     """BT-1: the series, a dash, the number on at least 6 digits (≤ 35 characters)."""
     return f"{series}-{number:06d}"

@@ -16,9 +16,9 @@ from pg8000.exceptions import DatabaseError
 from chalicelib.adapters.postgres import sqlstate
 from chalicelib.entrypoints.access_log import address_prefix
 from chalicelib.logs import logger, redact
-from tests.conftest import Connect, FrozenClock, in_tenant
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.web import PASSWORD, post
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
+from tests.integration.web import PASSWORD, owner_with_key, post
 
 
 def rows(superuser: Connect, request_id: str) -> list[list[Any]]:

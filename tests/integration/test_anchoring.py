@@ -50,7 +50,8 @@ from chalicelib.usecases.anchor import (
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.seal_period import ClosingPorts, seal_due, seal_period
 from devstack.anchor_standins import CalendarStandIn, TsaStandIn, dead_endpoint
-from tests.conftest import Connect, FrozenClock, in_tenant
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
 
 OTS, TSA = "opentimestamps", "rfc3161"
 

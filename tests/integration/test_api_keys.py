@@ -14,24 +14,14 @@ from pg8000.exceptions import DatabaseError
 from chalicelib import runtime
 from chalicelib.adapters.postgres import sqlstate
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
-from tests.conftest import Connect, FrozenClock, in_tenant, remember
-from tests.integration.test_second_factor import Session, enrolled_owner
-from tests.integration.web import login, member_of
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
+from tests.integration.web import Session, enrolled_owner, login, member_of, owner_with_key
 
 
 def bearer(client: Any, path: str, secret: str, method: str = "GET", **headers: str) -> Any:
     return getattr(client, method.lower())(
         path, headers={"Authorization": f"Bearer {secret}", **headers})
-
-
-def owner_with_key(client: Any, frozen: FrozenClock,
-                   scopes: list[str] | None = None) -> tuple[Session, dict[str, Any]]:
-    owner, _, _, _ = enrolled_owner(client, frozen)
-    created = owner.post(client, "/api-keys", {"name": "Accounting sync",
-                                               "scopes": scopes or ["ledger:read"]})
-    assert created.status_code == 201, created.json_body
-    remember(created.json_body["secret"])
-    return owner, created.json_body
 
 
 def append(tenant: str, n: int) -> None:

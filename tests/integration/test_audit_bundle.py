@@ -36,7 +36,7 @@ from chalicelib.domain.ledger import canonical_payload, entry_hash
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
-from tests.conftest import FrozenClock
+from tests.fakes import FrozenClock
 
 ROOT = Path(__file__).resolve().parents[2]
 

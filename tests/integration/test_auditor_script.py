@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chalicelib.adapters.postgres import Database
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
-from tests.conftest import FrozenClock
+from tests.fakes import FrozenClock
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

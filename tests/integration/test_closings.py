@@ -19,22 +19,10 @@ from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.domain import merkle
 from chalicelib.domain.closing import Period
 from chalicelib.domain.errors import Conflict
-from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.seal_period import ClosingPorts, seal_due, seal_period
-from tests.conftest import Connect, FrozenClock, in_tenant
-
-
-def at(day: int, hour: int = 10, month: int = 11) -> datetime:
-    return datetime(2026, month, day, hour, tzinfo=UTC)
-
-
-def sale(number: str, net: str, rate: str = "20.00") -> dict[str, Any]:
-    vat = str((Decimal(net) * Decimal(rate) / 100).quantize(Decimal("0.01")))
-    gross = str(Decimal(net) + Decimal(vat))
-    return {"invoice_number": number, "totals": {
-        "tax_exclusive_amount": net, "tax_total": vat, "tax_inclusive_amount": gross,
-        "vat_breakdown": [{"category": "S", "rate": rate, "taxable_amount": net,
-                           "tax_amount": vat}]}}
+from tests.builders import at, closing_ports, record, sale
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
 
 
 @pytest.fixture
@@ -42,16 +30,6 @@ def signer(tmp_path: Path) -> LocalSigningKey:
     path = tmp_path / "closing-key.pem"
     LocalSigningKey.create(path)
     return LocalSigningKey(path)
-
-
-def record(database: Database, tenant: uuid.UUID, when: datetime, kind: str,
-           data: dict[str, Any]) -> None:
-    append_ledger(AppendRequest(tenant_id=tenant, kind=kind, payload=data),
-                  database.unit_of_work, FrozenClock(when))
-
-
-def ports(database: Database, signer: LocalSigningKey, now: datetime) -> ClosingPorts:
-    return ClosingPorts(database.unit_of_work, signer, FrozenClock(now))
 
 
 def entries(database: Database, tenant: uuid.UUID) -> list[Any]:
@@ -66,7 +44,7 @@ def test_sealing_a_day_writes_a_signed_closing_into_the_chain(
     record(database, tenant, at(21), "invoice.issued", sale("F-3", "10.00"))
 
     sealed = seal_period(tenant, Period.parse("day", "2026-11-20"),
-                         ports(database, signer, at(21, 12)))
+                         closing_ports(database, signer, at(21, 12)))
     assert sealed.created
     closing = sealed.closing
     body = json.loads(closing.text)
@@ -90,7 +68,7 @@ def test_sealing_a_day_writes_a_signed_closing_into_the_chain(
     assert body["merkle"] == {"size": 2, "root": frontier.root().hex()}
 
     again = seal_period(tenant, Period.parse("day", "2026-11-20"),
-                        ports(database, signer, at(22)))
+                        closing_ports(database, signer, at(22)))
     assert not again.created and again.closing == closing
     assert len(entries(database, tenant)) == 4
 
@@ -100,7 +78,7 @@ def test_grand_totals_are_perpetual_and_periods_go_in_order(
     record(database, tenant, at(20), "invoice.issued", sale("F-1", "100.00"))
     record(database, tenant, at(21), "invoice.issued", sale("F-2", "10.00"))
     record(database, tenant, at(21), "credit_note.issued", sale("A-1", "5.00"))
-    p = ports(database, signer, at(23))
+    p = closing_ports(database, signer, at(23))
 
     with pytest.raises(Conflict, match="2026-11-20 has entries not yet sealed"):
         seal_period(tenant, Period.parse("day", "2026-11-21"), p)
@@ -129,14 +107,15 @@ def test_seal_due_seals_days_then_the_month_then_stops(
         database: Database, tenant: uuid.UUID, signer: LocalSigningKey) -> None:
     record(database, tenant, at(29, month=10), "invoice.issued", sale("F-1", "1.00"))
     record(database, tenant, at(31, month=10), "invoice.issued", sale("F-2", "2.00"))
-    done = seal_due(tenant, ports(database, signer, datetime(2026, 11, 1, 0, 5,
+    done = seal_due(tenant, closing_ports(database, signer, datetime(2026, 11, 1, 0, 5,
                                                             tzinfo=UTC)))
     assert [(s.closing.period_kind, s.closing.period_start) for s in done] == [
         ("day", date(2026, 10, 29)), ("day", date(2026, 10, 31)), ("month", date(2026, 10, 1))]
     month = json.loads(done[-1].closing.text)
     assert Decimal(month["totals"]["invoice.issued"]["tax_exclusive"]) == Decimal("3.00")
     # Nothing left that is due: an idle tenant is not sealed again and again.
-    assert seal_due(tenant, ports(database, signer, datetime(2026, 11, 5, tzinfo=UTC))) == []
+    assert seal_due(tenant, closing_ports(database, signer,
+                                          datetime(2026, 11, 5, tzinfo=UTC))) == []
 
 
 # -- the engine's guarantees, attacked -----------------------------------------------------
@@ -145,7 +124,7 @@ def _one_sealed_day(database: Database, tenant: uuid.UUID, signer: LocalSigningK
     record(database, tenant, at(20), "invoice.issued", sale("F-1", "100.00"))
     record(database, tenant, at(20, 11), "invoice.issued", sale("F-2", "1.00"))
     return seal_period(tenant, Period.parse("day", "2026-11-20"),
-                       ports(database, signer, at(21))).closing
+                       closing_ports(database, signer, at(21))).closing
 
 
 @pytest.mark.parametrize("statement", [
@@ -252,7 +231,7 @@ def test_the_engine_tree_matches_an_independent_computation(
     for i in range(37):
         record(database, tenant, at(20), "test.entry", {"i": i})
     sealed = seal_period(tenant, Period.parse("day", "2026-11-20"),
-                         ports(database, signer, at(21))).closing
+                         closing_ports(database, signer, at(21))).closing
     chain = entries(database, tenant)[:37]
     assert json.loads(sealed.text)["merkle"]["root"] == merkle.root_from(
         37, merkle.new_perfect_nodes(0, [e.hash for e in chain], {})).hex()

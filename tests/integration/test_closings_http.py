@@ -12,11 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from chalicelib.domain import merkle
 from chalicelib.domain.closing import key_id_for
-from tests.conftest import FrozenClock
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_invoices_http import get, issue
-from tests.integration.test_issue_invoice import recent
-from tests.integration.test_second_factor import Session
+from tests.builders import recent
+from tests.fakes import FrozenClock
+from tests.integration.web import Session, get, issue, owner_with_key, seal
 
 SCOPES = ["invoices:write", "invoices:read", "ledger:read", "closings:write"]
 
@@ -25,12 +23,6 @@ SCOPES = ["invoices:write", "invoices:read", "ledger:read", "closings:write"]
 def auditor_key(client: Any, frozen: FrozenClock) -> tuple[Session, str]:
     owner, key = owner_with_key(client, frozen, SCOPES)
     return owner, key["secret"]
-
-
-def seal(client: Any, secret: str, body: Any) -> Any:
-    return client.post("/closings", body=body if isinstance(body, str) else json.dumps(body),
-                       headers={"Authorization": f"Bearer {secret}",
-                                "Content-Type": "application/json"})
 
 
 def test_seal_the_day_then_prove_an_invoice(client: Any, frozen: FrozenClock,

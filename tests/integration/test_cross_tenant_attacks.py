@@ -20,11 +20,10 @@ from typing import Any
 from chalicelib import runtime
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.issue_invoice import issue_invoice
-from tests.conftest import Connect, FrozenClock
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_issue_invoice import recent
-from tests.integration.test_second_factor import Session
-from tests.integration.web import login, member_of
+from tests.builders import recent
+from tests.conftest import Connect
+from tests.fakes import FrozenClock
+from tests.integration.web import Session, login, member_of, owner_with_key
 
 MARKER = f"victim-marker-{uuid.uuid4().hex}"
 

@@ -7,12 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FrozenClock
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_closings_http import seal
-from tests.integration.test_invoices_http import issue
-from tests.integration.test_issue_invoice import recent
-from tests.integration.web import post
+from tests.builders import recent
+from tests.fakes import FrozenClock
+from tests.integration.web import issue, owner_with_key, post, seal
 
 
 def violations(response: Any) -> set[tuple[str, str]]:

@@ -12,11 +12,9 @@ import pytest
 
 from chalicelib.adapters.aws import sqs_client
 from chalicelib.config import Settings
-from tests.conftest import FrozenClock
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_invoices_http import WRITE, get
-from tests.integration.test_issue_invoice import recent
-from tests.integration.test_second_factor import Session
+from tests.builders import recent
+from tests.fakes import FrozenClock
+from tests.integration.web import WRITE, Session, get, owner_with_key
 
 
 @pytest.fixture

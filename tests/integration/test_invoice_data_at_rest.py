@@ -23,9 +23,9 @@ from chalicelib.usecases.archive_invoice import archived_document
 from chalicelib.usecases.invoicing import InvoicePorts
 from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
 from chalicelib.usecases.quotes import QuotePorts, create_quote, get_quote
-from tests.conftest import Connect, FrozenClock, in_tenant
-from tests.integration.test_issue_invoice import Crash, crash_at, recent
-from tests.unit.test_invoice_model import IBAN, consumer
+from tests.builders import IBAN, Crash, consumer, crash_at, recent
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
 
 BUYER_NAME = "Jeanne Martin"
 BUYER_STREET = "8 impasse des Lilas"

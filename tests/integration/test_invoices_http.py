@@ -11,29 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FrozenClock
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_issue_invoice import recent
-from tests.integration.test_second_factor import Session
-from tests.integration.web import login, member_of
-from tests.unit.test_invoice_model import line
-
-WRITE = ["invoices:write", "invoices:read"]
-
-
-def issue(client: Any, secret: str, body: Any, key: str | None = "key-1",
-          path: str = "/invoices") -> Any:
-    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    return client.post(path, headers=headers,
-                       body=body if isinstance(body, str) else json.dumps(body))
-
-
-def get(client: Any, secret: str, path: str) -> Any:
-    """As curl does: Accept */* (the gateway serves binary bodies only to a
-    client that accepts them)."""
-    return client.get(path, headers={"Authorization": f"Bearer {secret}", "Accept": "*/*"})
+from tests.builders import line, recent
+from tests.fakes import FrozenClock
+from tests.integration.web import WRITE, Session, get, issue, login, member_of, owner_with_key
 
 
 @pytest.fixture

@@ -38,28 +38,12 @@ from chalicelib.usecases.archive_invoice import (
 )
 from chalicelib.usecases.invoicing import InvoicePorts
 from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
+from tests.builders import Crash, consumer, crash_at, line, recent
 from tests.conftest import Connect
-from tests.unit.test_invoice_model import consumer, invoice, line
 
 STEPS = ["validated", "archive_checked", "numbered", "xml_built", "pdf_rendered", "embedded",
          "checked", "ledger_appended", "stored", "committed", "archived_pdf", "archived_xml",
          "recorded"]
-
-
-class Crash(BaseException):
-    """The injected failure: the process dies (not an error the code handles)."""
-
-
-def crash_at(step: str) -> Callable[[str], None]:
-    def checkpoint(name: str) -> None:
-        if name == step:
-            raise Crash(step)
-    return checkpoint
-
-
-def recent(**fields: Any) -> dict[str, Any]:
-    """A valid B2B invoice dated before the frozen clock's day."""
-    return invoice(**{"issue_date": "2026-11-20", "due_date": "2026-12-20", **fields})
 
 
 def state(superuser: Connect, tenant: uuid.UUID) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from chalicelib.domain.ledger import canonical_payload
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.verify_ledger import verify_ledger
-from tests.conftest import FrozenClock
+from tests.fakes import FrozenClock
 
 WRITERS, TENANTS, APPENDS = 32, 8, 200
 

@@ -12,7 +12,7 @@ import pytest
 from chalicelib.adapters.postgres import Database
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.verify_ledger import verify_ledger
-from tests.conftest import FrozenClock
+from tests.fakes import FrozenClock
 
 Connect = Callable[[], pg8000.native.Connection]
 

@@ -15,9 +15,9 @@ from pg8000.exceptions import DatabaseError
 from chalicelib.adapters.postgres import Database, PostgresLockouts, sqlstate
 from chalicelib.adapters.postgres.limits import _bucket
 from chalicelib.entrypoints.accounts import log_in_route
-from tests.conftest import Connect, FrozenClock
-from tests.integration.test_second_factor import Session, code, enrolled_owner
-from tests.integration.web import PASSWORD, login, post, signup
+from tests.conftest import Connect
+from tests.fakes import FrozenClock
+from tests.integration.web import PASSWORD, Session, code, enrolled_owner, login, post, signup
 
 BASE, CAP = timedelta(seconds=30), timedelta(minutes=8)
 

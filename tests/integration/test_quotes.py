@@ -36,25 +36,13 @@ from chalicelib.usecases.quotes import (
     invoice_key,
 )
 from chalicelib.usecases.verify_ledger import verify_ledger
-from tests.conftest import Connect, FrozenClock, in_tenant
-from tests.integration.test_api_keys import owner_with_key
-from tests.integration.test_invoices_http import get, issue
-from tests.integration.test_issue_invoice import crash_at, recent
-from tests.integration.test_second_factor import Session
-from tests.integration.web import login, member_of
-from tests.unit.test_invoice_model import IBAN, address, line
+from tests.builders import IBAN, address, crash_at, line, quote_draft, quote_request, recent
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
+from tests.integration.web import Session, get, issue, login, member_of, owner_with_key
 
 WRITE = ["invoices:write", "invoices:read"]
 DUE = {"due_date": "2026-12-23"}
-
-
-def draft(**fields: Any) -> dict[str, Any]:
-    """A valid invoice draft without its dates: what a quote carries."""
-    return {k: v for k, v in recent(**fields).items() if k not in ("issue_date", "due_date")}
-
-
-def quote(valid_until: str = "2026-12-31", **fields: Any) -> dict[str, Any]:
-    return {"valid_until": valid_until, "invoice": draft(**fields)}
 
 
 @pytest.fixture
@@ -114,7 +102,7 @@ def quote_entries(database: Database, tenant: uuid.UUID,
 def test_make_read_and_convert_a_quote(client: Any, writer: tuple[Session, str],
                                        superuser: Connect) -> None:
     owner, secret = writer
-    made = issue(client, secret, quote(), key="q-1", path="/quotes")
+    made = issue(client, secret, quote_request(), key="q-1", path="/quotes")
     assert made.status_code == 201, made.body
     body = made.json_body
     assert body["reference"] == "D-000001" and body["valid_until"] == "2026-12-31"
@@ -143,25 +131,25 @@ def test_make_read_and_convert_a_quote(client: Any, writer: tuple[Session, str],
 
 def test_same_key_same_quote_another_body_409(client: Any, writer: tuple[Session, str]) -> None:
     _, secret = writer
-    first = issue(client, secret, quote(), key="q", path="/quotes")
+    first = issue(client, secret, quote_request(), key="q", path="/quotes")
     # The same request in other decimal text and key order is the same request.
-    same = quote()
+    same = quote_request()
     same["invoice"]["lines"] = [line(quantity="2.0", unit_price="50")]
     again = issue(client, secret, dict(reversed(same.items())), key="q", path="/quotes")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json_body == first.json_body
-    for other in (quote(payment_terms="Comptant"), quote("2026-12-30")):
+    for other in (quote_request(payment_terms="Comptant"), quote_request("2026-12-30")):
         conflict = issue(client, secret, other, key="q", path="/quotes")
         assert conflict.status_code == 409
         assert conflict.json_body["violations"][0]["field"] == "Idempotency-Key"
-    second = issue(client, secret, quote(), key="q2", path="/quotes")
+    second = issue(client, secret, quote_request(), key="q2", path="/quotes")
     assert second.status_code == 201 and second.json_body["reference"] == "D-000002"
 
 
 def test_a_quote_becomes_one_invoice(client: Any, writer: tuple[Session, str],
                                      superuser: Connect) -> None:
     owner, secret = writer
-    made = issue(client, secret, quote(), key="q", path="/quotes").json_body
+    made = issue(client, secret, quote_request(), key="q", path="/quotes").json_body
     path = f"/quotes/{made['id']}/invoice"
     body = {"issue_date": "2026-11-21", **DUE}
     first = issue(client, secret, body, key="c", path=path)
@@ -187,13 +175,13 @@ def test_a_quote_becomes_one_invoice(client: Any, writer: tuple[Session, str],
 def test_quotes_take_no_invoice_number(client: Any, writer: tuple[Session, str],
                                        superuser: Connect) -> None:
     owner, secret = writer
-    refs = [issue(client, secret, quote(), key=f"q{i}", path="/quotes").json_body
+    refs = [issue(client, secret, quote_request(), key=f"q{i}", path="/quotes").json_body
             for i in range(2)]
     assert [q["reference"] for q in refs] == ["D-000001", "D-000002"]
     assert issue(client, secret, recent(), key="inv").json_body["invoice_number"] == "F-000001"
     converted = issue(client, secret, DUE, key="c", path=f"/quotes/{refs[1]['id']}/invoice")
     assert converted.json_body["invoice_number"] == "F-000002"
-    third = issue(client, secret, quote(), key="q3", path="/quotes").json_body
+    third = issue(client, secret, quote_request(), key="q3", path="/quotes").json_body
     assert third["reference"] == "D-000003"
     assert invoice_numbers(superuser, owner.body["tenant_id"]) == ["F-000001", "F-000002"]
 
@@ -201,7 +189,7 @@ def test_quotes_take_no_invoice_number(client: Any, writer: tuple[Session, str],
 def test_an_expired_quote_is_not_converted(client: Any, writer: tuple[Session, str],
                                            frozen: FrozenClock, superuser: Connect) -> None:
     owner, secret = writer
-    made = issue(client, secret, quote("2026-11-24"), key="q", path="/quotes").json_body
+    made = issue(client, secret, quote_request("2026-11-24"), key="q", path="/quotes").json_body
     frozen.moment = datetime(2026, 11, 24, 22, 59, tzinfo=UTC)  # 23:59 in Paris: still valid
     assert issue(client, secret, DUE, key="c0", path="/quotes/00000000-0000-0000-0000-"
                  "000000000000/invoice").status_code == 404
@@ -211,7 +199,7 @@ def test_an_expired_quote_is_not_converted(client: Any, writer: tuple[Session, s
     [violation] = expired.json_body["violations"]
     assert violation["field"] == "valid_until" and "expired on 2026-11-24" in violation["rule"]
     assert invoice_numbers(superuser, owner.body["tenant_id"]) == []
-    past = issue(client, secret, quote("2026-11-24"), key="q-past", path="/quotes")
+    past = issue(client, secret, quote_request("2026-11-24"), key="q-past", path="/quotes")
     assert past.status_code == 422
     assert past.json_body["violations"][0]["field"] == "valid_until"
 
@@ -219,19 +207,19 @@ def test_an_expired_quote_is_not_converted(client: Any, writer: tuple[Session, s
 def test_every_bad_input_is_a_clear_4xx(client: Any, writer: tuple[Session, str]) -> None:
     _, secret = writer
     cases: list[tuple[Any, str | None, set[str]]] = [
-        (quote(), None, {"Idempotency-Key"}),
-        ({"invoice": draft()}, "a", {"valid_until"}),
+        (quote_request(), None, {"Idempotency-Key"}),
+        ({"invoice": quote_draft()}, "a", {"valid_until"}),
         ({"valid_until": "2026-12-31"}, "b", {"invoice"}),
-        ({**quote(), "tenant_id": "x"}, "c", {"tenant_id"}),
-        (quote("31/12/2026"), "d", {"valid_until"}),
+        ({**quote_request(), "tenant_id": "x"}, "c", {"tenant_id"}),
+        (quote_request("31/12/2026"), "d", {"valid_until"}),
         ({"valid_until": "2026-12-31", "invoice": recent()}, "e",
          {"invoice.issue_date", "invoice.due_date"}),
-        (quote(type_code=381), "f", {"invoice.type_code"}),
-        (quote(lines=[line(rate="19.6")], discount_conditions=None), "g",
+        (quote_request(type_code=381), "f", {"invoice.type_code"}),
+        (quote_request(lines=[line(rate="19.6")], discount_conditions=None), "g",
          {"invoice.lines.0.vat_rate", "invoice.discount_conditions"}),
         ({"valid_until": "2026-12-31", "invoice": [1]}, "h", {"invoice"}),
         ("not json", "i", {"body"}), ("[1]", "j", {"body"}), ('{"x": NaN}', "k", {"body"}),
-        (quote(buyer={**draft()["buyer"], "name": "株式会社 Client"}), "l",
+        (quote_request(buyer={**quote_draft()["buyer"], "name": "株式会社 Client"}), "l",
          {"invoice.buyer.name"}),  # the PDF's fonts could not print it
     ]
     for body, key, fields in cases:
@@ -239,7 +227,7 @@ def test_every_bad_input_is_a_clear_4xx(client: Any, writer: tuple[Session, str]
         assert answer.status_code == 422, (body, answer.body)
         assert {v["field"] for v in answer.json_body["violations"]} == fields, answer.body
 
-    made = issue(client, secret, quote(), key="ok", path="/quotes").json_body
+    made = issue(client, secret, quote_request(), key="ok", path="/quotes").json_body
     path = f"/quotes/{made['id']}/invoice"
     conversions: list[tuple[Any, str | None, set[str]]] = [
         (DUE, None, {"Idempotency-Key"}),
@@ -263,11 +251,11 @@ def test_every_bad_input_is_a_clear_4xx(client: Any, writer: tuple[Session, str]
 def test_who_may_quote_convert_and_read(client: Any, writer: tuple[Session, str],
                                         frozen: FrozenClock) -> None:
     owner, secret = writer
-    made = issue(client, secret, quote(), key="q", path="/quotes").json_body
+    made = issue(client, secret, quote_request(), key="q", path="/quotes").json_body
     tenant = owner.body["tenant_id"]
 
     accountant = Session(login(client, member_of(tenant, "accountant")))
-    for path, body in (("/quotes", quote()), (f"/quotes/{made['id']}/invoice", DUE)):
+    for path, body in (("/quotes", quote_request()), (f"/quotes/{made['id']}/invoice", DUE)):
         refused = client.post(path, body=json.dumps(body), headers={
             "Cookie": accountant.jar, "X-CSRF-Token": accountant.csrf,
             "Content-Type": "application/json", "Idempotency-Key": "acc"})
@@ -276,7 +264,7 @@ def test_who_may_quote_convert_and_read(client: Any, writer: tuple[Session, str]
                       headers={"Cookie": accountant.jar}).status_code == 200
 
     member = Session(login(client, member_of(tenant)))
-    no_csrf = client.post("/quotes", body=json.dumps(quote()), headers={
+    no_csrf = client.post("/quotes", body=json.dumps(quote_request()), headers={
         "Cookie": member.jar, "Content-Type": "application/json", "Idempotency-Key": "m"})
     assert no_csrf.status_code == 403
     converted = client.post(f"/quotes/{made['id']}/invoice", body=json.dumps(DUE), headers={
@@ -285,13 +273,14 @@ def test_who_may_quote_convert_and_read(client: Any, writer: tuple[Session, str]
     assert converted.status_code == 201, converted.body
 
     _, reader = owner_with_key(client, frozen, ["invoices:read"])
-    assert issue(client, reader["secret"], quote(), key="r", path="/quotes").status_code == 403
+    assert issue(client, reader["secret"], quote_request(), key="r",
+                 path="/quotes").status_code == 403
 
 
 def test_another_tenants_quote_is_a_404_that_shows_nothing(
         client: Any, writer: tuple[Session, str], frozen: FrozenClock) -> None:
     _, secret = writer
-    made = issue(client, secret, quote(), key="q", path="/quotes").json_body
+    made = issue(client, secret, quote_request(), key="q", path="/quotes").json_body
     _, stranger = owner_with_key(client, frozen, WRITE)
     read = get(client, stranger["secret"], f"/quotes/{made['id']}")
     steal = issue(client, stranger["secret"], DUE, key="steal",
@@ -300,7 +289,7 @@ def test_another_tenants_quote_is_a_404_that_shows_nothing(
         assert answer.status_code == 404
         assert made["id"] not in str(answer.body) and "Client SA" not in str(answer.body)
     # The stranger's own counter starts at 1: nothing is shared.
-    mine = issue(client, stranger["secret"], quote(), key="q", path="/quotes").json_body
+    mine = issue(client, stranger["secret"], quote_request(), key="q", path="/quotes").json_body
     assert mine["reference"] == "D-000001" and mine["id"] != made["id"]
     assert get(client, secret, f"/quotes/{made['id']}").json_body["converted_invoice_id"] is None
 
@@ -310,7 +299,7 @@ def test_another_tenants_quote_is_a_404_that_shows_nothing(
 def test_a_crash_between_issuing_and_recording_is_finished_by_the_retry(
         ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID,
         superuser: Connect, clock: FrozenClock, database: Database) -> None:
-    made = create_quote(tenant, "q", quote(), quote_ports).quote
+    made = create_quote(tenant, "q", quote_request(), quote_ports).quote
     for step in ("stored", "committed", "invoice_issued"):
         with pytest.raises(BaseException, match=step):
             convert_quote(tenant, made.quote_id, "c", DUE, ports, crash_at(step))
@@ -339,7 +328,7 @@ def test_a_crash_between_issuing_and_recording_is_finished_by_the_retry(
 def test_racing_conversions_with_different_keys_make_one_invoice(
         ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID,
         superuser: Connect, database: Database) -> None:
-    made = create_quote(tenant, "q", quote(), quote_ports).quote
+    made = create_quote(tenant, "q", quote_request(), quote_ports).quote
     start = threading.Barrier(4)
     answers: list[Any] = []
     refusals: list[BaseException] = []
@@ -368,9 +357,9 @@ def test_racing_conversions_with_different_keys_make_one_invoice(
 
 def test_the_same_quote_retried_the_next_day_is_the_same_request(
         quote_ports: QuotePorts, tenant: uuid.UUID, clock: FrozenClock) -> None:
-    first = create_quote(tenant, "q", quote(), quote_ports)
+    first = create_quote(tenant, "q", quote_request(), quote_ports)
     clock.moment = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    again = create_quote(tenant, "q", quote(), quote_ports)
+    again = create_quote(tenant, "q", quote_request(), quote_ports)
     assert (first.created, again.created) == (True, False) and again.quote == first.quote
     with pytest.raises(InvalidInput):
         create_quote(tenant, "q", {"valid_until": "2026-12-31", "invoice": "x"}, quote_ports)
@@ -389,9 +378,9 @@ def consumer_quote() -> dict[str, Any]:
     has one), from a seller with an IBAN."""
     buyer: dict[str, Any] = {"name": "Marie Martin", "kind": "consumer",
                              "address": address("33000", "Bordeaux")}
-    if "electronic_address" in draft()["buyer"]:  # BT-49: a consumer's is their email
+    if "electronic_address" in quote_draft()["buyer"]:  # BT-49: a consumer's is their email
         buyer["electronic_address"] = {"scheme": "EM", "value": EMAIL}
-    body = quote(buyer=buyer)
+    body = quote_request(buyer=buyer)
     for field in ("late_payment_penalty_rate", "recovery_indemnity"):  # B2B only
         del body["invoice"][field]
     return body
@@ -434,7 +423,7 @@ def test_quotes_leave_their_audit_trail_without_personal_data(
 
     # Retries, and requests refused, append nothing.
     assert issue(client, secret, consumer_quote(), key="q-1", path="/quotes").status_code == 200
-    assert issue(client, secret, quote(), key="q-1", path="/quotes").status_code == 409
+    assert issue(client, secret, quote_request(), key="q-1", path="/quotes").status_code == 409
     assert issue(client, secret, DUE, key="c-1", path=path).status_code == 200
     assert issue(client, secret, DUE, key="c-2", path=path).status_code == 409
     assert issue(client, secret, {**DUE, "due_date": "2026-12-24"}, key="c-1",
@@ -449,10 +438,10 @@ def test_a_crash_while_making_a_quote_leaves_neither_row_nor_entry(
         quote_ports: QuotePorts, tenant: uuid.UUID, database: Database, superuser: Connect,
         step: str) -> None:
     with pytest.raises(BaseException, match=step):
-        create_quote(tenant, "q", quote(), quote_ports, crash_at(step))
+        create_quote(tenant, "q", quote_request(), quote_ports, crash_at(step))
     assert quote_rows(superuser, tenant) == [[], []] and quote_entries(database, tenant) == []
 
-    made = create_quote(tenant, "q", quote(), quote_ports)
+    made = create_quote(tenant, "q", quote_request(), quote_ports)
     assert made.created and made.quote.reference == "D-000001"
     [entry] = quote_entries(database, tenant)
     assert (entry["quote_id"], entry["reference"]) == (str(made.quote.quote_id), "D-000001")
@@ -471,12 +460,12 @@ def test_an_insert_the_engine_refuses_leaves_neither_row_nor_entry(
 
     monkeypatch.setattr(PostgresQuotes, "add", misnumbered)
     with pytest.raises(DatabaseError) as caught:
-        create_quote(tenant, "q", quote(), quote_ports)
+        create_quote(tenant, "q", quote_request(), quote_ports)
     assert sqlstate(caught.value) == "23514"
     assert quote_rows(superuser, tenant) == [[], []] and quote_entries(database, tenant) == []
 
     monkeypatch.setattr(PostgresQuotes, "add", real_add)
-    made = create_quote(tenant, "q", quote(), quote_ports)
+    made = create_quote(tenant, "q", quote_request(), quote_ports)
     assert made.quote.reference == "D-000001"
     assert [e["quote_id"] for e in quote_entries(database, tenant)] == [str(made.quote.quote_id)]
     assert verify_ledger(tenant, database.snapshot).ok
@@ -492,14 +481,14 @@ def test_a_retry_that_committed_first_leaves_one_quote_and_one_entry(
 
     def meanwhile(step: str) -> None:
         if step == "quote_looked_up":
-            first.append(create_quote(tenant, "q", quote(), quote_ports))
+            first.append(create_quote(tenant, "q", quote_request(), quote_ports))
 
-    late = create_quote(tenant, "q", quote(), quote_ports, meanwhile)
+    late = create_quote(tenant, "q", quote_request(), quote_ports, meanwhile)
     assert first[0].created and not late.created and late.quote == first[0].quote
     assert quote_rows(superuser, tenant) == [["D-000001"], [[1]]]
     assert [e["quote_id"] for e in quote_entries(database, tenant)] == \
         [str(late.quote.quote_id)]
-    assert create_quote(tenant, "q", quote(), quote_ports).quote == late.quote
+    assert create_quote(tenant, "q", quote_request(), quote_ports).quote == late.quote
     assert len(quote_entries(database, tenant)) == 1
     assert verify_ledger(tenant, database.snapshot).ok
 
@@ -514,7 +503,7 @@ def test_racing_creations_with_one_key_leave_one_entry(
     def make() -> None:
         start.wait()
         try:
-            answers.append(create_quote(tenant, "q", quote(), quote_ports))
+            answers.append(create_quote(tenant, "q", quote_request(), quote_ports))
         except BaseException as exc:
             failures.append(exc)
 
@@ -534,7 +523,7 @@ def test_racing_creations_with_one_key_leave_one_entry(
 def test_a_crash_while_recording_the_conversion_leaves_neither_link_nor_entry(
         ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID, database: Database,
         superuser: Connect) -> None:
-    made = create_quote(tenant, "q", quote(), quote_ports).quote
+    made = create_quote(tenant, "q", quote_request(), quote_ports).quote
     for step in ("conversion_recorded", "conversion_ledger_appended"):
         with pytest.raises(BaseException, match=step):
             convert_quote(tenant, made.quote_id, "c", DUE, ports, crash_at(step))
@@ -553,7 +542,7 @@ def test_a_crash_while_recording_the_conversion_leaves_neither_link_nor_entry(
 def test_racing_conversions_with_one_key_leave_one_entry(
         ports: InvoicePorts, quote_ports: QuotePorts, tenant: uuid.UUID, database: Database,
         superuser: Connect) -> None:
-    made = create_quote(tenant, "q", quote(), quote_ports).quote
+    made = create_quote(tenant, "q", quote_request(), quote_ports).quote
     start = threading.Barrier(4)
     answers: list[Any] = []
     failures: list[BaseException] = []
@@ -595,9 +584,9 @@ def quotes(ports: InvoicePorts, quote_ports: QuotePorts,
     """One converted quote, one not, an invoice no quote became, a credit note."""
     loose = issue_invoice(tenant, "loose", recent(), ports).invoice
     credit = issue_credit_note(tenant, loose.invoice_id, "cn", recent(), ports).invoice
-    converted = create_quote(tenant, "q1", quote(), quote_ports).quote
+    converted = create_quote(tenant, "q1", quote_request(), quote_ports).quote
     issued = convert_quote(tenant, converted.quote_id, "c1", DUE, ports).invoice
-    pending = create_quote(tenant, "q2", quote(), quote_ports).quote
+    pending = create_quote(tenant, "q2", quote_request(), quote_ports).quote
     return {"converted": converted.quote_id, "invoice": issued.invoice_id,
             "pending": pending.quote_id, "loose": loose.invoice_id,
             "credit": credit.invoice_id}

@@ -4,7 +4,6 @@ Retry-After, counted per IP, per account and per user."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -21,6 +20,7 @@ from chalicelib.config import Settings, settings
 from chalicelib.domain.errors import TooManyRequests
 from chalicelib.usecases.rate_limits import enforce
 from devstack.stack import LocalStack
+from tests.integration.web import within_one_minute_window
 
 Connect = Callable[[], pg8000.native.Connection]
 
@@ -53,15 +53,6 @@ def test_every_check_is_counted_and_the_longest_wait_is_given(database: Database
     assert caught.value.retry_after >= 1
     # The refused attempt still counted against the account.
     assert not limiter.hit(f"login-account|{account}", timedelta(minutes=1), 3)[0]
-
-
-def within_one_minute_window(database: Database) -> None:
-    """Fixed windows roll over at whole minutes of the database's clock: start
-    well inside one, so a test's few requests all land in one window."""
-    with database.transaction(None) as conn:
-        [[second]] = conn.run("SELECT extract(second FROM clock_timestamp())::float8")
-    if second >= 45:
-        time.sleep(60.5 - second)
 
 
 def test_the_application_cannot_reset_or_read_counters(as_app: Connect) -> None:

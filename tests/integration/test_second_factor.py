@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pyotp
 import pytest
 from pg8000.exceptions import DatabaseError
 
@@ -20,49 +19,16 @@ from chalicelib.domain.errors import Forbidden
 from chalicelib.usecases.accounts import Principal
 from chalicelib.usecases.second_factor import pass_second_factor
 from chalicelib.usecases.sessions import token_hash
-from tests.conftest import Connect, FrozenClock, in_tenant, remember
+from tests.conftest import Connect, in_tenant
+from tests.fakes import FrozenClock
 from tests.integration.web import (
-    cookie_header,
-    cookies,
-    csrf_of,
+    Session,
+    code,
+    enrolled_owner,
     login,
     member_of,
-    post,
     signup,
 )
-
-
-class Session:
-    def __init__(self, response: Any) -> None:
-        self.jar = cookie_header(response)
-        self.csrf = csrf_of(response)
-        self.token = cookies(response)["__Host-session"].split(";", 1)[0].split("=", 1)[1]
-        self.body = response.json_body
-
-    def post(self, client: Any, path: str, body: Any) -> Any:
-        return post(client, path, body, Cookie=self.jar, **{"X-CSRF-Token": self.csrf})
-
-    def me(self, client: Any) -> Any:
-        return client.get("/me", headers={"Cookie": self.jar})
-
-
-def code(secret: str, clock: FrozenClock, steps: int = 0) -> str:
-    return pyotp.TOTP(secret).at(clock.now() + timedelta(seconds=30 * steps))
-
-
-def enrolled_owner(client: Any, clock: FrozenClock) -> tuple[Session, str, str, list[str]]:
-    """An owner who enrolled TOTP; returns (session, email, secret, recovery codes)."""
-    response, email = signup(client)
-    session = Session(response)
-    enrolment = session.post(client, "/mfa/totp", {})
-    assert enrolment.status_code == 201
-    secret = enrolment.json_body["secret"]
-    remember(secret, enrolment.json_body["otpauth_uri"])
-    assert enrolment.json_body["otpauth_uri"].startswith("otpauth://totp/einvoice:")
-    confirmed = session.post(client, "/mfa/totp/confirm", {"code": code(secret, clock)})
-    assert confirmed.status_code == 200
-    remember(*confirmed.json_body["recovery_codes"])
-    return session, email, secret, confirmed.json_body["recovery_codes"]
 
 
 def test_owner_reaches_nothing_but_enrolment_until_totp(client: Any, frozen: FrozenClock) -> None:
@@ -313,7 +279,7 @@ def test_another_tenant_sees_no_second_factor_rows(enrolled: tuple[Session, uuid
 def test_second_factor_attempts_are_rate_limited_per_user(
         client: Any, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.config import settings
-    from tests.integration.test_rate_limits import within_one_minute_window
+    from tests.integration.web import within_one_minute_window
 
     monkeypatch.setenv("EINVOICE_SECOND_FACTOR_PER_USER_PER_MINUTE", "3")
     settings.cache_clear()

@@ -15,7 +15,6 @@ from chalicelib.adapters.postgres import Database, sqlstate
 from chalicelib.domain.errors import DomainError
 from chalicelib.usecases.signup import confirm_sign_up, confirmation_token_hash
 from tests.conftest import Connect, remember
-from tests.integration.test_rate_limits import within_one_minute_window
 from tests.integration.web import (
     PASSWORD,
     confirm_signup,
@@ -26,6 +25,7 @@ from tests.integration.web import (
     post,
     request_signup,
     signup,
+    within_one_minute_window,
 )
 
 

@@ -16,7 +16,7 @@ from chalicelib.domain.ledger import GENESIS, ChainHead, canonical_payload, next
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.verify_ledger import verify_ledger
-from tests.conftest import FrozenClock
+from tests.fakes import FrozenClock
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 Connect = Callable[[], pg8000.native.Connection]

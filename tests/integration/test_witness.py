@@ -39,8 +39,8 @@ from chalicelib.usecases.witness import (
     witness,
     witness_owed,
 )
+from tests.builders import at, closing_ports, record, sale
 from tests.conftest import Connect
-from tests.integration.test_closings import at, ports, record, sale
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def sealed_day(database: Database, tenant: uuid.UUID, signer: LocalSigningKey) -
     for i in range(3):
         record(database, tenant, at(20, 9 + i), "invoice.issued", sale(f"F-{i}", "10.00"))
     return seal_period(tenant, Period.parse("day", "2026-11-20"),
-                       ports(database, signer, at(21))).closing
+                       closing_ports(database, signer, at(21))).closing
 
 
 def keys_under(s3: Any, bucket: str, tenant: uuid.UUID) -> list[str]:

@@ -1,19 +1,28 @@
-"""Helpers for driving the HTTP API through Chalice's test client."""
+"""Helpers for driving the HTTP API through Chalice's test client: sign-up,
+login, sessions with their second factor, API keys, invoice calls."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
+from datetime import timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pyotp
 
 from chalicelib import runtime
 from chalicelib.config import settings
 from chalicelib.ports import Account
 from tests.conftest import remember
+from tests.fakes import FrozenClock
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.postgres import Database
 
 PASSWORD = "correct horse battery"
 remember(PASSWORD)
@@ -95,3 +104,79 @@ def login(client: Any, email: str) -> Any:
 
 def csrf_of(response: Any) -> str:
     return cookies(response)["__Host-csrf"].split(";", 1)[0].split("=", 1)[1]
+
+
+class Session:
+    def __init__(self, response: Any) -> None:
+        self.jar = cookie_header(response)
+        self.csrf = csrf_of(response)
+        self.token = cookies(response)["__Host-session"].split(";", 1)[0].split("=", 1)[1]
+        self.body = response.json_body
+
+    def post(self, client: Any, path: str, body: Any) -> Any:
+        return post(client, path, body, Cookie=self.jar, **{"X-CSRF-Token": self.csrf})
+
+    def me(self, client: Any) -> Any:
+        return client.get("/me", headers={"Cookie": self.jar})
+
+
+def code(secret: str, clock: FrozenClock, steps: int = 0) -> str:
+    return pyotp.TOTP(secret).at(clock.now() + timedelta(seconds=30 * steps))
+
+
+def enrolled_owner(client: Any, clock: FrozenClock) -> tuple[Session, str, str, list[str]]:
+    """An owner who enrolled TOTP; returns (session, email, secret, recovery codes)."""
+    response, email = signup(client)
+    session = Session(response)
+    enrolment = session.post(client, "/mfa/totp", {})
+    assert enrolment.status_code == 201
+    secret = enrolment.json_body["secret"]
+    remember(secret, enrolment.json_body["otpauth_uri"])
+    assert enrolment.json_body["otpauth_uri"].startswith("otpauth://totp/einvoice:")
+    confirmed = session.post(client, "/mfa/totp/confirm", {"code": code(secret, clock)})
+    assert confirmed.status_code == 200
+    remember(*confirmed.json_body["recovery_codes"])
+    return session, email, secret, confirmed.json_body["recovery_codes"]
+
+
+def owner_with_key(client: Any, frozen: FrozenClock,
+                   scopes: list[str] | None = None) -> tuple[Session, dict[str, Any]]:
+    owner, _, _, _ = enrolled_owner(client, frozen)
+    created = owner.post(client, "/api-keys", {"name": "Accounting sync",
+                                               "scopes": scopes or ["ledger:read"]})
+    assert created.status_code == 201, created.json_body
+    remember(created.json_body["secret"])
+    return owner, created.json_body
+
+
+WRITE = ["invoices:write", "invoices:read"]
+
+
+def issue(client: Any, secret: str, body: Any, key: str | None = "key-1",
+          path: str = "/invoices") -> Any:
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.post(path, headers=headers,
+                       body=body if isinstance(body, str) else json.dumps(body))
+
+
+def get(client: Any, secret: str, path: str) -> Any:
+    """As curl does: Accept */* (the gateway serves binary bodies only to a
+    client that accepts them)."""
+    return client.get(path, headers={"Authorization": f"Bearer {secret}", "Accept": "*/*"})
+
+
+def within_one_minute_window(database: Database) -> None:
+    """Fixed windows roll over at whole minutes of the database's clock: start
+    well inside one, so a test's few requests all land in one window."""
+    with database.transaction(None) as conn:
+        [[second]] = conn.run("SELECT extract(second FROM clock_timestamp())::float8")
+    if second >= 45:
+        time.sleep(60.5 - second)
+
+
+def seal(client: Any, secret: str, body: Any) -> Any:
+    return client.post("/closings", body=body if isinstance(body, str) else json.dumps(body),
+                       headers={"Authorization": f"Bearer {secret}",
+                                "Content-Type": "application/json"})

@@ -48,7 +48,7 @@ from chalicelib.domain.invoice import (
     compute_totals,
     validate_invoice,
 )
-from tests.unit.test_invoice_model import (
+from tests.builders import (
     BUYER_SIREN,
     CONSUMER_EMAIL,
     IBAN,

@@ -29,91 +29,26 @@ from chalicelib.domain.invoice import (
     parse_invoice_json,
     validate_invoice,
 )
-
-SELLER_SIREN = "732829320"
-SELLER_SIRET = "73282932000017"
-SELLER_VAT = "FR44732829320"
-IBAN = "FR7630006000011234567890189"
-BUYER_SIREN = "552100554"
-BUYER_VAT = "FR96552100554"
-OTHER_SIREN = "443061841"  # valid, but not the seller's
-OTHER_SIRET = "44306184100013"
-OTHER_VAT = "FR64443061841"
-GERMAN_VAT = "DE136695976"
-CONSUMER_EMAIL = "marie.martin@example.fr"
-FRANCHISE_E = {"category": "E", "reason": FRANCHISE_MENTION}
-
-Raw = dict[str, Any]
-
-
-def address(postcode: str = "75002", city: str = "Paris", country: str = "FR") -> Raw:
-    return {"line1": "1 rue de la Paix", "postcode": postcode, "city": city,
-            "country_code": country}
-
-
-def line(quantity: Any = "2", unit_price: Any = "50.00", category: str = "S",
-         rate: Any = "20", description: str = "Conseil") -> Raw:
-    return {"description": description, "quantity": quantity, "unit_price": unit_price,
-            "vat_category": category, "vat_rate": rate}
-
-
-def invoice(*lines: Raw, **fields: Any) -> Raw:
-    """A valid B2B invoice from a French company to a French company."""
-    raw: Raw = {
-        "issue_date": "2026-03-02",
-        "due_date": "2026-04-01",
-        "seller": {"name": "Atelier Durand SAS", "address": address(),
-                   "electronic_address": {"scheme": "0225", "value": SELLER_SIREN},
-                   "siren": SELLER_SIREN, "siret": SELLER_SIRET, "vat_number": SELLER_VAT,
-                   "iban": IBAN, "legal_form": "SAS", "share_capital": "10000"},
-        "buyer": {"name": "Client SA", "kind": "business", "address": address("69001", "Lyon"),
-                  "electronic_address": {"scheme": "0225", "value": BUYER_SIREN},
-                  "siren": BUYER_SIREN, "vat_number": BUYER_VAT},
-        "operation_category": "services",
-        "lines": list(lines) or [line()],
-        "payment_terms": "Virement à 30 jours",
-        "late_payment_penalty_rate": "12.15",
-        "recovery_indemnity": "40",
-        "discount_conditions": "néant",
-    }
-    raw.update(fields)
-    return raw
-
-
-def consumer(**fields: Any) -> Raw:
-    """A valid B2C invoice."""
-    raw = invoice(**fields)
-    raw["buyer"] = {"name": "Marie Martin", "kind": "consumer",
-                    "address": address("33000", "Bordeaux"),
-                    "electronic_address": {"scheme": "EM", "value": CONSUMER_EMAIL}}
-    del raw["late_payment_penalty_rate"], raw["recovery_indemnity"]
-    return raw
-
-
-def franchise(**fields: Any) -> Raw:
-    """A valid invoice from a micro-entrepreneur under the VAT franchise."""
-    raw = invoice(line("1", "300", "E", "0"), vat_exemptions=[FRANCHISE_E], **fields)
-    raw["seller"]["vat_franchise"] = True
-    return raw
-
-
-def intra_community() -> Raw:
-    raw = invoice(line("10", "25.00", "K", "0"), operation_category="goods",
-                  delivery_date="2026-02-27", delivery_address=address("10115", "Berlin", "DE"),
-                  vat_exemptions=[{"category": "K", "reason": "Exonération de TVA, article "
-                                   "262 ter, I du CGI", "code": "VATEX-EU-IC"}])
-    raw["buyer"] = {"name": "Kunde GmbH", "kind": "business",
-                    "address": address("10115", "Berlin", "DE"),
-                    "electronic_address": {"scheme": "9930", "value": GERMAN_VAT},
-                    "vat_number": GERMAN_VAT}
-    return raw
-
-
-def not_subject() -> Raw:
-    raw = invoice(line("1", "80", "O", "0"),
-                  vat_exemptions=[{"category": "O", "code": "VATEX-EU-O"}])
-    del raw["seller"]["vat_number"], raw["buyer"]["vat_number"]
-    return raw
+from tests.builders import (
+    BUYER_SIREN,
+    BUYER_VAT,
+    GERMAN_VAT,
+    IBAN,
+    OTHER_SIREN,
+    OTHER_SIRET,
+    OTHER_VAT,
+    SELLER_SIREN,
+    SELLER_SIRET,
+    SELLER_VAT,
+    Raw,
+    address,
+    consumer,
+    franchise,
+    intra_community,
+    invoice,
+    line,
+    not_subject,
+)
 
 
 def at(raw: Raw, path: str, value: Any) -> Raw:

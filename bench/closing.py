@@ -1,4 +1,4 @@
-"""Closing benchmark (issue 4): sealing, proofs and offline verification, each
+"""Closing benchmark (docs/benchmarks.md): sealing, proofs and offline verification, each
 against a baseline measured in the same run on the same PostgreSQL.
 
     .venv/bin/python bench/closing.py            # full: a month of 100k entries, a 1M-leaf tree

@@ -273,7 +273,7 @@ class InProcess:
 
     def issue(self, keep: bool = True) -> float:
         """One invoice; its seconds. `keep`: add its figures to `times`."""
-        from chalicelib.domain.invoice import read_exact_json
+        from chalicelib.domain.inputs import read_json
         from chalicelib.usecases.issue_invoice import issue_invoice
 
         times, tally = self.times, self.tally
@@ -290,7 +290,7 @@ class InProcess:
             mark[:] = at
 
         outcome = issue_invoice(self.tenant, f"bench-inproc-{uuid.uuid4().hex}",
-                                read_exact_json(self.body), self.ports, checkpoint)
+                                read_json(self.body), self.ports, checkpoint)
         checkpoint("done")
         if not (outcome.created and outcome.archived):
             raise RuntimeError("in-process issue did not archive")

@@ -1,4 +1,4 @@
-"""The sample invoice of the README and the run command's banner, dated today.
+"""The sample invoice of the README's try-it line and the run command's banner, dated today.
 
 events/invoice.json is a real-shaped draft with fixed dates; an invoice may not
 be dated more than 31 days back, so what the banner's curl sends is that draft

@@ -57,16 +57,14 @@ the CII builder (`cii.legal_notes`).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import InvalidInput, Violation
-from chalicelib.domain.inputs import violations_from
+from chalicelib.domain.inputs import read_json, violations_from
 from chalicelib.domain.invoice_draft import (
     Address,
     Adjustment,
@@ -133,7 +131,7 @@ __all__ = [
     "Line", "Name", "Note", "OperationCategory", "PenaltyRate", "PositiveAmount", "PostCode",
     "PrecedingInvoice", "Quantity", "Seller", "Series", "ShortText", "Siren", "Siret", "Text",
     "Totals", "UnitCode", "UnitPrice", "VatCategory", "VatExemption", "VatGroup", "VatNumber",
-    "VatRate", "VatexCode", "compute_totals", "parse_invoice_json", "read_exact_json",
+    "VatRate", "VatexCode", "compute_totals", "parse_invoice_json",
     "validate_invoice",
 ]
 
@@ -199,40 +197,7 @@ def validate_invoice(raw: object) -> InvoiceDraft:
     raise InvalidInput(list(dict.fromkeys(violations)))
 
 
-class _JSONRefused(ValueError):
-    pass
-
-
-def _unique_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _JSONRefused(f"an object repeats the key {key[:40]!r}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(text: str) -> Any:
-    raise _JSONRefused(f"{text} is not a number")
-
-
 def parse_invoice_json(body: str | bytes) -> InvoiceDraft:
-    """The draft in a JSON text: numbers read as exact Decimals, a repeated key
-    or NaN/Infinity refused, then `validate_invoice`."""
-    return validate_invoice(read_exact_json(body))
-
-
-def read_exact_json(body: str | bytes) -> Any:
-    """A JSON text with numbers as exact Decimals; a repeated key or
-    NaN/Infinity refused (422 naming the body)."""
-    refusal = None
-    try:
-        raw = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant,
-                         object_pairs_hook=_unique_keys)
-    except _JSONRefused as exc:
-        refusal = str(exc)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-        refusal = "must be a JSON object"
-    if refusal is not None:
-        raise InvalidInput([Violation("body", refusal)])
-    return raw
+    """The draft in a JSON text, read by the one strict reader (exact Decimals,
+    a repeated key or NaN/Infinity refused), then `validate_invoice`."""
+    return validate_invoice(read_json(body))

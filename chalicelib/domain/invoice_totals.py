@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
 
 from chalicelib.domain.invoice_draft import InvoiceDraft
 from chalicelib.domain.invoice_fields import CENT, FRANCHISE_VATEX, ZERO, VatCategory
@@ -47,29 +46,6 @@ class Totals:
         problem = _totals_problem(self)
         if problem:
             raise ValueError(f"inconsistent totals: {problem}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every figure as plain JSON values, amounts as decimal strings (to compare
-        totals whole; the ledger and the API show `totals_data`, a subset)."""
-        return {
-            "line_net_amounts": [str(a) for a in self.line_net_amounts],
-            "line_total": str(self.line_total),
-            "allowance_total": str(self.allowance_total),
-            "charge_total": str(self.charge_total),
-            "tax_exclusive_amount": str(self.tax_exclusive_amount),
-            "tax_total": str(self.tax_total),
-            "tax_inclusive_amount": str(self.tax_inclusive_amount),
-            "paid_amount": str(self.paid_amount),
-            "rounding_amount": str(self.rounding_amount),
-            "amount_due": str(self.amount_due),
-            "vat_breakdown": [
-                {"category": g.category.value, "rate": str(g.rate),
-                 "taxable_amount": str(g.taxable_amount), "tax_amount": str(g.tax_amount),
-                 "exemption_reason": g.exemption_reason,
-                 "exemption_reason_code": g.exemption_reason_code}
-                for g in self.vat_breakdown
-            ],
-        }
 
 
 def _round(value: Decimal) -> Decimal:

@@ -1,4 +1,4 @@
-"""The scheduled retention purge (DESIGN.md, GDPR table): personal data goes
+"""The scheduled retention purge (docs/operations.md, "Triggers"): personal data goes
 when its period ends, whether or not anyone remembers to ask."""
 
 from __future__ import annotations

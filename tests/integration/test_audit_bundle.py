@@ -561,7 +561,7 @@ def test_progress_bar_on_stderr_above_the_threshold(
 
 def test_entries_with_other_data_are_counted_not_summed_and_never_block_sealing(
         database: Database, tmp_path: Path) -> None:
-    """The README's devstack example appends an invoice.issued without totals;
+    """The devstack example in docs/operations.md appends an invoice.issued without totals;
     others hold numbers, words or odd shapes: sealing still works, the same rule
     (only strings of plain decimals are summed) holds in SQL and in the verifier."""
     tenant = create_tenant("Odd data", database.unit_of_work)

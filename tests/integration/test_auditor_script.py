@@ -1,4 +1,4 @@
-"""The README's auditor script (standard library only) verifies a real chain
+"""The auditor script in docs/ledger.md (standard library only) verifies a real chain
 exported from PostgreSQL, and names the entry when one is tampered with: the
 documented byte layout is the one the code and the engine use."""
 
@@ -15,13 +15,13 @@ from chalicelib.adapters.postgres import Database
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from tests.fakes import FrozenClock
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+LEDGER_DOC = Path(__file__).resolve().parents[2] / "docs" / "ledger.md"
 
 
 def auditor_script() -> str:
-    text = README.read_text()
+    text = LEDGER_DOC.read_text()
     match = re.search(r"<!-- auditor-script -->\n```python\n(.*?)```", text, re.S)
-    assert match, "README lost its auditor script"
+    assert match, "docs/ledger.md lost its auditor script"
     return match.group(1)
 
 

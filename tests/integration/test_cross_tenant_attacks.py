@@ -1,4 +1,4 @@
-"""Generated cross-tenant attacks over HTTP (issue 5, item 9): every route of
+"""Generated cross-tenant attacks over HTTP (docs/security.md, "Tenancy: RLS FORCE"): every route of
 the app, called by every kind of credential of tenant A, with every forgery
 we know of (another tenant's ids in the path, tenant fields in headers, query
 strings and bodies, tenant B's key id with A's key), must not show A a single

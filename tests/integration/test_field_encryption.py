@@ -45,7 +45,7 @@ def tenant_tx(database: Database, tenant: uuid.UUID) -> Iterator[tuple[Any, Post
 
 @pytest.fixture(scope="module")
 def secrets_table(superuser: Connect, app_settings: Settings) -> str:
-    """A tenant table with an encrypted column, as later issues will have."""
+    """A tenant table with an encrypted column, as other sealed columns will have."""
     root = superuser()
     root.run("CREATE TABLE IF NOT EXISTS test_bank_accounts (tenant_id uuid NOT NULL, "
              "id uuid PRIMARY KEY, iban_sealed bytea NOT NULL)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -92,8 +92,9 @@ def assert_exactly(raw: Any, expected: set[tuple[str, str]]) -> None:
 
 
 def amounts(totals: Totals) -> dict[str, str]:
-    data = totals.as_dict()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    """Every single amount of the totals, as a decimal string."""
+    return {f.name: str(value) for f in fields(totals)
+            if isinstance(value := getattr(totals, f.name), Decimal)}
 
 
 def breakdown(totals: Totals) -> list[tuple[str, str, str, str]]:

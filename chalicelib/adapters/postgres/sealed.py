@@ -46,7 +46,7 @@ SEALED_FORMAT = 1  # first byte of a sealed value (chalicelib.domain.encryption)
 
 
 class SealedColumns:
-    """AES-256-GCM sealing of personal-data columns (DESIGN: IBAN, contact data),
+    """AES-256-GCM sealing of personal-data columns (IBAN, contact data: docs/encryption.md),
     each value bound to its tenant, table, column and row. The engine refuses
     new rows whose values are not sealed (0019_sealed_invoice_data.sql); rows
     from before that migration are read as they were stored."""

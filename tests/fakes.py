@@ -56,6 +56,8 @@ from chalicelib.ports import (
 
 if TYPE_CHECKING:
     from chalicelib.domain.invoice import InvoiceDraft, Totals
+    from chalicelib.usecases.invoicing import InvoicePorts
+    from chalicelib.usecases.quotes import QuotePorts
 
 
 class FrozenClock:
@@ -642,3 +644,43 @@ class FakeMailer:
 def cheap_passwords() -> Passwords:
     """The same argon2id code path with the smallest parameters it takes."""
     return Passwords(time_cost=1, memory_kib=8, parallelism=1)
+
+
+@dataclass
+class FakeInvoicing:
+    """One tenant's issuing and quoting over the fakes: the ports the use cases
+    take, and what they left behind."""
+
+    database: FakeDatabase
+    documents: FakeDocuments
+    archive: FakeArchive
+    clock: FrozenClock
+    tenant: UUID
+
+    @classmethod
+    def start(cls) -> FakeInvoicing:
+        clock = FrozenClock()  # 2026-11-23 09:30 UTC, 10:30 in Paris
+        database = FakeDatabase(clock)
+        return cls(database, FakeDocuments(), FakeArchive(), clock, database.add_tenant())
+
+    @property
+    def ports(self) -> InvoicePorts:
+        from chalicelib.usecases.invoicing import InvoicePorts
+
+        return InvoicePorts(self.database.unit_of_work, self.documents, self.archive,
+                            self.clock)
+
+    @property
+    def quote_ports(self) -> QuotePorts:
+        from chalicelib.usecases.quotes import QuotePorts
+
+        return QuotePorts(self.database.unit_of_work, self.documents, self.clock)
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.database.records(self.tenant).entries]
+
+    def invoices(self) -> list[Any]:
+        return list(self.database.records(self.tenant).invoices.values())
+
+    def quotes(self) -> list[Any]:
+        return list(self.database.records(self.tenant).quotes.values())

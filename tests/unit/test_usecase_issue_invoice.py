@@ -6,10 +6,10 @@ included, are in tests/integration/test_issue_invoice.py."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 
@@ -22,37 +22,16 @@ from chalicelib.domain.errors import (
     Violation,
 )
 from chalicelib.usecases.archive_invoice import archive_pending, archived_document
-from chalicelib.usecases.invoicing import InvoicePorts
 from chalicelib.usecases.issue_invoice import issue_credit_note, issue_invoice
 from tests.builders import line, recent
-from tests.fakes import FakeArchive, FakeDatabase, FakeDocuments, FrozenClock
+from tests.fakes import FakeInvoicing
 
-
-@dataclass
-class Issuing:
-    database: FakeDatabase
-    documents: FakeDocuments
-    archive: FakeArchive
-    clock: FrozenClock
-    tenant: UUID
-
-    @property
-    def ports(self) -> InvoicePorts:
-        return InvoicePorts(self.database.unit_of_work, self.documents, self.archive,
-                            self.clock)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.database.records(self.tenant).entries]
-
-    def invoices(self) -> list[Any]:
-        return list(self.database.records(self.tenant).invoices.values())
+Issuing = FakeInvoicing
 
 
 @pytest.fixture
 def issuing() -> Issuing:
-    clock = FrozenClock()  # 2026-11-23 09:30 UTC, 10:30 in Paris
-    database = FakeDatabase(clock)
-    return Issuing(database, FakeDocuments(), FakeArchive(), clock, database.add_tenant())
+    return FakeInvoicing.start()
 
 
 def fields(error: pytest.ExceptionInfo[Any]) -> list[str]:

@@ -6,61 +6,32 @@ tests/integration/test_quotes.py."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound, Violation
-from chalicelib.usecases.invoicing import InvoicePorts
 from chalicelib.usecases.issue_invoice import issue_invoice
 from chalicelib.usecases.quotes import (
-    QuotePorts,
     convert_quote,
     create_quote,
     get_quote,
     invoice_key,
 )
 from tests.builders import Crash, crash_at, quote_draft, quote_request
-from tests.fakes import FakeArchive, FakeDatabase, FakeDocuments, FrozenClock
+from tests.fakes import FakeInvoicing
 
 DUE = {"due_date": "2026-12-23"}
 
 
-@dataclass
-class Quoting:
-    database: FakeDatabase
-    documents: FakeDocuments
-    clock: FrozenClock
-    tenant: UUID
-    archive: FakeArchive
-
-    @property
-    def quote_ports(self) -> QuotePorts:
-        return QuotePorts(self.database.unit_of_work, self.documents, self.clock)
-
-    @property
-    def ports(self) -> InvoicePorts:
-        return InvoicePorts(self.database.unit_of_work, self.documents, self.archive,
-                            self.clock)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.database.records(self.tenant).entries]
-
-    def quotes(self) -> list[Any]:
-        return list(self.database.records(self.tenant).quotes.values())
-
-    def invoices(self) -> list[Any]:
-        return list(self.database.records(self.tenant).invoices.values())
+Quoting = FakeInvoicing
 
 
 @pytest.fixture
 def quoting() -> Quoting:
-    clock = FrozenClock()  # 2026-11-23 in Paris
-    database = FakeDatabase(clock)
-    return Quoting(database, FakeDocuments(), clock, database.add_tenant(), FakeArchive())
+    return FakeInvoicing.start()
 
 
 def fields(error: pytest.ExceptionInfo[Any]) -> list[str]:

@@ -1,10 +1,12 @@
 """Reading what a caller sent: one strict JSON reader, one way to name what is wrong.
 
-Every route and queue message that takes JSON reads it here, so every edge
+Every route and the invoice queue read JSON here (the ledger queue keeps its
+own reader, which refuses floats by their path in the payload), so every edge
 refuses the same things: text that is not JSON, a repeated key (two parsers
-could disagree on which value counts), NaN or Infinity, and nesting too deep.
-Numbers are read as exact `Decimal`s (money is never a binary float);
-integers stay `int`.
+could disagree on which value counts), NaN or Infinity, nesting too deep, and
+numbers no field could hold (a short text such as 1e100000000 would otherwise
+cost a validator minutes to turn into an integer). Numbers are read as exact
+`Decimal`s (money is never a binary float); integers stay `int`.
 
 A pydantic error becomes violations here too, the same way for every model:
 the dotted path of the field and the rule in words, never the input itself
@@ -41,6 +43,27 @@ def _refuse_constant(text: str) -> Any:
     raise _Refused(f"{text} is not a number")
 
 
+# Far beyond any field (amounts stay below 10^16, counts below 10^9), yet cheap
+# to check: longer numbers or larger exponents are refused before any use.
+MAX_NUMBER_CHARACTERS = 100
+MAX_EXPONENT = 100
+
+
+def _exact_decimal(text: str) -> Decimal:
+    value = Decimal(text) if len(text) <= MAX_NUMBER_CHARACTERS else None
+    if value is None or abs(value.adjusted()) > MAX_EXPONENT:
+        raise _Refused(f"a number is beyond 10^{MAX_EXPONENT} or {MAX_NUMBER_CHARACTERS} "
+                       "characters")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARACTERS:
+        raise _Refused(f"a number is beyond 10^{MAX_EXPONENT} or {MAX_NUMBER_CHARACTERS} "
+                       "characters")
+    return int(text)
+
+
 def read_json(body: str | bytes | None, *, empty: Any = None,
               not_json: str = "must be a JSON object") -> Any:
     """The JSON text `body` with exact decimals; InvalidInput naming `body`.
@@ -51,7 +74,8 @@ def read_json(body: str | bytes | None, *, empty: Any = None,
     if not body and empty is not None:
         return empty
     try:
-        return json.loads(body or b"", parse_float=Decimal, parse_constant=_refuse_constant,
+        return json.loads(body or b"", parse_float=_exact_decimal, parse_int=_bounded_int,
+                          parse_constant=_refuse_constant,
                           object_pairs_hook=_unique_keys)
     except _Refused as exc:
         refusal = str(exc)

@@ -46,3 +46,14 @@ def test_invoice_and_closing_bodies_go_through_the_same_reader(
     twice = json.dumps(recent())[:-1] + ', "issue_date": "2026-11-20"}'
     assert violations(issue(client, secret, twice, key="twice")) == {
         ("body", "an object repeats the key 'issue_date'")}
+
+
+def test_a_number_no_field_could_hold_is_refused_at_once(client: Any) -> None:
+    """A login body with an exponent of a hundred million: a 422 in
+    milliseconds, not a validator turning it into an integer for minutes."""
+    import time
+
+    started = time.monotonic()
+    found = violations(post(client, "/login", '{"email": 1e100000000, "password": "x"}'))
+    assert time.monotonic() - started < 5
+    assert found == {("body", "a number is beyond 10^100 or 100 characters")}

@@ -3,6 +3,7 @@ CSRF, authentication, the authorization table, headers, errors."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -133,6 +134,41 @@ def test_every_route_is_in_exactly_one_table() -> None:
     assert names == table.public | set(table.rules)
     assert not table.public & set(table.rules)
     assert sorted(table.declared) == sorted(set(table.declared)), "a route declared twice"
+
+
+def test_every_route_is_guarded_by_its_own_rule(client: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Declared once is not enough: each view must hand the guard its own
+    declaration, not a neighbour's (whose roles or scope could be wider)."""
+    import importlib
+
+    from chalice.app import Response
+
+    import app as app_module
+    from chalicelib.entrypoints.access import ROUTE_MODULES, route_table
+
+    table = route_table()
+    seen: list[str] = []
+
+    def spy(request: Any, route: Any, action: Any) -> Response:
+        seen.append(route.view)
+        return Response(body={}, status_code=200)
+
+    for name in ROUTE_MODULES:
+        module = importlib.import_module(f"chalicelib.entrypoints.{name}")
+        if hasattr(module, "secured"):
+            monkeypatch.setattr(module, "secured", spy)
+    checked = 0
+    for path, methods in app_module.app.routes.items():
+        concrete = re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000000", path)
+        for method, entry in methods.items():
+            if entry.view_name in table.public:
+                continue
+            seen.clear()
+            response = getattr(client, method.lower())(concrete)
+            assert seen == [entry.view_name], (method, path, seen, response.status_code)
+            checked += 1
+    assert checked == len(table.rules)
 
 
 def member_session(client: Any) -> Any:

@@ -59,3 +59,18 @@ def test_pydantic_errors_become_violations_without_the_input() -> None:
                                                   ("extra", "is not a known field")}
     assert any(v.field == "count" for v in found)
     assert all(secret not in v.rule for v in found)
+
+
+@pytest.mark.parametrize("body", [
+    '{"n": 1e100000000}', '{"n": 1E-100000000}', '{"n": 1e101}',
+    '{"n": ' + "1" * 101 + "}", '{"n": 0.' + "1" * 100 + "}",
+])
+def test_numbers_no_field_could_hold_are_refused_at_once(body: str) -> None:
+    """A short text such as 1e100000000 would cost an integer field's validator
+    minutes; it is refused by the reader, before any model sees it."""
+    assert refusal(body).startswith("a number is beyond")
+
+
+def test_numbers_within_the_bounds_are_read_exactly() -> None:
+    assert read_json('{"n": 1e100, "m": ' + "9" * 100 + "}") == {
+        "n": Decimal("1e100"), "m": int("9" * 100)}

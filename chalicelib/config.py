@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     sqs_endpoint_url: str | None = None
     ledger_queue: str = "einvoice-ledger-append"
     invoice_queue: str = "einvoice-invoice-issue"  # bulk issuing (POST /invoice-batches)
+    # The timeout configured for the function on Scaleway, where the platform
+    # tells a function no remaining time: the anchor_retries budget counts
+    # down from it. Unset: that schedule assumes 30 seconds.
+    function_timeout_seconds: int | None = Field(default=None, ge=10, le=3600)
 
     @model_validator(mode="after")
     def _mail_is_never_in_clear_off_this_machine(self) -> Settings:

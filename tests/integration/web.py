@@ -180,3 +180,89 @@ def seal(client: Any, secret: str, body: Any) -> Any:
     return client.post("/closings", body=body if isinstance(body, str) else json.dumps(body),
                        headers={"Authorization": f"Bearer {secret}",
                                 "Content-Type": "application/json"})
+
+
+# ---------------------------------------------------------------- Scaleway's HTTP events
+
+def _title_case(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def scaleway_event(method: str, path: str, headers: dict[str, str] | None = None,
+                   body: bytes | str = b"", client: str = "127.0.0.1") -> dict[str, Any]:
+    """The event Scaleway's Python runtime hands a function, as its local
+    testing framework builds it (scaleway/serverless-functions-python,
+    local/event.py and local/infra.py): header names as the front forwards
+    them, one value per query name, the body as text flagged base64 when it
+    reads as base64, an empty `resourcePath`, and the ingress headers. The
+    front appends `client` to any X-Forwarded-For the caller sent."""
+    import base64
+    import binascii
+    from urllib.parse import parse_qsl
+
+    path, _, query = path.partition("?")
+    sent = {_title_case(k): v for k, v in (headers or {}).items()}
+    forwarded = sent.pop("X-Forwarded-For", None)
+    sent.update({"Forwarded": f"for={client};proto=https", "X-Forwarded-Proto": "https",
+                 "X-Forwarded-For": f"{forwarded}, {client}" if forwarded else client,
+                 "X-Envoy-External-Address": client, "K-Proxy-Request": "activator",
+                 "X-Request-Id": str(uuid.uuid4())})
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        parameters.setdefault(name, value)
+    event: dict[str, Any] = {
+        "path": path, "httpMethod": method, "headers": sent, "multiValueHeaders": None,
+        "queryStringParameters": parameters, "multiValueQueryStringParameters": None,
+        "pathParameters": None, "stageVariable": {}, "body": text,
+        "requestContext": {"accountId": "", "resourceId": "", "stage": "", "requestId": "",
+                           "resourcePath": "", "authorizer": None, "httpMethod": method,
+                           "apiId": ""}}
+    try:
+        base64.b64decode(text, validate=True).decode("utf-8")
+        event["isBase64Encoded"] = True
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    return event
+
+
+class ScalewayClient:
+    """Chalice's test client's interface (get, post, ...; same answers),
+    served by functions/api.py from Scaleway-shaped events, as if from
+    `client` (the address Scaleway's front saw)."""
+
+    def __init__(self, client: str = "127.0.0.1") -> None:
+        self.client = client
+        self.answers: list[dict[str, Any]] = []  # what the function returned, in order
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes | str = b"") -> Any:
+        import base64
+
+        from chalice.test import HTTPResponse
+
+        from functions.api import handle
+
+        answer = handle(scaleway_event(method, path, headers, body, self.client),
+                        {"memoryLimitInMb": 256, "functionName": "api", "functionVersion": ""})
+        self.answers.append(answer)
+        assert set(answer) == {"statusCode", "headers", "body", "isBase64Encoded"}
+        raw = base64.b64decode(answer["body"]) if answer["isBase64Encoded"] \
+            else answer["body"].encode("utf-8")
+        return HTTPResponse(body=raw, headers=dict(answer["headers"]),
+                            status_code=answer["statusCode"])
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> Any:
+        return self.request("OPTIONS", path, **kwargs)

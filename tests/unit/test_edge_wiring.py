@@ -114,3 +114,59 @@ def test_the_anchoring_budget_leaves_room_for_one_round() -> None:
     assert time_budget(lambda: 30_000, 2 / 3) == pytest.approx(12.0)
     assert time_budget(lambda: 30_000, 1) == pytest.approx(18.0)
     assert time_budget(lambda: 5_000, 1) == 0.0
+
+
+# Which functions/ module serves each of app.py's event sources on Scaleway
+# (every HTTP route: functions/api.py). A trigger added to app.py without its
+# Scaleway entry, or an entry left without its trigger, fails below.
+SCALEWAY_ENTRIES = {
+    "append_ledger_entries": "append_ledger",
+    "issue_queued_invoices": "issue_invoice",
+    "retention_purge": "retention_purge",
+    "scheduled_closings": "scheduled_closings",
+    "anchor_retries": "anchor_retries",
+    "archive_sweep": "archive_sweep",
+}
+
+
+def test_every_trigger_of_the_app_has_a_scaleway_entry() -> None:
+    from chalice.app import ScheduledEventConfig, SQSEventConfig
+
+    import app as app_module
+    from functions.api import match_route
+
+    sources = app_module.app.event_sources
+    assert all(isinstance(s, ScheduledEventConfig | SQSEventConfig) for s in sources)
+    assert sorted(s.name for s in sources) == sorted(SCALEWAY_ENTRIES)
+    for name, module in SCALEWAY_ENTRIES.items():
+        assert (ROOT / "functions" / f"{module}.py").is_file(), f"{name}: no functions/{module}.py"
+    # Every route is reached through functions/api.py, with its parameters.
+    for template in app_module.app.routes:
+        concrete = template.replace("{", "v-").replace("}", "")
+        found = match_route(concrete)
+        assert found is not None and found[0] == template, template
+        assert all(value == f"v-{name}" for name, value in found[1].items())
+    # And no module in functions/ serves nothing (health predates the adapter).
+    served = {*SCALEWAY_ENTRIES.values(), "api", "health"}
+    assert {p.stem for p in (ROOT / "functions").glob("[!_]*.py")} == served
+
+
+@pytest.mark.parametrize(("forwarded_for", "client"), [
+    ("51.158.1.2", "51.158.1.2"),
+    ("8.8.8.8, 51.158.1.2", "51.158.1.2"),  # the client's own entry is on the left
+    ("8.8.8.8, 51.158.1.2, 100.64.0.7, 10.0.0.3", "51.158.1.2"),  # internal hops after
+    ("garbage, 2a01:4f8::1", "2a01:4f8::1"),
+    ("127.0.0.1", "127.0.0.1"),  # no public address: the rightmost
+    ("8.8.8.8, 10.1.1.1, not-an-address", "8.8.8.8"),
+    ("", ""),
+])
+def test_the_client_address_is_the_rightmost_public_entry(forwarded_for: str,
+                                                          client: str) -> None:
+    from functions.api import client_address
+
+    assert client_address(forwarded_for) == client
+
+
+def test_the_scaleway_adapter_loads_no_route_module_until_called() -> None:
+    loaded = _loaded_after("import functions.api")
+    assert [m for m in loaded if m.startswith(("chalicelib", "chalice", "app"))] == []

@@ -41,12 +41,14 @@ resource "scaleway_cockpit_token" "rules" {
   }
 }
 
-# Where Scaleway stores the functions' logs and its products' metrics.
+# Where Scaleway stores the functions' logs and its products' metrics (the
+# data sources Scaleway creates itself; read once the alert manager is on).
 data "scaleway_cockpit_source" "scaleway_logs" {
   project_id = var.project_id
   region     = var.region
   type       = "logs"
   origin     = "scaleway"
+  depends_on = [scaleway_cockpit_alert_manager.main]
 }
 
 data "scaleway_cockpit_source" "scaleway_metrics" {
@@ -55,6 +57,7 @@ data "scaleway_cockpit_source" "scaleway_metrics" {
   region     = var.region
   type       = "metrics"
   origin     = "scaleway"
+  depends_on = [scaleway_cockpit_alert_manager.main]
 }
 
 locals {

@@ -24,7 +24,10 @@ from pydantic_settings import (
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EINVOICE_", extra="ignore")
+    # hide_input_in_errors: a refused setting never prints the input (which holds
+    # every secret setting) into an error, a traceback or a log.
+    model_config = SettingsConfigDict(env_prefix="EINVOICE_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     db_host: str = "127.0.0.1"
     db_port: int = Field(default=5432, ge=1, le=65535)

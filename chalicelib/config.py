@@ -293,7 +293,7 @@ class SecretArnSource(PydanticBaseSettingsSource):
             arn = environ.get(f"{variable}_SECRET_ARN", "").strip()
             if not arn:
                 continue
-            if _is_set(self.current_state.get(name)):
+            if name in self.current_state:  # even empty: it would win over the ARN
                 raise ConfigurationError(f"{variable} and {variable}_SECRET_ARN are both set: "
                                          "keep one (on AWS, the ARN)")
             if not _SECRET_ARN.fullmatch(arn):
@@ -308,11 +308,6 @@ class SecretArnSource(PydanticBaseSettingsSource):
                 raise SecretUnavailable(f"{variable}_SECRET_ARN: {exc}") from None
         return found
 
-
-def _is_set(value: object) -> bool:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    return value is not None and value != ""
 
 # --- end of the keys helper's block -----------------------------------------
 

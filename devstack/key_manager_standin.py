@@ -17,8 +17,10 @@ ciphertext or associated data that does not decrypt), 412 precondition_failed
 Each key version is a 256-bit AES-GCM key made here with `cryptography`; a
 ciphertext is `0x01 | version (4 bytes) | nonce (12) | AES-256-GCM(plaintext,
 aad = those 17 bytes | associated data)`, a format of this stand-in only (the
-real service's is its own and opaque to its callers). `delete` removes a key
-at once, as the real one does (Key Manager has no deletion delay).
+real service's is its own and opaque to its callers). `delete` stands for the
+end of a deletion: the key is gone. (Key Manager schedules a deletion: the key
+is unusable at once, restorable for 7 days, then gone for good; a protected
+key cannot be deleted at all.)
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class KeyManagerStandIn(_Server):
             self._disabled.add(key_id)
 
     def delete(self, key_id: str) -> None:
-        """Immediate and irreversible, as on Scaleway: what it wrapped is lost."""
+        """The key is gone: what it wrapped is lost."""
         with self._lock:
             self._versions.pop(key_id, None)
 

@@ -199,8 +199,9 @@ def test_a_wrong_token_is_unavailable_and_never_logged(
 
 def test_a_disabled_or_deleted_key_is_unavailable_not_tampering(
         key_manager: KeyManagerStandIn) -> None:
-    """Deleting a Key Manager key is immediate and irreversible: what it
-    wrapped never opens again, and that is reported as a fault of ours."""
+    """A key disabled, or deleted (unusable at once on Key Manager, gone for
+    good after its 7 days of grace): what it wrapped does not open, and that is
+    reported as a fault of ours, never as tampering."""
     key_id = key_manager.create_key()
     keys = scaleway(key_manager, key_id)
     _, wrapped = keys.generate_data_key(CONTEXT)

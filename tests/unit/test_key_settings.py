@@ -86,9 +86,11 @@ def test_every_secret_setting_is_known() -> None:
     assert not found & {"db_host", "kms_key_id", "scw_key_id", "closing_key_file"}
 
 
+@pytest.mark.parametrize("plain", ["plain-smtp-password", ""])
 def test_a_setting_and_its_arn_together_is_a_configuration_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EINVOICE_SMTP_PASSWORD", "plain-smtp-password")
+        monkeypatch: pytest.MonkeyPatch, plain: str) -> None:
+    """Even an empty plain value: it would silently win over the ARN."""
+    monkeypatch.setenv("EINVOICE_SMTP_PASSWORD", plain)
     monkeypatch.setenv("EINVOICE_SMTP_PASSWORD_SECRET_ARN", SECRET_ARN)
     with pytest.raises(ConfigurationError) as refused:
         Settings()

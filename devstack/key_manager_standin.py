@@ -1,6 +1,5 @@
 """A local stand-in for Scaleway Key Manager's HTTP API, on 127.0.0.1, for the
-tests of chalicelib/adapters/key_manager.py (and a local run with
-EINVOICE_KEY_PROVIDER=scaleway-key-manager).
+tests of chalicelib/adapters/key_manager.py.
 
 It speaks the real API's paths and shapes (key-manager/v1alpha1): for a key of
 `/regions/{region}/keys/{key_id}`, POST `/encrypt` {plaintext, associated_data}

@@ -24,12 +24,12 @@ import pytest
 from botocore.config import Config
 from pydantic import SecretStr
 
-from chalicelib import runtime
+from chalicelib import rotate_keys, runtime
 from chalicelib.adapters.key_manager import ScalewayKeyManager
 from chalicelib.adapters.keys import KeyRing, LocalKeyFile, OwnedKeys
 from chalicelib.adapters.kms import AwsKmsKeys, kms_client
 from chalicelib.adapters.postgres import Database, PostgresDataKeys
-from chalicelib.config import settings
+from chalicelib.config import Settings, settings
 from chalicelib.domain.encryption import DecryptionRefused, FieldPlace
 from chalicelib.domain.errors import KeysUnavailable
 from chalicelib.ports import WrappedKey
@@ -408,3 +408,38 @@ def read(database: Database, cipher: FieldCipher, tenant: uuid.UUID, row: str) -
 
 
 _SEALED: dict[str, bytes] = {}
+
+
+def test_the_rotation_command_moves_the_files_keys_to_the_provider(
+        database: Database, stack: LocalStack, app_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        superuser: Connect, key_manager: KeyManagerStandIn, scw_key: str) -> None:
+    tenant = create_tenant(f"Command {uuid.uuid4().hex[:6]}", database.unit_of_work)
+    store(database, FieldCipher(LocalKeyFile(stack.master_key_file)), tenant)
+    env = provider_env("scaleway-key-manager", "", key_manager, scw_key)
+    env["EINVOICE_MASTER_KEY_FILE"] = str(stack.master_key_file)
+    env["EINVOICE_DB_OWNER_PASSWORD"] = app_settings.db_owner_password.get_secret_value()
+    with deployed_with(env):
+        status = rotate_keys.main()
+    out, err = capsys.readouterr()
+    current = f"scaleway:fr-par:{scw_key}"
+    assert status in (0, 1) and f"master key {current} is current" in out
+    assert str(tenant) not in err  # rows it could not re-wrap are others' (another provider's)
+    assert master_keys_of(superuser, str(tenant)) == [current]
+
+
+def test_the_rotation_command_stops_at_a_provider_outage(
+        database: Database, stack: LocalStack, app_settings: Settings,
+        capsys: pytest.CaptureFixture[str], superuser: Connect,
+        key_manager: KeyManagerStandIn, scw_key: str) -> None:
+    tenant = create_tenant(f"Outage {uuid.uuid4().hex[:6]}", database.unit_of_work)
+    store(database, FieldCipher(LocalKeyFile(stack.master_key_file)), tenant)
+    before = master_keys_of(superuser, str(tenant))
+    env = provider_env("scaleway-key-manager", "", key_manager, scw_key)
+    env["EINVOICE_SCW_API_URL"] = dead_endpoint()
+    env["EINVOICE_MASTER_KEY_FILE"] = str(stack.master_key_file)
+    env["EINVOICE_DB_OWNER_PASSWORD"] = app_settings.db_owner_password.get_secret_value()
+    with deployed_with(env):
+        assert rotate_keys.main() == 3
+    assert "stopped: Key Manager encrypt: unreachable" in capsys.readouterr().err
+    assert master_keys_of(superuser, str(tenant)) == before

@@ -144,9 +144,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _keys_provider_is_complete(self) -> Settings:
-        if self.key_provider == "aws-kms" and not _KMS_KEY_ARN.fullmatch(self.kms_key_id or ""):
+        if self.key_provider == "aws-kms" and not KMS_KEY_ARN.fullmatch(self.kms_key_id or ""):
             raise ValueError("key_provider aws-kms needs kms_key_id: the key's ARN "
-                                 "(arn:aws:kms:<region>:<account>:key/<id>), not an alias")
+                             "(arn:aws:kms:<region>:<account>:key/<id>), not an alias")
         if self.key_provider == "scaleway-key-manager":
             if not self.scw_key_id or not _UUID.fullmatch(self.scw_key_id):
                 raise ValueError("key_provider scaleway-key-manager needs scw_key_id: the "
@@ -257,11 +257,12 @@ def _loopback(host: str | None) -> bool:
 
 # --- Secret settings from AWS Secrets Manager (keys helper) -----------------
 
-_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$")
+# Each ARN's first group is its region (where its client runs).
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/[A-Za-z0-9-]{1,128}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SCW_REGION = re.compile(r"^[a-z]{2}-[a-z]{3}$")
-_SECRET_ARN = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$")
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$")
 
 
 class ConfigurationError(ValueError):
@@ -296,7 +297,7 @@ class SecretArnSource(PydanticBaseSettingsSource):
             if name in self.current_state:  # even empty: it would win over the ARN
                 raise ConfigurationError(f"{variable} and {variable}_SECRET_ARN are both set: "
                                          "keep one (on AWS, the ARN)")
-            if not _SECRET_ARN.fullmatch(arn):
+            if not SECRET_ARN.fullmatch(arn):
                 raise ConfigurationError(f"{variable}_SECRET_ARN is not a Secrets Manager "
                                          "secret ARN")
             from chalicelib.adapters.secrets import read_secret

@@ -19,15 +19,14 @@ throttled, access denied, key disabled or pending deletion) is KeysUnavailable.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from chalicelib.config import KMS_KEY_ARN
 from chalicelib.domain.encryption import DecryptionRefused
 from chalicelib.domain.errors import KeysUnavailable
 from chalicelib.ports import WrappedKey
 
-KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/[A-Za-z0-9-]{1,128}$")
 PURPOSE = "einvoice-data-key-v1"
 DATA_KEY_BYTES = 32
 _REFUSED = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
@@ -53,7 +52,7 @@ def kms_client(key_arn: str) -> KmsClient:
     import boto3
     from botocore.config import Config
 
-    match = KEY_ARN.fullmatch(key_arn)
+    match = KMS_KEY_ARN.fullmatch(key_arn)
     if match is None:
         raise ValueError("not a KMS key ARN")
     config = Config(region_name=match.group(1), connect_timeout=2, read_timeout=5,
@@ -64,7 +63,7 @@ def kms_client(key_arn: str) -> KmsClient:
 
 class AwsKmsKeys:
     def __init__(self, kms: KmsClient, key_arn: str) -> None:
-        if KEY_ARN.fullmatch(key_arn) is None:
+        if KMS_KEY_ARN.fullmatch(key_arn) is None:
             raise ValueError("KMS_KEY_ID must be a key ARN (arn:aws:kms:<region>:<account>:"
                              "key/<id>), not an alias")
         self._kms = kms

@@ -9,15 +9,12 @@ AWS_ENDPOINT_URL_SECRETS_MANAGER (local stand-ins).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Protocol
 
+from chalicelib.config import SECRET_ARN
 from chalicelib.domain.errors import SecretUnavailable
-
-SECRET_ARN = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$")
 
 
 class SecretsClient(Protocol):

@@ -235,6 +235,33 @@ class Settings(BaseSettings):
                              "verified against)")
         return self
 
+    # ---- Database TLS (block kept by the "ops" work: TLS, migrations job) ----
+    # With db_tls, the connection is verify-full: the server's certificate must
+    # chain to the CA given here and to it only (not the system's store), and
+    # name db_host. db_ca_file: a PEM bundle on disk; db_ca_pem: the same PEM
+    # inline (e.g. Scaleway's instance certificate, the RDS regional bundle).
+    # Neither: the system's CAs, hostname still checked. Not a secret, but
+    # never printed (repr=False): a log has no use for it.
+    db_ca_file: Path | None = None
+    db_ca_pem: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _database_ca_is_usable(self) -> Settings:
+        """One CA source, only with TLS on (a CA without TLS would be ignored in
+        silence), and one that looks like PEM certificates; named, never quoted."""
+        if self.db_ca_pem is not None and not self.db_ca_pem.strip():
+            self.db_ca_pem = None
+        if self.db_ca_file is not None and self.db_ca_pem is not None:
+            raise ValueError("set db_ca_file or db_ca_pem, not both")
+        if (self.db_ca_file is not None or self.db_ca_pem is not None) and not self.db_tls:
+            raise ValueError("db_ca_file / db_ca_pem need db_tls=true")
+        if self.db_ca_pem is not None and "-----BEGIN CERTIFICATE-----" not in self.db_ca_pem:
+            raise ValueError("db_ca_pem must hold PEM certificates (-----BEGIN CERTIFICATE-----)")
+        if self.db_ca_file is not None and not self.db_ca_file.is_file():
+            raise ValueError("db_ca_file is not a readable file")
+        return self
+    # ---- end of the database TLS block ----
+
 
 _ENDPOINT = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")  # as 0017_anchors.sql
 

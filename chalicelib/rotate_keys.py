@@ -24,7 +24,6 @@ the file may be archived.
 
 from __future__ import annotations
 
-import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import pg8000.native
 from chalicelib.adapters.keys import LocalKeyFile
 from chalicelib.config import Settings
 from chalicelib.domain.encryption import DecryptionRefused
+from chalicelib.migrate import owner_connector
 from chalicelib.ports import KeyWrapper, WrappedKey
 from chalicelib.usecases.field_encryption import wrap_context
 
@@ -100,10 +100,7 @@ def main() -> int:
     if settings.key_provider == "local" and settings.master_key_file is None:
         print("EINVOICE_MASTER_KEY_FILE is not set", file=sys.stderr)
         return 2
-    conn = pg8000.native.Connection(
-        user=settings.db_owner_user, password=settings.db_owner_password.get_secret_value(),
-        host=settings.db_host, port=settings.db_port, database=settings.db_name,
-        ssl_context=ssl.create_default_context() if settings.db_tls else None)
+    conn = owner_connector(settings)()  # the owner, with the functions' TLS settings
     try:
         if settings.key_provider == "local" and settings.master_key_file is not None:
             result = rotate(conn, settings.master_key_file)

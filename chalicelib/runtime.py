@@ -184,6 +184,9 @@ def anchor_after_sealing(tenant_id: UUID, closing_id: UUID) -> None:
         if ports.targets:
             anchor_closing(tenant_id, closing_id, ports)
     except Exception as exc:  # noqa: BLE001 - anchoring never fails a sealing
+        from chalicelib import metrics
+
+        metrics.count(metrics.ANCHORING_FAILURES)
         logger.warning("anchoring after sealing failed; the schedule retries",
                        extra={"tenant_id": str(tenant_id), "reason": type(exc).__name__})
 

@@ -41,7 +41,7 @@ resource "aws_iam_role_policy_attachment" "vpc_access" {
 }
 
 resource "aws_iam_role_policy_attachment" "xray" {
-  for_each   = var.xray_tracing ? local.functions : {}
+  for_each   = { for name, f in local.functions : name => f if var.xray_tracing }
   role       = aws_iam_role.fn[each.key].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
 }

@@ -144,6 +144,22 @@ def secrets(name: str) -> set[str]:
     return found
 
 
+# -- the configuration hangs together (terraform validate cannot run here) -------------------
+
+def test_every_reference_names_something_declared() -> None:
+    text = re.sub(r"#[^\n]*", "", tf().text)  # not the comments
+    data = {f"{t}.{n}" for t, named in tf().data.items() for n in named}
+    resources = {f"{t}.{n}" for t, named in tf().resources.items() for n in named}
+    for kind, name in re.findall(r"\b(var|local)\.([a-z0-9_]+)", text):
+        assert name in (tf().variables if kind == "var" else tf().locals), f"{kind}.{name}"
+    for ref in re.findall(r"\bdata\.([a-z0-9_]+\.[a-z0-9_]+)", text):
+        assert ref in data, ref
+    for ref in re.findall(r"(?<![.\w])((?:aws|random)_[a-z0-9_]+\.[a-z0-9_]+)", text):
+        assert ref in resources, ref
+    # Every declared variable is used.
+    assert {v for v in tf().variables if f"var.{v}" not in text} == set()
+
+
 # -- every function of the manifest --------------------------------------------------------
 
 def test_every_manifest_function_has_its_lambda_function_as_the_manifest_says() -> None:
@@ -562,7 +578,7 @@ def test_roles_get_no_other_policy_than_their_own_and_aws_network_interfaces() -
                             "AmazonAPIGatewayPushToCloudWatchLogs",
     }
     assert resources["aws_iam_role_policy_attachment"]["xray"]["for_each"] == \
-        "${var.xray_tracing ? local.functions : {}}"
+        "${{for name, f in local.functions : name => f if var.xray_tracing}}"
 
 
 # -- the environment -----------------------------------------------------------------------

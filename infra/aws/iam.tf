@@ -146,7 +146,7 @@ locals {
     field_keys = [{
       Sid      = "DataKeys"
       Effect   = "Allow"
-      Action   = ["kms:Encrypt", "kms:Decrypt"]
+      Action   = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
       Resource = [aws_kms_key.data_keys.arn]
     }]
     conformance_invoke = [{

@@ -793,22 +793,30 @@ def _checkov() -> str:
 
 
 def test_checkov_leaves_no_failed_check() -> None:
+    """Each tree on its own (checkov prints one JSON document per directory)."""
     directories = [AWS, *([SCALEWAY] if SCALEWAY.is_dir() else [])]
-    command = [_checkov(), "--config-file", str(CHECKOV_CONFIG), "--compact", "--quiet",
-               "--skip-download", "-o", "json"]
+    passed: dict[Path, int] = {}
     for directory in directories:
-        command += ["-d", str(directory)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT,
-                          env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    reports = json.loads(done.stdout)
-    reports = reports if isinstance(reports, list) else [reports]
-    failed = [(c["check_id"], c["resource"], c["file_path"])
-              for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    assert failed == []
-    assert all(r.get("summary", {}).get("parsing_errors", 0) == 0 for r in reports)
-    assert any(r.get("check_type") == "terraform" and r["summary"]["passed"] > 100
-               for r in reports)  # it did read the configuration
-    assert done.returncode == 0, done.stderr[-2000:]
+        command = [_checkov(), "--config-file", str(CHECKOV_CONFIG), "--compact", "--quiet",
+                   "--skip-download", "-o", "json", "-d", str(directory)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT,
+                              env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        reports = json.loads(done.stdout)
+        if "summary" not in reports and "passed" in reports:
+            # Nothing it has a check for (its plain summary): the Scaleway tree,
+            # for which checkov 3.3 has no check at all (infra/scaleway/CHECKOV.md).
+            assert reports["failed"] == 0 and reports["parsing_errors"] == 0, directory
+            passed[directory] = reports["passed"]
+            continue
+        reports = reports if isinstance(reports, list) else [reports]
+        failed = [(c["check_id"], c["resource"], c["file_path"])
+                  for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+        assert failed == [], directory
+        assert all(r.get("summary", {}).get("parsing_errors", 0) == 0 for r in reports)
+        passed[directory] = sum(r["summary"]["passed"] for r in reports
+                                if r.get("check_type") == "terraform")
+    assert passed[AWS] > 100  # checkov's AWS checks did run on the AWS tree
 
 
 def test_every_skipped_check_says_why() -> None:

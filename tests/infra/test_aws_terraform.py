@@ -754,6 +754,26 @@ def test_every_operator_alert_line_is_still_logged_by_the_code() -> None:
     assert metric_filter["for_each"] == "${local.functions}"
 
 
+def _service_unavailable_alerts() -> set[str]:
+    """The line each kind of ServiceUnavailable logs for the operator (answers.py)."""
+    from chalicelib.domain.errors import ServiceUnavailable
+
+    kinds, alerts = [ServiceUnavailable], set()
+    while kinds:
+        kind = kinds.pop()
+        alerts.add(kind.alert)
+        kinds += kind.__subclasses__()
+    return alerts
+
+
+def test_every_service_unavailable_line_raises_the_operator_alarm() -> None:
+    """answers.py logs `alert` of whatever ServiceUnavailable it answers 503
+    for, each of which says the operator is alerted: the metric filter must
+    count every one (a Key Manager outage included)."""
+    missing = _service_unavailable_alerts() - set(tf().locals["operator_alert_messages"])
+    assert missing == set()
+
+
 def test_every_log_group_is_encrypted_and_kept_a_year() -> None:
     groups = tf().resources["aws_cloudwatch_log_group"]
     assert {"fn", "api_access", "api_execution", "database"} == set(groups)

@@ -588,6 +588,25 @@ def test_each_operator_alert_has_a_rule_and_someone_to_mail() -> None:
                                                            "setup_metrics_rules"}
 
 
+def test_every_service_unavailable_line_and_deferred_witness_alerts_the_operator() -> None:
+    """Each ServiceUnavailable logs its `alert` when it is answered 503 (the
+    answer says the operator is alerted), and a witness that could not be
+    written after sealing is logged too: a rule must match each line."""
+    from chalicelib.domain.errors import ServiceUnavailable
+
+    kinds, lines = [ServiceUnavailable], {"closing witness deferred to the schedule"}
+    while kinds:
+        kind = kinds.pop()
+        lines.add(kind.alert)
+        kinds += kind.__subclasses__()
+    patterns = []
+    for rule in tree()["locals"]["log_alert_rules"]["rules"]:
+        patterns += re.findall(r"\|~ `([^`]*)`", rule["expr"])
+        patterns += [re.escape(p) for p in re.findall(r"\|= `([^`]*)`", rule["expr"])]
+    unmatched = {line for line in lines if not any(re.search(p, line) for p in patterns)}
+    assert unmatched == set()
+
+
 # -- formatting --------------------------------------------------------------------------
 
 def test_terraform_fmt_is_clean() -> None:

@@ -543,6 +543,21 @@ def test_each_function_may_do_what_its_trigger_needs_and_no_more() -> None:
                 assert set(s["Condition"]["StringEquals"]) == {"kms:ViaService"}, s["Sid"]
 
 
+def test_the_data_key_key_is_kept_and_used_only_for_data_keys() -> None:
+    """Deleting the key loses every sealed value; the roles may use it only
+    with the purpose the KMS adapter puts in every call's context."""
+    from chalicelib.adapters.kms import PURPOSE
+
+    key = resource("aws_kms_key", "data_keys")
+    assert block(key, "lifecycle")["prevent_destroy"] is True
+    grants = [s for name in MANIFEST for s in statements(name)
+              if any("aws_kms_key.data_keys" in r for r in s["Resource"])]
+    assert grants
+    for grant in grants:
+        assert grant["Condition"] == {
+            "StringEquals": {"kms:EncryptionContext:purpose": PURPOSE}}, grant["Sid"]
+
+
 def test_each_function_reads_only_its_own_secrets_and_only_migrate_the_owners() -> None:
     assert {n for n in MANIFEST if "db_owner_password" in secrets(n)} == {"migrate"}
     assert {n for n in MANIFEST if "closing_key_pem" in secrets(n)} == {

@@ -87,6 +87,8 @@ locals {
     "archive integrity check failed",
     "service unavailable",
     "schematron unavailable",
+    "keys provider unavailable",
+    "secret unavailable",
     "closing witness deferred to the schedule",
   ]
   operator_alert_pattern = "{ $.level = \"ERROR\" && (${join(" || ", [for m in local.operator_alert_messages : "$.message = \"${m}\""])}) }"

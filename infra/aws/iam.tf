@@ -142,12 +142,15 @@ locals {
         Condition = { StringEquals = { "kms:ViaService" = "sqs.${var.region}.amazonaws.com" } }
       },
     ]
-    # Wrap and unwrap the per-tenant data keys of sealed columns.
+    # Wrap and unwrap the per-tenant data keys of sealed columns, and only
+    # those: every call of chalicelib/adapters/kms.py names this purpose in
+    # its encryption context.
     field_keys = [{
-      Sid      = "DataKeys"
-      Effect   = "Allow"
-      Action   = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
-      Resource = [aws_kms_key.data_keys.arn]
+      Sid       = "DataKeys"
+      Effect    = "Allow"
+      Action    = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
+      Resource  = [aws_kms_key.data_keys.arn]
+      Condition = { StringEquals = { "kms:EncryptionContext:purpose" = "einvoice-data-key-v1" } }
     }]
     conformance_invoke = [{
       Sid      = "ConformanceCheck"

@@ -91,6 +91,12 @@ resource "aws_kms_key" "data_keys" {
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.data_keys_key.json
+
+  # Deleting it destroys every sealed value for good (docs/deploy/keys.md):
+  # never from a plan.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "aws_kms_alias" "data_keys" {

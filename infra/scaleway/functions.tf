@@ -23,9 +23,15 @@ locals {
     EINVOICE_SQS_REGION       = var.region
     EINVOICE_LEDGER_QUEUE     = scaleway_mnq_sqs_queue.ledger.name
     EINVOICE_INVOICE_QUEUE    = scaleway_mnq_sqs_queue.invoice.name
-    EINVOICE_KEY_PROVIDER     = "scaleway-key-manager"
-    EINVOICE_SCW_KEY_ID       = local.master_key_id
-    EINVOICE_SCW_REGION       = var.region
+  }
+
+  # Only beside EINVOICE_SCW_SECRET_KEY (invoicing_secrets): the settings
+  # refuse the Key Manager provider without it, so a function told the
+  # provider but not given the key could not start at all.
+  keys_env = {
+    EINVOICE_KEY_PROVIDER = "scaleway-key-manager"
+    EINVOICE_SCW_KEY_ID   = local.master_key_id
+    EINVOICE_SCW_REGION   = var.region
   }
 
   mail_env = {
@@ -131,7 +137,7 @@ resource "scaleway_function" "api" {
   zip_hash                     = filesha256("${var.package_dir}/api.zip")
   deploy                       = true
   private_network_id           = scaleway_vpc_private_network.main.id
-  environment_variables        = merge(local.mail_env, local.cors_env, local.conformance_env, local.anchoring_env)
+  environment_variables        = merge(local.mail_env, local.cors_env, local.conformance_env, local.anchoring_env, local.keys_env)
   secret_environment_variables = merge(local.app_db_secrets, local.invoicing_secrets, local.queue_secrets, local.mail_secrets, local.closing_key_secrets, local.conformance_secrets)
   depends_on                   = [terraform_data.migrate]
 }
@@ -216,7 +222,7 @@ resource "scaleway_function" "issue_invoice" {
   zip_hash                     = filesha256("${var.package_dir}/issue-invoice.zip")
   deploy                       = true
   private_network_id           = scaleway_vpc_private_network.main.id
-  environment_variables        = local.conformance_env
+  environment_variables        = merge(local.conformance_env, local.keys_env)
   secret_environment_variables = merge(local.app_db_secrets, local.invoicing_secrets, local.conformance_secrets)
   depends_on                   = [terraform_data.migrate]
 }
@@ -293,6 +299,7 @@ resource "scaleway_function" "archive_sweep" {
   zip_hash                     = filesha256("${var.package_dir}/archive-sweep.zip")
   deploy                       = true
   private_network_id           = scaleway_vpc_private_network.main.id
+  environment_variables        = local.keys_env
   secret_environment_variables = merge(local.app_db_secrets, local.invoicing_secrets)
   depends_on                   = [terraform_data.migrate]
 }

@@ -100,9 +100,15 @@ locals {
       },
       {
         alert       = "ServiceUnavailable"
-        expr        = "sum(count_over_time(${local.logs} |~ `archive refused|service unavailable|schematron unavailable` [10m])) > 0"
+        expr        = "sum(count_over_time(${local.logs} |~ `archive refused|service unavailable|schematron unavailable|keys provider unavailable|secret unavailable` [10m])) > 0"
         labels      = { severity = "critical" }
-        annotations = { summary = "Issuing answers 503: the archive, the conformance check or another service it needs cannot run." }
+        annotations = { summary = "Requests answer 503: the archive, the conformance check, Key Manager or another service they need cannot run." }
+      },
+      {
+        alert       = "WitnessDeferred"
+        expr        = "sum(count_over_time(${local.logs} |= `closing witness deferred to the schedule` [1h])) > 0"
+        labels      = { severity = "warning" }
+        annotations = { summary = "A sealed closing's witness could not be archived at once; the hourly schedule writes it." }
       },
       {
         alert       = "ScheduleFailed"

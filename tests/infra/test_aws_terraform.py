@@ -543,6 +543,21 @@ def test_each_function_may_do_what_its_trigger_needs_and_no_more() -> None:
                 assert set(s["Condition"]["StringEquals"]) == {"kms:ViaService"}, s["Sid"]
 
 
+def test_the_data_key_key_is_kept_and_used_only_for_data_keys() -> None:
+    """Deleting the key loses every sealed value; the roles may use it only
+    with the purpose the KMS adapter puts in every call's context."""
+    from chalicelib.adapters.kms import PURPOSE
+
+    key = resource("aws_kms_key", "data_keys")
+    assert block(key, "lifecycle")["prevent_destroy"] is True
+    grants = [s for name in MANIFEST for s in statements(name)
+              if any("aws_kms_key.data_keys" in r for r in s["Resource"])]
+    assert grants
+    for grant in grants:
+        assert grant["Condition"] == {
+            "StringEquals": {"kms:EncryptionContext:purpose": PURPOSE}}, grant["Sid"]
+
+
 def test_each_function_reads_only_its_own_secrets_and_only_migrate_the_owners() -> None:
     assert {n for n in MANIFEST if "db_owner_password" in secrets(n)} == {"migrate"}
     assert {n for n in MANIFEST if "closing_key_pem" in secrets(n)} == {
@@ -752,6 +767,26 @@ def test_every_operator_alert_line_is_still_logged_by_the_code() -> None:
     assert answers.count("the operator is alerted") == 2
     metric_filter = resource("aws_cloudwatch_log_metric_filter", "operator_alerts")
     assert metric_filter["for_each"] == "${local.functions}"
+
+
+def _service_unavailable_alerts() -> set[str]:
+    """The line each kind of ServiceUnavailable logs for the operator (answers.py)."""
+    from chalicelib.domain.errors import ServiceUnavailable
+
+    kinds, alerts = [ServiceUnavailable], set()
+    while kinds:
+        kind = kinds.pop()
+        alerts.add(kind.alert)
+        kinds += kind.__subclasses__()
+    return alerts
+
+
+def test_every_service_unavailable_line_raises_the_operator_alarm() -> None:
+    """answers.py logs `alert` of whatever ServiceUnavailable it answers 503
+    for, each of which says the operator is alerted: the metric filter must
+    count every one (a Key Manager outage included)."""
+    missing = _service_unavailable_alerts() - set(tf().locals["operator_alert_messages"])
+    assert missing == set()
 
 
 def test_every_log_group_is_encrypted_and_kept_a_year() -> None:

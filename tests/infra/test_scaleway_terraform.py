@@ -9,6 +9,7 @@ provider's schema by hand.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -461,6 +462,73 @@ def test_key_manager_access_is_limited_to_the_master_key_and_the_invoicing_group
     assert holders == {"api", "issue-invoice", "archive-sweep"}
 
 
+# What each interpolated value stands for when the settings are built below:
+# a value of the shape the deployment gives (the provider fills the rest).
+_SAMPLE = {
+    "EINVOICE_DB_HOST": "172.16.32.10", "EINVOICE_DB_PORT": "5432",
+    "EINVOICE_DB_NAME": "einvoice", "EINVOICE_DB_APP_USER": "einvoice_app",
+    "EINVOICE_DB_OWNER_USER": "einvoice_owner",
+    "EINVOICE_S3_ENDPOINT_URL": "https://s3.fr-par.scw.cloud", "EINVOICE_S3_REGION": "fr-par",
+    "EINVOICE_ARCHIVE_BUCKET": "einvoice-archive",
+    "EINVOICE_SQS_ENDPOINT_URL": "https://sqs.mnq.fr-par.scaleway.com",
+    "EINVOICE_SQS_REGION": "fr-par", "EINVOICE_LEDGER_QUEUE": "einvoice-ledger-append",
+    "EINVOICE_INVOICE_QUEUE": "einvoice-invoice-issue",
+    "EINVOICE_SCW_KEY_ID": "0b0f5c4e-1f2a-4c3d-8e9f-a0b1c2d3e4f5", "EINVOICE_SCW_REGION": "fr-par",
+    "EINVOICE_MAIL_FROM": "einvoice <no-reply@example.fr>",
+    "EINVOICE_SMTP_HOST": "smtp.tem.scw.cloud",
+    "EINVOICE_SMTP_PORT": "587", "EINVOICE_SMTP_USER": "project-id",
+    "EINVOICE_SIGNUP_CONFIRM_URL": "https://app.example.fr/signup/confirm",
+    "EINVOICE_FRONTEND_ORIGIN": "https://app.example.fr",
+    "EINVOICE_CONFORMANCE_CHECK": "https://conformance.functions.fnc.fr-par.scw.cloud",
+    "EINVOICE_OTS_CALENDARS": "https://a.pool.opentimestamps.org",
+}
+
+
+def _environment_values(expression: Any) -> dict[str, str]:
+    """The variables an environment expression sets, with the literal values
+    the HCL gives and a sample for each interpolated one."""
+    values: dict[str, str] = {}
+    if isinstance(expression, dict):
+        for name, value in expression.items():
+            literal = isinstance(value, str) and "${" not in value
+            values[str(name)] = value if literal else _SAMPLE.get(str(name), "")
+        return values
+    if not isinstance(expression, str):
+        return values
+    for local in re.findall(r"local\.(\w+)", expression):
+        if local == "db_ca_env":  # the instance certificate, in pieces
+            values["EINVOICE_DB_CA_PEM_1"] = "-----BEGIN CERTIFICATE-----\nMIIB"
+            values["EINVOICE_DB_CA_PEM_2"] = "\n-----END CERTIFICATE-----\n"
+        else:
+            values |= _environment_values(tree()["locals"][local])
+    for name in re.findall(r"\b(EINVOICE_[A-Z0-9_]+) =", expression):  # conditional maps
+        values[name] = _SAMPLE.get(name, "")
+    return values
+
+
+def test_every_function_can_build_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The namespace's variables reach every function: each function's whole
+    environment (namespace, its own, its secrets) must be settings the code
+    accepts, or the function fails on its first call (the migration job's
+    failure stops the apply)."""
+    namespace = resources("scaleway_function_namespace")["main"]
+    shared = _environment_values(namespace["environment_variables"])
+    for name, body in functions().items():
+        environment = shared | _environment_values(body.get("environment_variables"))
+        for secret in env_names(body.get("secret_environment_variables")):
+            environment[secret] = "a-secret-value"
+        missing = {k for k, v in environment.items() if v == ""}
+        assert not missing, f"{name}: give {missing} a sample in _SAMPLE"
+        for variable in [v for v in os.environ if v.startswith("EINVOICE_")]:
+            monkeypatch.delenv(variable)
+        for variable, value in environment.items():
+            monkeypatch.setenv(variable, value)
+        try:
+            Settings()
+        except ValueError as exc:
+            pytest.fail(f"{name}: its environment is refused by the settings: {exc}")
+
+
 def test_no_plain_secret_is_an_environment_variable() -> None:
     secrets = {f"EINVOICE_{name}" for name in secret_setting_names()}
     namespace = resources("scaleway_function_namespace")["main"]
@@ -518,6 +586,25 @@ def test_each_operator_alert_has_a_rule_and_someone_to_mail() -> None:
     token = one_block(resources("scaleway_cockpit_token")["rules"], "scopes")
     assert {k for k, v in token.items() if v is True} == {"setup_logs_rules",
                                                            "setup_metrics_rules"}
+
+
+def test_every_service_unavailable_line_and_deferred_witness_alerts_the_operator() -> None:
+    """Each ServiceUnavailable logs its `alert` when it is answered 503 (the
+    answer says the operator is alerted), and a witness that could not be
+    written after sealing is logged too: a rule must match each line."""
+    from chalicelib.domain.errors import ServiceUnavailable
+
+    kinds, lines = [ServiceUnavailable], {"closing witness deferred to the schedule"}
+    while kinds:
+        kind = kinds.pop()
+        lines.add(kind.alert)
+        kinds += kind.__subclasses__()
+    patterns = []
+    for rule in tree()["locals"]["log_alert_rules"]["rules"]:
+        patterns += re.findall(r"\|~ `([^`]*)`", rule["expr"])
+        patterns += [re.escape(p) for p in re.findall(r"\|= `([^`]*)`", rule["expr"])]
+    unmatched = {line for line in lines if not any(re.search(p, line) for p in patterns)}
+    assert unmatched == set()
 
 
 # -- formatting --------------------------------------------------------------------------

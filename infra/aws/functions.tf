@@ -147,6 +147,5 @@ resource "aws_lambda_function" "fn" {
 
   depends_on = [
     aws_cloudwatch_log_group.fn,
-    aws_iam_role_policy_attachment.vpc_access,
   ]
 }

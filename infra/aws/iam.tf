@@ -32,14 +32,6 @@ resource "aws_iam_role" "fn" {
   max_session_duration = 3600
 }
 
-# The network interfaces of a function in a VPC (AWS's own policy: those EC2
-# actions cannot be limited to a resource).
-resource "aws_iam_role_policy_attachment" "vpc_access" {
-  for_each   = local.functions
-  role       = aws_iam_role.fn[each.key].name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
-}
-
 resource "aws_iam_role_policy_attachment" "xray" {
   for_each   = { for name, f in local.functions : name => f if var.xray_tracing }
   role       = aws_iam_role.fn[each.key].name
@@ -176,6 +168,17 @@ locals {
         Effect   = "Allow"
         Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
         Resource = ["${aws_cloudwatch_log_group.fn[name].arn}:*"]
+        },
+        {
+          # The network interfaces of a function in a VPC: EC2 cannot limit
+          # these to a resource. Not AWS's managed VPC policy, which also
+          # grants writing to every log group.
+          Sid    = "NetworkInterfaces"
+          Effect = "Allow"
+          Action = ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+          "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+          Resource = ["*"]
       }],
       [for statement in [
         {

@@ -61,6 +61,10 @@ resource "aws_kms_key" "platform" {
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.platform_key.json
+  # It encrypts the database storage and snapshots, the secrets and the queues.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "aws_kms_alias" "platform" {

@@ -577,7 +577,21 @@ def test_each_function_reads_only_its_own_secrets_and_only_migrate_the_owners() 
     assert 'Resource = ["${aws_cloudwatch_log_group.fn[name].arn}:*"]' in text
 
 
-def test_roles_get_no_other_policy_than_their_own_and_aws_network_interfaces() -> None:
+def test_network_interface_rights_are_the_only_unscoped_ones() -> None:
+    """A function in a VPC needs six EC2 actions that take no resource; AWS's
+    managed VPC policy would add writing to every log group, so it is not used."""
+    text = (AWS / "iam.tf").read_text()
+    block = text[text.index('Sid    = "NetworkInterfaces"'):]
+    block = block[:block.index("}")]
+    actions = set(re.findall(r'"(ec2:\w+)"', block))
+    assert actions == {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                       "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+                       "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
+    assert "AWSLambdaVPCAccessExecutionRole" not in "".join(
+        p.read_text() for p in AWS.glob("*.tf"))
+
+
+def test_roles_get_no_other_policy_than_their_own() -> None:
     resources = tf().resources
     assert "aws_iam_policy" not in resources
     assert set(resources["aws_iam_role_policy"]) == {"fn"}
@@ -586,8 +600,6 @@ def test_roles_get_no_other_policy_than_their_own_and_aws_network_interfaces() -
     attached = {name: body["policy_arn"] for name, body in
                 resources["aws_iam_role_policy_attachment"].items()}
     assert attached == {
-        "vpc_access": "arn:${local.partition}:iam::aws:policy/service-role/"
-                      "AWSLambdaVPCAccessExecutionRole",
         "xray": "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess",
         "api_gateway_logs": "arn:${local.partition}:iam::aws:policy/service-role/"
                             "AmazonAPIGatewayPushToCloudWatchLogs",

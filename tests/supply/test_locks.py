@@ -98,3 +98,25 @@ def test_the_tools_environment_is_the_tools_lock() -> None:
     wrong = {n: (e.version, installed.get(n)) for n, e in locked.items()
              if installed.get(n) != e.version}
     assert wrong == {}
+
+
+_CLASHES = """
+import collections, importlib.metadata as m, json
+owners = collections.defaultdict(set)
+for d in m.distributions():
+    for f in d.files or []:
+        name = str(f)
+        if not (name.endswith(".pyc") or ".dist-info" in name or name.startswith("..")):
+            owners[name].add(d.metadata["Name"])
+print(json.dumps(sorted({" + ".join(sorted(v)) for v in owners.values() if len(v) > 1})))
+"""
+
+
+@pytest.mark.parametrize("python", [Path(sys.executable), ROOT / ".venv-tools" / "bin" / "python"],
+                         ids=["venv", "venv-tools"])
+def test_no_two_locked_distributions_write_the_same_file(python: Path) -> None:
+    """Two distributions unpacking the same module (detect-secrets and checkov's fork of
+    it did) leave whichever was installed last: a scanner chosen by install order."""
+    run = subprocess.run([str(python), "-c", _CLASHES], capture_output=True, text=True,
+                         check=True)
+    assert json.loads(run.stdout) == []

@@ -104,10 +104,11 @@ _CLASHES = """
 import collections, importlib.metadata as m, json
 owners = collections.defaultdict(set)
 for d in m.distributions():
+    dist = d.metadata["Name"]
     for f in d.files or []:
         name = str(f)
         if not (name.endswith(".pyc") or ".dist-info" in name or name.startswith("..")):
-            owners[name].add(d.metadata["Name"])
+            owners[name].add(dist)
 print(json.dumps(sorted({" + ".join(sorted(v)) for v in owners.values() if len(v) > 1})))
 """
 

@@ -25,6 +25,19 @@ def _request() -> Request:
     return request
 
 
+@app.middleware("all")
+def one_invocation(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Every invocation, whatever its trigger: its metrics flushed as one EMF
+    line when it ends and its correlation id cleared; a schedule's run is
+    correlated by its CloudWatch event id (HTTP requests and queue messages
+    bind their own, in the access log and per message)."""
+    from chalicelib.entrypoints.invocation import invocation, usable_id
+
+    run_id = usable_id(event.event_id) if isinstance(event, CloudWatchEvent) else None
+    with invocation(run_id):
+        return get_response(event)
+
+
 @app.middleware("http")
 def access_log_and_headers(event: Request, get_response: Callable[[Request], Response]
                            ) -> Response:

@@ -6,18 +6,28 @@ an endpoint URL, a region, an addressing style and a checksum policy.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EINVOICE_", extra="ignore")
+    # hide_input_in_errors: a refused setting never prints the input (which holds
+    # every secret setting) into an error, a traceback or a log.
+    model_config = SettingsConfigDict(env_prefix="EINVOICE_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     db_host: str = "127.0.0.1"
     db_port: int = Field(default=5432, ge=1, le=65535)
@@ -97,6 +107,70 @@ class Settings(BaseSettings):
     # down from it. Unset: that schedule assumes 30 seconds.
     function_timeout_seconds: int | None = Field(default=None, ge=10, le=3600)
 
+    # --- Keys port, closing key, queue credentials (keys helper) ------------
+    # Where master keys live (docs/deploy/keys.md): the local key file above
+    # (the default), AWS KMS (kms_key_id: a key ARN, never an alias) or
+    # Scaleway Key Manager (scw_key_id, scw_region, and scw_secret_key: the IAM
+    # API secret key the functions call it with). With a provider, a
+    # master_key_file still set only unwraps (the move off the file).
+    key_provider: Literal["local", "aws-kms", "scaleway-key-manager"] = "local"
+    kms_key_id: str | None = None
+    scw_key_id: str | None = None
+    scw_region: str = "fr-par"
+    scw_secret_key: SecretStr | None = None
+    # Key Manager's API; another base only for a local stand-in (http on loopback).
+    scw_api_url: str = "https://api.scaleway.com"
+    # The closing signer's Ed25519 key as PEM text (a secret: Scaleway secret
+    # environment variable, or CLOSING_KEY_PEM_SECRET_ARN on AWS), instead of
+    # closing_key_file.
+    closing_key_pem: SecretStr | None = None
+    # The SQS client's own credentials (Scaleway issues queue keys apart from
+    # S3 keys); unset: the default credential chain (the function's role on
+    # AWS). sqs_region unset: s3_region.
+    sqs_region: str | None = None
+    sqs_access_key_id: SecretStr | None = None
+    sqs_secret_access_key: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """After the environment: secret settings named by `<SETTING>_SECRET_ARN`."""
+        return (init_settings, env_settings, SecretArnSource(settings_cls), dotenv_settings,
+                file_secret_settings)
+
+    @model_validator(mode="after")
+    def _keys_provider_is_complete(self) -> Settings:
+        if self.key_provider == "aws-kms" and not KMS_KEY_ARN.fullmatch(self.kms_key_id or ""):
+            raise ValueError("key_provider aws-kms needs kms_key_id: the key's ARN "
+                             "(arn:aws:kms:<region>:<account>:key/<id>), not an alias")
+        if self.key_provider == "scaleway-key-manager":
+            if not self.scw_key_id or not _UUID.fullmatch(self.scw_key_id):
+                raise ValueError("key_provider scaleway-key-manager needs scw_key_id: the "
+                                 "Key Manager key's id (a UUID)")
+            if self.scw_secret_key is None or not self.scw_secret_key.get_secret_value():
+                raise ValueError("key_provider scaleway-key-manager needs scw_secret_key: "
+                                 "the IAM API secret key allowed to use that key")
+        if not _SCW_REGION.fullmatch(self.scw_region):
+            raise ValueError("scw_region must be a Scaleway region such as fr-par")
+        api = urlsplit(self.scw_api_url)
+        if (api.scheme != "https" and not (api.scheme == "http" and _loopback(api.hostname))) \
+                or not api.hostname or api.username or api.password or api.query \
+                or api.fragment:
+            raise ValueError("scw_api_url must be an https URL such as https://api.scaleway.com "
+                             "(http only on localhost; no credentials, query or fragment)")
+        if self.closing_key_pem is not None and self.closing_key_file is not None:
+            raise ValueError("closing_key_pem and closing_key_file are both set: keep one")
+        if (self.sqs_access_key_id is None) != (self.sqs_secret_access_key is None):
+            raise ValueError("sqs_access_key_id and sqs_secret_access_key go together: set "
+                             "both, or neither (the default credential chain)")
+        return self
+
+    # --- end of the keys helper's block -----------------------------------
+
     @model_validator(mode="after")
     def _mail_is_never_in_clear_off_this_machine(self) -> Settings:
         """Confirmation links and SMTP credentials travel encrypted, except on loopback."""
@@ -161,6 +235,33 @@ class Settings(BaseSettings):
                              "verified against)")
         return self
 
+    # ---- Database TLS (block kept by the "ops" work: TLS, migrations job) ----
+    # With db_tls, the connection is verify-full: the server's certificate must
+    # chain to the CA given here and to it only (not the system's store), and
+    # name db_host. db_ca_file: a PEM bundle on disk; db_ca_pem: the same PEM
+    # inline (e.g. Scaleway's instance certificate, the RDS regional bundle).
+    # Neither: the system's CAs, hostname still checked. Not a secret, but
+    # never printed (repr=False): a log has no use for it.
+    db_ca_file: Path | None = None
+    db_ca_pem: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _database_ca_is_usable(self) -> Settings:
+        """One CA source, only with TLS on (a CA without TLS would be ignored in
+        silence), and one that looks like PEM certificates; named, never quoted."""
+        if self.db_ca_pem is not None and not self.db_ca_pem.strip():
+            self.db_ca_pem = None
+        if self.db_ca_file is not None and self.db_ca_pem is not None:
+            raise ValueError("set db_ca_file or db_ca_pem, not both")
+        if (self.db_ca_file is not None or self.db_ca_pem is not None) and not self.db_tls:
+            raise ValueError("db_ca_file / db_ca_pem need db_tls=true")
+        if self.db_ca_pem is not None and "-----BEGIN CERTIFICATE-----" not in self.db_ca_pem:
+            raise ValueError("db_ca_pem must hold PEM certificates (-----BEGIN CERTIFICATE-----)")
+        if self.db_ca_file is not None and not self.db_ca_file.is_file():
+            raise ValueError("db_ca_file is not a readable file")
+        return self
+    # ---- end of the database TLS block ----
+
 
 _ENDPOINT = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")  # as 0017_anchors.sql
 
@@ -179,6 +280,64 @@ def _anchor_url(value: str) -> str:
 
 def _loopback(host: str | None) -> bool:
     return host in {"localhost", "127.0.0.1", "::1"}
+
+
+# --- Secret settings from AWS Secrets Manager (keys helper) -----------------
+
+# Each ARN's first group is its region (where its client runs).
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/[A-Za-z0-9-]{1,128}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_SCW_REGION = re.compile(r"^[a-z]{2}-[a-z]{3}$")
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$")
+
+
+class ConfigurationError(ValueError):
+    """Settings that contradict each other, named in the message (never a value)."""
+
+
+def secret_settings() -> tuple[str, ...]:
+    """Every secret setting (SecretStr): each may instead be named by an ARN."""
+    return tuple(name for name, field in Settings.model_fields.items()
+                 if field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
+class SecretArnSource(PydanticBaseSettingsSource):
+    """On AWS secrets are never plain environment values: for a secret setting
+    X, EINVOICE_X_SECRET_ARN names a Secrets Manager secret whose text is X,
+    read when the settings are first built (once per container). Setting both
+    X and X_SECRET_ARN is a ConfigurationError. Without any ARN, nothing is
+    imported (no boto3 on a cold start)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix") or "").upper()
+        environ = {key.upper(): value for key, value in os.environ.items()}
+        found: dict[str, Any] = {}
+        for name in secret_settings():
+            variable = f"{prefix}{name.upper()}"
+            arn = environ.get(f"{variable}_SECRET_ARN", "").strip()
+            if not arn:
+                continue
+            if name in self.current_state:  # even empty: it would win over the ARN
+                raise ConfigurationError(f"{variable} and {variable}_SECRET_ARN are both set: "
+                                         "keep one (on AWS, the ARN)")
+            if not SECRET_ARN.fullmatch(arn):
+                raise ConfigurationError(f"{variable}_SECRET_ARN is not a Secrets Manager "
+                                         "secret ARN")
+            from chalicelib.adapters.secrets import read_secret
+            from chalicelib.domain.errors import SecretUnavailable
+
+            try:
+                found[name] = read_secret(arn)
+            except SecretUnavailable as exc:
+                raise SecretUnavailable(f"{variable}_SECRET_ARN: {exc}") from None
+        return found
+
+
+# --- end of the keys helper's block -----------------------------------------
 
 
 @lru_cache(maxsize=1)

@@ -56,10 +56,19 @@ class WrappedKey:
 
 class KeyWrapper(Protocol):
     """The keys port (local key file, AWS KMS, Scaleway Key Manager): wraps and
-    unwraps data keys under its master key; `context` must match to unwrap."""
+    unwraps data keys under its master key; `context` must match to unwrap.
+
+    An adapter unwraps only what names one of its own master keys, raises
+    DecryptionRefused when the wrapped key does not open (wrong context,
+    altered, another key's), and KeysUnavailable when its provider cannot
+    answer: an outage is never read as tampering, and never answered by
+    another key."""
 
     @property
     def current_key_id(self) -> str: ...
+
+    def generate_data_key(self, context: bytes) -> tuple[bytes, WrappedKey]:
+        """A fresh 256-bit data key and its wrapping under the current master key."""
 
     def wrap(self, data_key: bytes, context: bytes) -> WrappedKey: ...
 

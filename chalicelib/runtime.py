@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
-from chalicelib.config import settings
+from chalicelib.config import Settings, settings
 from chalicelib.ports import Clock, SystemClock
 
 if TYPE_CHECKING:  # types only: each is imported for real where it is built
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # types only: each is imported for real where it is built
         ClosingSigner,
         InvoiceDocuments,
         InvoiceQueue,
+        KeyWrapper,
         Lockouts,
         LoginDirectory,
         Mailer,
@@ -83,25 +84,64 @@ def passwords() -> Passwords:
     return Passwords(s.password_time_cost, s.password_memory_kib, s.password_parallelism)
 
 
+# --- Keys port and closing signer (keys helper) ------------------------------
+
+
 @lru_cache(maxsize=1)
 def field_cipher() -> FieldCipher:
-    from chalicelib.adapters.keys import LocalKeyFile
     from chalicelib.usecases.field_encryption import FieldCipher
 
-    path = settings().master_key_file
-    if path is None:
-        raise RuntimeError("EINVOICE_MASTER_KEY_FILE is not set: sealed fields cannot be used")
-    return FieldCipher(LocalKeyFile(path))
+    return FieldCipher(key_wrapper())
+
+
+@lru_cache(maxsize=1)
+def key_wrapper() -> KeyWrapper:
+    return key_wrapper_for(settings())
+
+
+def key_wrapper_for(s: Settings) -> KeyWrapper:
+    """The keys port of EINVOICE_KEY_PROVIDER: the local key file (default), AWS
+    KMS or Scaleway Key Manager. With a provider, a key file still set only
+    unwraps what it wrapped (until rotate_keys re-wraps it under the provider)."""
+    from chalicelib.adapters.keys import KeyRing, LocalKeyFile, OwnedKeys
+
+    local = LocalKeyFile(s.master_key_file) if s.master_key_file is not None else None
+    current: OwnedKeys
+    if s.key_provider == "aws-kms" and s.kms_key_id:
+        from chalicelib.adapters.kms import AwsKmsKeys, kms_client
+
+        current = AwsKmsKeys(kms_client(s.kms_key_id), s.kms_key_id)
+    elif s.key_provider == "scaleway-key-manager" and s.scw_key_id and s.scw_secret_key:
+        from chalicelib.adapters.key_manager import ScalewayKeyManager
+
+        current = ScalewayKeyManager(s.scw_key_id, s.scw_region, s.scw_secret_key,
+                                     api_url=s.scw_api_url)
+    elif s.key_provider == "local" and local is not None:
+        return local
+    else:
+        raise RuntimeError(f"keys provider {s.key_provider} is not configured "
+                           "(EINVOICE_MASTER_KEY_FILE, or EINVOICE_KMS_KEY_ID, or "
+                           "EINVOICE_SCW_KEY_ID and EINVOICE_SCW_SECRET_KEY): sealed fields "
+                           "cannot be used")
+    return KeyRing(current, [local] if local is not None else [])
 
 
 @lru_cache(maxsize=1)
 def closing_signer() -> ClosingSigner:
+    """From EINVOICE_CLOSING_KEY_PEM (a secret: Scaleway secret environment
+    variable, or Secrets Manager on AWS) or EINVOICE_CLOSING_KEY_FILE."""
     from chalicelib.adapters.signing import LocalSigningKey
 
-    path = settings().closing_key_file
-    if path is None:
-        raise RuntimeError("EINVOICE_CLOSING_KEY_FILE is not set: periods cannot be sealed")
-    return LocalSigningKey(path)
+    s = settings()
+    if s.closing_key_pem is not None:
+        return LocalSigningKey.from_pem(s.closing_key_pem, "EINVOICE_CLOSING_KEY_PEM")
+    if s.closing_key_file is None:
+        raise RuntimeError("neither EINVOICE_CLOSING_KEY_PEM nor EINVOICE_CLOSING_KEY_FILE is "
+                           "set: periods cannot be sealed")
+    return LocalSigningKey(s.closing_key_file)
+
+
+# --- end of the keys helper's block --------------------------------------------
 
 
 def closing_ports() -> ClosingPorts:
@@ -144,6 +184,9 @@ def anchor_after_sealing(tenant_id: UUID, closing_id: UUID) -> None:
         if ports.targets:
             anchor_closing(tenant_id, closing_id, ports)
     except Exception as exc:  # noqa: BLE001 - anchoring never fails a sealing
+        from chalicelib import metrics
+
+        metrics.count(metrics.ANCHORING_FAILURES)
         logger.warning("anchoring after sealing failed; the schedule retries",
                        extra={"tenant_id": str(tenant_id), "reason": type(exc).__name__})
 

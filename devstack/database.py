@@ -7,11 +7,10 @@ logs in without SUPERUSER, CREATEROLE, CREATEDB or BYPASSRLS.
 
 from __future__ import annotations
 
-import pg8000.native
 from pg8000.native import identifier, literal
 
 from chalicelib.config import Settings
-from chalicelib.migrate import migrate
+from chalicelib.migrate import migrate, owner_connector
 from devstack.postgres import PostgresServer
 
 ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
@@ -43,9 +42,7 @@ def provision(server: PostgresServer, settings: Settings) -> list[str]:
     finally:
         in_db.close()
 
-    owner = pg8000.native.Connection(
-        user=settings.db_owner_user, password=settings.db_owner_password.get_secret_value(),
-        host=settings.db_host, port=settings.db_port, database=settings.db_name)
+    owner = owner_connector(settings)()
     try:
         return migrate(owner, settings.db_app_user)
     finally:

@@ -3,7 +3,9 @@
 `chalice local` serves HTTP only. This polls the local SQS queues (moto) of
 every `@app.on_sqs_message` handler, hands each batch to the same handler the
 Lambda runtime would call, deletes what succeeded and leaves the reported
-failures to be redelivered (and dead-lettered after the redrive limit).
+failures to be redelivered (and dead-lettered after the redrive limit): one
+`poll_step` is what Lambda's event source mapping does with
+ReportBatchItemFailures on.
 `ScheduleRunner` calls every `@app.schedule` handler at start and then every
 `interval` seconds (locally; the cloud follows each handler's Cron).
 """
@@ -37,18 +39,51 @@ class LocalContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+def _lambda_attribute(attribute: dict[str, Any]) -> dict[str, Any]:
+    """A message attribute as Lambda's SQS event spells it (lower camel case)."""
+    return {"stringValue": attribute.get("StringValue"),
+            "binaryValue": attribute.get("BinaryValue"),
+            "stringListValues": attribute.get("StringListValues", []),
+            "binaryListValues": attribute.get("BinaryListValues", []),
+            "dataType": attribute.get("DataType", "String")}
+
+
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda hands a function for messages received from SQS."""
     return {"Records": [{
         "messageId": m["MessageId"],
         "receiptHandle": m["ReceiptHandle"],
         "body": m["Body"],
         "attributes": m.get("Attributes", {}),
-        "messageAttributes": m.get("MessageAttributes", {}),
+        "messageAttributes": {name: _lambda_attribute(value)
+                              for name, value in m.get("MessageAttributes", {}).items()},
         "md5OfBody": m.get("MD5OfBody", ""),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
         "awsRegion": region,
     } for m in messages]}
+
+
+def poll_step(sqs: Any, url: str, arn: str, region: str, handler: Any, *, batch_size: int,
+              function_name: str, wait_seconds: int = 0) -> tuple[int, set[str]]:
+    """One poll of Lambda's SQS event source mapping with ReportBatchItemFailures:
+    receive up to `batch_size` messages, invoke `handler` with the Lambda event,
+    delete every message except those listed in batchItemFailures. A handler
+    that raises deletes nothing: the whole batch comes back after the
+    visibility timeout, as on Lambda. Returns (received, failed message ids)."""
+    received = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=min(batch_size, 10), WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+    if not received:
+        return 0, set()
+    context = LocalContext(function_name, str(uuid.uuid4()), deadline=time.monotonic() + 60)
+    response = handler(sqs_event(received, arn, region), context) or {}
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    done = [m for m in received if m["MessageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+    return len(received), failed
 
 
 class QueueDispatcher:
@@ -72,22 +107,10 @@ class QueueDispatcher:
         """One receive per queue; returns how many messages were handled."""
         handled = 0
         for url, arn, handler, source in self._routes:
-            received = self._sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=min(source.batch_size, 10),
-                WaitTimeSeconds=wait_seconds, AttributeNames=["All"],
-                MessageAttributeNames=["All"]).get("Messages", [])
-            if not received:
-                continue
-            context = LocalContext(source.name, str(uuid.uuid4()),
-                                   deadline=time.monotonic() + 60)
-            response = handler(sqs_event(received, arn, self._region), context) or {}
-            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-            done = [m for m in received if m["MessageId"] not in failed]
-            if done:
-                self._sqs.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(done)])
-            handled += len(received)
+            received, _ = poll_step(self._sqs, url, arn, self._region, handler,
+                                    batch_size=source.batch_size, function_name=source.name,
+                                    wait_seconds=wait_seconds)
+            handled += received
         return handled
 
     def run(self, stop: threading.Event) -> None:

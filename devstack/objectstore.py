@@ -74,13 +74,16 @@ def provision(settings: Settings) -> None:
         create_queue_with_dead_letters(sqs_client(settings), queue)
 
 
-def create_queue_with_dead_letters(sqs: Any, name: str) -> str:
+def create_queue_with_dead_letters(sqs: Any, name: str, *, max_receives: int = MAX_RECEIVES,
+                                   visibility_seconds: int = 10) -> str:
+    """The queue `name` whose message received `max_receives` times without
+    being deleted moves to `name`-dead-letters on its next receive."""
     dlq_url = sqs.create_queue(QueueName=f"{name}-dead-letters")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
     url: str = sqs.create_queue(QueueName=name, Attributes={
-        "VisibilityTimeout": "10",
+        "VisibilityTimeout": str(visibility_seconds),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                     "maxReceiveCount": str(MAX_RECEIVES)}),
+                                     "maxReceiveCount": str(max_receives)}),
     })["QueueUrl"]
     return url

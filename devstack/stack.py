@@ -93,6 +93,9 @@ class LocalStack:
             "EINVOICE_CLOSING_KEY_FILE": str(self.closing_key_file),
             "EINVOICE_S3_ACCESS_KEY_ID": "local",
             "EINVOICE_S3_SECRET_ACCESS_KEY": "local",
+            # The queues' own keys, apart from the S3 keys (as on Scaleway).
+            "EINVOICE_SQS_ACCESS_KEY_ID": "local-queue",
+            "EINVOICE_SQS_SECRET_ACCESS_KEY": "local-queue",
             "EINVOICE_MAIL_OUTBOX_DIR": str(self.mail_outbox),
         }
 

@@ -82,6 +82,7 @@ def _clear_caches() -> None:
     runtime.object_store.cache_clear()
     runtime.passwords.cache_clear()
     runtime.field_cipher.cache_clear()
+    runtime.key_wrapper.cache_clear()
     runtime.mailer.cache_clear()
     runtime.closing_signer.cache_clear()
 

@@ -1,7 +1,8 @@
 """boto3 clients for any S3/SQS-compatible endpoint (AWS, Scaleway, OVH, moto).
 
-Provider differences are settings: endpoint URL, region, addressing style and
-whether boto3 sends the optional CRC32 checksums some providers reject.
+Provider differences are settings: endpoint URL, region, addressing style,
+whether boto3 sends the optional CRC32 checksums some providers reject, and
+each client's own credentials (S3 keys for S3, queue keys for SQS).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from pydantic import SecretStr
 
 from chalicelib.config import Settings
 
 
-def _credentials(settings: Settings) -> dict[str, str]:
-    if settings.s3_access_key_id and settings.s3_secret_access_key:
-        return {"aws_access_key_id": settings.s3_access_key_id.get_secret_value(),
-                "aws_secret_access_key": settings.s3_secret_access_key.get_secret_value()}
+def _credentials(access_key_id: SecretStr | None,
+                 secret_access_key: SecretStr | None) -> dict[str, str]:
+    """Explicit keys, or none: the default credential chain (the function's role)."""
+    if access_key_id and secret_access_key:
+        return {"aws_access_key_id": access_key_id.get_secret_value(),
+                "aws_secret_access_key": secret_access_key.get_secret_value()}
     return {}
 
 
@@ -30,15 +34,19 @@ def s3_client(settings: Settings) -> Any:
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5, read_timeout=30,
     )
-    return boto3.session.Session().client("s3", endpoint_url=settings.s3_endpoint_url,
-                                          config=config, **_credentials(settings))
+    return boto3.session.Session().client(
+        "s3", endpoint_url=settings.s3_endpoint_url, config=config,
+        **_credentials(settings.s3_access_key_id, settings.s3_secret_access_key))
 
 
 def sqs_client(settings: Settings) -> Any:
-    config = Config(region_name=settings.s3_region, connect_timeout=5, read_timeout=30,
-                    retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client("sqs", endpoint_url=settings.sqs_endpoint_url,
-                                          config=config, **_credentials(settings))
+    """The queue's own keys (Scaleway issues them apart from the S3 keys), never
+    the S3 keys; none: the default credential chain."""
+    config = Config(region_name=settings.sqs_region or settings.s3_region, connect_timeout=5,
+                    read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.session.Session().client(
+        "sqs", endpoint_url=settings.sqs_endpoint_url, config=config,
+        **_credentials(settings.sqs_access_key_id, settings.sqs_secret_access_key))
 
 
 class SqsQueue:

@@ -1,9 +1,11 @@
 """The keys port's local adapter: master keys in a file only its owner can read.
 
-It offers the two calls a KMS offers (AWS KMS Encrypt/Decrypt with an
-encryption context, Scaleway Key Manager Encrypt/Decrypt with associated data),
-so either can replace it behind the same `KeyWrapper` port. Master keys never
-leave this object; the database only ever holds data keys wrapped by them.
+It offers the calls a KMS offers (AWS KMS Encrypt/Decrypt with an encryption
+context, Scaleway Key Manager Encrypt/Decrypt with associated data), so either
+(adapters/kms.py, adapters/key_manager.py) replaces it behind the same
+`KeyWrapper` port. Master keys never leave this object; the database only ever
+holds data keys wrapped by them. `KeyRing` keeps this file for unwrapping only
+once a provider is current (the move from the file to a provider).
 
 File (JSON, mode 0600): {"current": "<id>", "keys": {"<id>": "<base64 32 bytes>", ...}}.
 Rotation adds a key and makes it current; older keys are never deleted: data
@@ -22,18 +24,20 @@ import re
 import secrets
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib.domain.encryption import DecryptionRefused
-from chalicelib.ports import WrappedKey
+from chalicelib.ports import KeyWrapper, WrappedKey
 
 _WRAP_DOMAIN = b"einvoice-data-key-v1|"
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_ID_PREFIX = "local-"
 
 
 class KeyFileError(RuntimeError):
@@ -48,6 +52,14 @@ class LocalKeyFile:
     @property
     def current_key_id(self) -> str:
         return self._current
+
+    def owns(self, master_key_id: str) -> bool:
+        """Whether `master_key_id` is a key file's id (this file's or a newer one's)."""
+        return master_key_id.startswith(_ID_PREFIX)
+
+    def generate_data_key(self, context: bytes) -> tuple[bytes, WrappedKey]:
+        data_key = AESGCM.generate_key(bit_length=256)
+        return data_key, self.wrap(data_key, context)
 
     def wrap(self, data_key: bytes, context: bytes) -> WrappedKey:
         nonce = os.urandom(12)
@@ -89,8 +101,45 @@ class LocalKeyFile:
         return key_id
 
 
+class OwnedKeys(KeyWrapper, Protocol):
+    """A keys adapter that can tell its own master key ids from others'."""
+
+    def owns(self, master_key_id: str) -> bool: ...
+
+
+class KeyRing:
+    """The current keys adapter, plus retired ones that only unwrap: what
+    carries data keys wrapped by the local key file over to a provider (KMS,
+    Key Manager) until rotate_keys has re-wrapped them. Each wrapped key goes
+    to the one adapter that owns its master key id, never to another: an
+    outage of the current provider is never answered by a retired key."""
+
+    def __init__(self, current: OwnedKeys, retired: Sequence[OwnedKeys]) -> None:
+        self._current = current
+        self._retired = tuple(retired)
+
+    @property
+    def current_key_id(self) -> str:
+        return self._current.current_key_id
+
+    def owns(self, master_key_id: str) -> bool:
+        return any(keys.owns(master_key_id) for keys in (self._current, *self._retired))
+
+    def generate_data_key(self, context: bytes) -> tuple[bytes, WrappedKey]:
+        return self._current.generate_data_key(context)
+
+    def wrap(self, data_key: bytes, context: bytes) -> WrappedKey:
+        return self._current.wrap(data_key, context)
+
+    def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
+        for keys in (self._current, *self._retired):
+            if keys.owns(wrapped.master_key_id):
+                return keys.unwrap(wrapped, context)
+        raise DecryptionRefused(f"master key {wrapped.master_key_id!r} is not one of ours")
+
+
 def _new_key_id() -> str:
-    return f"local-{secrets.token_hex(8)}"
+    return f"{_ID_PREFIX}{secrets.token_hex(8)}"
 
 
 def _load(path: Path) -> tuple[str, dict[str, bytes]]:

@@ -1,7 +1,10 @@
 """The keys port's closing signer: an Ed25519 private key in a PEM (PKCS#8) file
-only its owner can read. Rotation replaces the file with a new key (`create`
-with `replace=True`); the old public key stays in `signing_keys`, so closings
-it signed still verify. A KMS/HSM signer can replace this behind ClosingSigner.
+only its owner can read, or the same PEM held by a secret setting
+(EINVOICE_CLOSING_KEY_PEM: a Scaleway secret environment variable, or Secrets
+Manager on AWS through EINVOICE_CLOSING_KEY_PEM_SECRET_ARN). Rotation replaces
+the file (`create` with `replace=True`) or the secret with a new key; the old
+public key stays in `signing_keys`, so closings it signed still verify. A
+KMS/HSM signer can replace this behind ClosingSigner.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
 from chalicelib.adapters.keys import KeyFileError
 from chalicelib.domain.closing import key_id_for
@@ -26,12 +30,24 @@ class LocalSigningKey:
             raise KeyFileError(f"closing key file {path} not found") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(f"closing key file {path} is readable by others: chmod 600 it")
+        self._load(path.read_bytes(), f"closing key file {path}")
+
+    @classmethod
+    def from_pem(cls, pem: SecretStr, source: str) -> LocalSigningKey:
+        """The key from PEM text held by a secret setting (`source` names it in
+        errors; the text itself is never quoted)."""
+        signer = cls.__new__(cls)
+        signer._load(pem.get_secret_value().encode("utf-8"), source)
+        return signer
+
+    def _load(self, pem: bytes, source: str) -> None:
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            key = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError):
-            raise KeyFileError(f"closing key file {path} is malformed") from None
+            raise KeyFileError(f"{source} is malformed (a PKCS#8 PEM without a "
+                               "password is expected)") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise KeyFileError(f"closing key file {path} is not an Ed25519 key")
+            raise KeyFileError(f"{source} is not an Ed25519 key")
         self._key = key
         self._public = key.public_key().public_bytes(serialization.Encoding.Raw,
                                                      serialization.PublicFormat.Raw)

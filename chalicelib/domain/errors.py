@@ -97,3 +97,25 @@ class ConformanceCheckUnavailable(ServiceUnavailable):
     detail = ("the conformance check cannot run right now: nothing was issued; retry with "
               "the same Idempotency-Key")
     alert = "schematron unavailable"
+
+
+class KeysUnavailable(ServiceUnavailable):
+    """The keys port's provider (AWS KMS, Scaleway Key Manager) gave no usable
+    answer: unreachable, timed out, refused our credentials, or the key is
+    disabled or gone. A fault of ours, never read as tampering, and never
+    answered by another key: the transaction that needed it rolls back, so
+    nothing sealed was written. `str()` is short and ours (operation, status,
+    the provider's error code), never the provider's text or a secret."""
+
+    detail = ("encrypted data cannot be sealed or opened right now: nothing was done; "
+              "retry later")
+    alert = "keys provider unavailable"
+
+
+class SecretUnavailable(ServiceUnavailable):
+    """A secret setting named by its `<SETTING>_SECRET_ARN` could not be read
+    from AWS Secrets Manager at start-up (the message names the setting, never
+    the value)."""
+
+    detail = "the service is not configured to answer right now: retry later"
+    alert = "secret unavailable"

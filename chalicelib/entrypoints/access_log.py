@@ -17,6 +17,7 @@ from chalice.app import Request, Response
 
 from chalicelib import runtime
 from chalicelib.entrypoints.guard import SECURITY_HEADERS, client_ip, current_caller, note_caller
+from chalicelib.entrypoints.invocation import usable_id
 from chalicelib.logs import logger
 from chalicelib.ports import AccessRecord
 from chalicelib.usecases.api_keys import API_KEY_ROLE
@@ -35,9 +36,7 @@ def logged(request: Request, get_response: Callable[[Request], Response]) -> Res
 
 def begin_request(request: Request) -> tuple[str, float]:
     """The request's id (the gateway's, else a new one) and its start time."""
-    given = str((request.context or {}).get("requestId") or "")
-    request_id = given if 1 <= len(given) <= 100 and given.isascii() and given.isprintable() \
-        else str(uuid4())
+    request_id = usable_id((request.context or {}).get("requestId")) or str(uuid4())
     note_caller(None)
     logger.set_correlation_id(request_id)
     return request_id, time.monotonic()

@@ -16,12 +16,21 @@ from typing import Any
 
 from chalicelib import runtime
 from chalicelib.entrypoints.http import json_response, request_body
+from chalicelib.entrypoints.invocation import invocation, scaleway_call_id
 from chalicelib.logs import logger
 
 
 def run_schedule(name: str, event: dict[str, Any],
                  work: Callable[[], dict[str, int]]) -> dict[str, Any]:
-    """Run the schedule `name` (one call into schedules.py) for this trigger event."""
+    """Run the schedule `name` (one call into schedules.py) for this trigger
+    event, every line under the run's correlation id (the call's X-Request-Id,
+    else a new one), metrics flushed when it ends."""
+    with invocation(scaleway_call_id(event)):
+        return _run(name, event, work)
+
+
+def _run(name: str, event: dict[str, Any],
+         work: Callable[[], dict[str, int]]) -> dict[str, Any]:
     _log_ignored_arguments(name, event)
     try:
         result = work()

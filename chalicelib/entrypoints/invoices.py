@@ -132,11 +132,12 @@ def list_invoices_route(request: Request) -> Response:
 def queue_invoices_route(request: Request) -> Response:
     """202: every draft passed validation and waits in the queue; nothing was
     queued if any failed (422 listing every item's violations)."""
+    from chalicelib.entrypoints.invocation import current_correlation_id
     from chalicelib.usecases.invoice_batches import queue_invoices
 
     def act(principal: Principal, _token: str) -> Response:
         keys = queue_invoices(principal.tenant_id, json_body(request), runtime.invoice_queue(),
-                              runtime.clock())
+                              runtime.clock(), current_correlation_id())
         return Response(body={"queued": len(keys), "idempotency_keys": keys,
                               "results": "GET /invoices?idempotency_key=KEY"}, status_code=202)
 

@@ -3,7 +3,8 @@
 A bad message (bad JSON, unknown tenant, a payload that is not canonical JSON)
 fails alone: the batch response lists it so SQS redelivers only it (and parks
 it in the dead-letter queue after the redrive limit); the rest are appended.
-Reasons are logged with the message id, never with the payload.
+Reasons are logged with the message id, never with the payload; every line a
+message causes carries its correlation id (chalicelib/entrypoints/invocation.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chalicelib import runtime
 from chalicelib.domain.errors import DomainError, InvalidInput, Violation
 from chalicelib.domain.inputs import violations_from
 from chalicelib.domain.ledger import JSONFormatError, LedgerEntry, normalise_data, strict_json
+from chalicelib.entrypoints.invocation import correlated, message_correlation_id
 from chalicelib.logs import logger
 from chalicelib.usecases.append_ledger import AppendRequest
 
@@ -72,18 +74,48 @@ def reason(exc: BaseException) -> str:
 
 
 class Processor(BatchProcessor):
-    """Powertools' BatchProcessor, keeping a clear reason per failed message."""
+    """Powertools' BatchProcessor, keeping a clear reason per failed message
+    and logging each message under its correlation id (invocation.py).
+
+    raise_on_entire_batch_failure=False: a batch where every message failed
+    is answered like any other, every id in batchItemFailures, so SQS keeps
+    them all (redelivered after the visibility timeout, dead-lettered after
+    the redrive limit) without the invocation counting as a function error."""
 
     def __init__(self, what: str = "ledger message") -> None:
         super().__init__(EventType.SQS, raise_on_entire_batch_failure=False)
         self.reasons: dict[str, str] = {}
         self._what = what
 
-    def failure_handler(self, record: Any, exception: Any) -> Any:
-        why = reason(exception[1])
-        self.reasons[record.message_id] = why
-        logger.warning(f"{self._what} refused", extra={"message_id": record.message_id,
+    def each_message(self, handler: Callable[[SQSRecord], None],
+                     producer_id: Callable[[SQSRecord], str | None] = lambda _: None
+                     ) -> Callable[[SQSRecord], None]:
+        """`handler` run with the message's correlation id bound (the producer's
+        as an SQS attribute, else `producer_id`'s from the body, else the
+        message id) and `message_id` on every line, its refusal logged under
+        them; both cleared after the message."""
+
+        def run(record: SQSRecord) -> None:
+            correlation = message_correlation_id(record.raw_event) or producer_id(record) \
+                or record.message_id
+            with correlated(correlation, message_id=record.message_id):
+                try:
+                    handler(record)
+                except Exception as exc:  # logged here, then failed as Powertools does
+                    self._refused(record.message_id, exc)
+                    raise
+
+        return run
+
+    def _refused(self, message_id: str, exc: BaseException) -> None:
+        why = reason(exc)
+        self.reasons[message_id] = why
+        logger.warning(f"{self._what} refused", extra={"message_id": message_id,
                                                        "reason": why})
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        if record.message_id not in self.reasons:  # failed before `run` could say why
+            self._refused(record.message_id, exception[1])
         return super().failure_handler(record, exception)
 
 
@@ -108,6 +140,7 @@ def handle_ledger_batch(event: dict[str, Any], append: Append) -> BatchReport:
         logger.info("ledger entry appended", extra={"message_id": record.message_id,
                                                     "seq": entry.seq, "kind": entry.kind})
 
-    with processor(records=event.get("Records", []), handler=record_handler):
+    with processor(records=event.get("Records", []), handler=processor.each_message(
+            record_handler)):
         processor.process()
     return BatchReport(processor.response(), dict(processor.reasons))

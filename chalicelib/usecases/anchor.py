@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from chalicelib import metrics
 from chalicelib.domain.errors import NotFound, Violation
 from chalicelib.ports import (
     AnchorStoreFactory,
@@ -134,6 +135,7 @@ def anchor_new_closings(closings: Iterable[tuple[UUID, UUID]], ports: AnchorPort
             anchor_closing(tenant_id, closing_id, ports)
         except Exception as exc:  # noqa: BLE001 - one closing's fault must not stop the rest
             counts["closing_failures"] += 1
+            metrics.count(metrics.ANCHORING_FAILURES)
             logger.error("anchoring a closing failed; next run retries", extra={
                 "tenant_id": str(tenant_id), "closing_id": str(closing_id),
                 "reason": type(exc).__name__})
@@ -159,6 +161,7 @@ def retry_anchors(pending: Iterable[tuple[UUID, UUID]], ports: AnchorPorts,
                 closing = store.closing(anchor.closing_id) if anchor is not None else None
         except Exception as exc:  # noqa: BLE001 - one tenant's fault must not stop the rest
             counts["failed"] += 1
+            metrics.count(metrics.ANCHORING_FAILURES)
             logger.error("reading an anchor failed; next run retries", extra={
                 "tenant_id": str(tenant_id), "anchor_id": str(anchor_id),
                 "reason": type(exc).__name__})
@@ -213,6 +216,7 @@ def _run(work: list[_Work], ports: AnchorPorts, deadline: float | None = None
             for item, outcome in zip(chunk, outcomes, strict=True):
                 results.append((outcome, _record(item, outcome, ports)))
                 if outcome.error is not None:
+                    metrics.count(metrics.ANCHORING_FAILURES)
                     logger.warning("anchoring attempt failed; the anchor stays as it was",
                                    extra={"tenant_id": str(item.tenant_id),
                                           "anchor_id": str(item.anchor.anchor_id),
@@ -229,6 +233,7 @@ def _record(item: _Work, outcome: _Outcome, ports: AnchorPorts) -> str:
             return "recorded" if store.record(item.anchor, outcome.status, outcome.proof,
                                               outcome.error) else "raced"
     except Exception as exc:  # noqa: BLE001 - one anchor's fault must not stop the rest
+        metrics.count(metrics.ANCHORING_FAILURES)
         logger.error("recording an anchoring attempt failed", extra={
             "tenant_id": str(item.tenant_id), "anchor_id": str(item.anchor.anchor_id),
             "reason": type(exc).__name__})

@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from uuid import UUID
 
+from chalicelib import metrics
 from chalicelib.domain.errors import ArchiveTampered, NotFound, Violation
 from chalicelib.domain.kinds import INVOICE_ARCHIVED
 from chalicelib.domain.ledger import canonical_payload
@@ -143,12 +144,17 @@ def archive_pending(pending: list[tuple[UUID, UUID]], ports: InvoicePorts) -> di
     failing (even on its own object) does not stop the others."""
     from chalicelib.logs import logger
 
-    ports.archive.check_ready()
+    try:
+        ports.archive.check_ready()
+    except Exception:
+        metrics.count(metrics.ARCHIVE_FAILURES)
+        raise
     done = failed = 0
     for tenant_id, invoice_id in pending:
         try:
             archive_invoice(tenant_id, invoice_id, ports)
         except Exception as exc:  # noqa: BLE001 - counted and logged by type, next one
+            metrics.count(metrics.ARCHIVE_FAILURES)
             logger.error("archive sweep: one invoice failed",
                          extra={"invoice_id": str(invoice_id), "reason": type(exc).__name__})
             failed += 1

@@ -8,8 +8,10 @@ values keep opening with theirs.
 
 Every seal and open reads the key row from the database (one indexed query);
 only the unwrapping (a KMS call in production) is cached, keyed by the wrapped
-blob itself, so a key from a rolled-back transaction or another tenant can
-never be served from the cache.
+blob itself (and its master key id), so a key from a rolled-back transaction
+or another tenant can never be served from the cache. A provider that cannot
+answer raises KeysUnavailable: the caller's transaction rolls back, nothing
+sealed is written.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from chalicelib.domain.encryption import (
     DecryptionRefused,
     FieldPlace,
     key_version,
-    new_data_key,
     open_sealed,
     seal,
 )
-from chalicelib.ports import DataKeyStore, KeyWrapper, StoredDataKey, WrappedKey
+from chalicelib.ports import DataKeyStore, KeyWrapper, StoredDataKey
 
 
 def wrap_context(tenant_id: UUID, version: int) -> bytes:
@@ -66,35 +67,55 @@ class FieldCipher:
         """Seal new values under a fresh data key from now on (old ones still open)."""
         latest = keys.latest()
         version = (latest.version if latest else 0) + 1
-        if not keys.add(StoredDataKey(version, self._wrap_new(keys.tenant_id, version))):
+        if not self._add_new(keys, version):
             raise DecryptionRefused(f"data key version {version} was added concurrently")
         return version
 
     def _first_key(self, keys: DataKeyStore) -> StoredDataKey:
         # A concurrent first use may win the insert: its key (committed and
         # visible once our insert has waited for it) is then the one to use.
-        keys.add(StoredDataKey(1, self._wrap_new(keys.tenant_id, 1)))
+        self._add_new(keys, 1)
         stored = keys.latest()
         if stored is None:
             raise DecryptionRefused("the tenant's first data key could not be created")
         return stored
 
-    def _wrap_new(self, tenant_id: UUID, version: int) -> WrappedKey:
-        return self._wrapper.wrap(new_data_key(), wrap_context(tenant_id, version))
+    def _add_new(self, keys: DataKeyStore, version: int) -> bool:
+        """A fresh data key from the keys port, stored wrapped. Its clear value
+        goes into the cache under its own wrapping, which only a row holding
+        exactly that wrapping finds (no unwrap call for a key just made; a
+        rolled-back row is never read back, so its entry is never served)."""
+        data_key, wrapped = self._wrapper.generate_data_key(
+            wrap_context(keys.tenant_id, version))
+        stored = StoredDataKey(version, wrapped)
+        if not keys.add(stored):
+            return False
+        self._remember(self._cache_key(keys.tenant_id, stored), data_key)
+        return True
 
     def _unwrapped(self, tenant_id: UUID, stored: StoredDataKey) -> bytes:
-        cache_key = (tenant_id, stored.version, hashlib.sha256(stored.wrapped.blob).digest())
+        cache_key = self._cache_key(tenant_id, stored)
         with self._lock:
             cached = self._cache.get(cache_key)
             if cached is not None:
                 self._cache.move_to_end(cache_key)
                 return cached
         data_key = self._wrapper.unwrap(stored.wrapped, wrap_context(tenant_id, stored.version))
+        self._remember(cache_key, data_key)
+        return data_key
+
+    @staticmethod
+    def _cache_key(tenant_id: UUID, stored: StoredDataKey) -> tuple[UUID, int, bytes]:
+        return (tenant_id, stored.version,
+                hashlib.sha256(stored.wrapped.master_key_id.encode() + b"\0"
+                               + stored.wrapped.blob).digest())
+
+    def _remember(self, cache_key: tuple[UUID, int, bytes], data_key: bytes) -> None:
         with self._lock:
             self._cache[cache_key] = data_key
+            self._cache.move_to_end(cache_key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return data_key
 
 
 def _same_tenant(keys: DataKeyStore, place: FieldPlace) -> None:

@@ -20,10 +20,11 @@ MAX_MESSAGE_BYTES = 250_000  # SQS takes 256 KiB a message
 
 
 def queue_invoices(tenant_id: UUID, raw: object, queue: InvoiceQueue,
-                   clock: Clock) -> list[str]:
+                   clock: Clock, correlation_id: str | None = None) -> list[str]:
     """POST /invoice-batches: check every draft now (all violations of all
     items, nothing queued if any), then one message per invoice. The tenant
-    is the caller's, written by us into each message."""
+    is the caller's, written by us into each message, with the request's
+    `correlation_id` (the consumer logs each message under it)."""
     items = raw.get("invoices") if isinstance(raw, dict) and set(raw) == {"invoices"} else None
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise InvalidInput([Violation("invoices", f"must be the only field: a list of 1 to "
@@ -56,8 +57,10 @@ def queue_invoices(tenant_id: UUID, raw: object, queue: InvoiceQueue,
         except InvalidInput as refused:
             found += [Violation(f"{where}.invoice.{v.field}", v.rule) for v in refused.violations]
             continue
-        message = canonical_json({"tenant_id": str(tenant_id), "idempotency_key": key,
-                                  "invoice": draft_raw})
+        fields = {"tenant_id": str(tenant_id), "idempotency_key": key, "invoice": draft_raw}
+        if correlation_id is not None:
+            fields["correlation_id"] = correlation_id
+        message = canonical_json(fields)
         if len(message.encode()) > MAX_MESSAGE_BYTES:
             found.append(Violation(f"{where}.invoice", "too large for a batch: issue it with "
                                    "POST /invoices"))

@@ -29,6 +29,7 @@ from concurrent.futures import wait
 from typing import Any
 from uuid import UUID, uuid4
 
+from chalicelib import metrics
 from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound, Violation
 from chalicelib.domain.invoice import InvoiceDraft, Totals, compute_totals, validate_invoice
@@ -128,6 +129,7 @@ def _archive_after_issue(tenant_id: UUID, invoice: IssuedInvoice, ports: Invoice
     except Exception as exc:  # noqa: BLE001 - logged by type; the sweep retries
         from chalicelib.logs import logger
 
+        metrics.count(metrics.ARCHIVE_FAILURES)
         logger.error("archiving deferred to the sweep", extra={
             "invoice_id": str(invoice.invoice_id), "reason": type(exc).__name__})
         return invoice
@@ -148,7 +150,11 @@ def _issue(tenant_id: UUID, key: str, request: KeyedRequest[IssuedInvoice],
     if unprintable:
         raise InvalidInput(unprintable)
     checkpoint("validated")
-    ports.archive.check_ready()  # fail closed: no number for an invoice we cannot keep
+    try:
+        ports.archive.check_ready()  # fail closed: no number for an invoice we cannot keep
+    except Exception:
+        metrics.count(metrics.ARCHIVE_FAILURES)
+        raise
     checkpoint("archive_checked")
     totals = compute_totals(draft)
 
@@ -158,6 +164,7 @@ def _issue(tenant_id: UUID, key: str, request: KeyedRequest[IssuedInvoice],
                                                     totals, credited_invoice_id, ports,
                                                     checkpoint)
         checkpoint("committed")
+        metrics.count(metrics.INVOICES_ISSUED)
         # This call committed the number: nothing can have been put under its keys
         # yet, and the staged documents are the bytes in hand.
         archived = _archive_after_issue(tenant_id, invoice, ports, checkpoint,

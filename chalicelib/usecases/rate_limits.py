@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from chalicelib import metrics
 from chalicelib.domain.errors import TooManyRequests, Violation
 from chalicelib.ports import RateLimiter
 
@@ -21,5 +22,6 @@ def enforce(limiter: RateLimiter, checks: list[tuple[str, str, int]],
     refused = [(what, wait) for what, key, limit in checks
                for allowed, wait in [limiter.hit(f"{what}|{key}", window, limit)] if not allowed]
     if refused:
+        metrics.count(metrics.RATE_LIMIT_REFUSALS)
         raise TooManyRequests([Violation(what, "too many attempts; retry later")
                                for what, _ in refused], max(wait for _, wait in refused))

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
+from chalicelib import metrics
 from chalicelib.domain.errors import NotFound, Violation
 from chalicelib.domain.kinds import WITNESS_OF_CLOSING, WITNESS_OF_HEAD
 from chalicelib.domain.ledger import LedgerEntry
@@ -122,7 +123,16 @@ def witness_owed(tenant_id: UUID, ports: WitnessPorts) -> list[int]:
 def check_witness(tenant_id: UUID, snapshot: UnitOfWorkFactory,
                   archive: WitnessArchive) -> dict[str, Any]:
     """Compare the chain with the newest witness in the bucket. ok False names
-    the problem: a chain shorter than its witnessed head, or another hash."""
+    the problem: a chain shorter than its witnessed head, or another hash;
+    each such finding counts one WitnessAlarms (an alarm, whoever asked)."""
+    found = _compare_with_witness(tenant_id, snapshot, archive)
+    if not found["ok"]:
+        metrics.count(metrics.WITNESS_ALARMS)
+    return found
+
+
+def _compare_with_witness(tenant_id: UUID, snapshot: UnitOfWorkFactory,
+                          archive: WitnessArchive) -> dict[str, Any]:
     newest = archive.newest(witness_prefix(tenant_id))
     if newest is None:
         return {"ok": True, "witnessed": False}

@@ -28,7 +28,13 @@ from chalicelib.adapters.postgres.anchors import (
 from chalicelib.adapters.postgres.api_keys import PostgresApiKeyDirectory, PostgresApiKeys
 from chalicelib.adapters.postgres.closings import PostgresClosings, tenants_to_seal
 from chalicelib.adapters.postgres.data_keys import PostgresDataKeys
-from chalicelib.adapters.postgres.database import Database, TenantUnitOfWork, app_connector
+from chalicelib.adapters.postgres.database import (
+    Database,
+    TenantUnitOfWork,
+    app_connector,
+    connector,
+    tls_context,
+)
 from chalicelib.adapters.postgres.invoices import PostgresInvoices, invoices_awaiting_archive
 from chalicelib.adapters.postgres.ledger import PAGE_BYTES, PAGE_SIZE, PostgresLedger
 from chalicelib.adapters.postgres.limits import PostgresLockouts, PostgresRateLimiter
@@ -73,8 +79,10 @@ __all__ = [
     "anchors_to_retry",
     "app_connector",
     "closings_to_anchor",
+    "connector",
     "invoices_awaiting_archive",
     "read_anchors",
     "sqlstate",
     "tenants_to_seal",
+    "tls_context",
 ]

@@ -37,8 +37,39 @@ from chalicelib.adapters.postgres.tenants import PostgresTenants
 from chalicelib.config import Settings
 
 
-def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
-    """A function opening a connection as the application role."""
+def tls_context(settings: Settings) -> ssl.SSLContext | bool:
+    """How to talk TLS to PostgreSQL, as pg8000 takes it.
+
+    db_tls off: False, plain TCP only (pg8000's default, None, would try TLS
+    unverified and fall back to plain text in silence). On: verify-full, the
+    certificate chain checked and its name matched against db_host; against
+    the configured CA only (db_ca_file or db_ca_pem), else the system's CAs.
+    """
+    if not settings.db_tls:
+        return False
+    if settings.db_ca_file is None and settings.db_ca_pem is None:
+        context = ssl.create_default_context()
+    else:
+        # PROTOCOL_TLS_CLIENT: CERT_REQUIRED and check_hostname, no CA loaded.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            if settings.db_ca_file is not None:
+                context.load_verify_locations(cafile=str(settings.db_ca_file))
+            else:
+                context.load_verify_locations(cadata=settings.db_ca_pem)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            # Named by type only: the message may quote the PEM.
+            raise ValueError(f"the database CA cannot be loaded ({type(exc).__name__})"
+                             ) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def connector(settings: Settings, user: str, password: str
+              ) -> Callable[[], pg8000.native.Connection]:
+    """A function opening a connection as `user`, with the TLS of `settings`
+    (its context built once, here)."""
+    tls = tls_context(settings)
 
     def connect() -> pg8000.native.Connection:
         # TCP_NODELAY: pg8000 leaves Nagle's algorithm on, and a mid-sized
@@ -48,18 +79,21 @@ def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             return pg8000.native.Connection(
-                user=settings.db_app_user,
-                password=settings.db_app_password.get_secret_value(),
+                user=user, password=password,
                 host=settings.db_host, port=settings.db_port, database=settings.db_name,
-                sock=sock,
-                ssl_context=ssl.create_default_context() if settings.db_tls else None,
-                timeout=30, application_name="einvoice",
+                sock=sock, ssl_context=tls, timeout=30, application_name="einvoice",
             )
         except BaseException:
             sock.close()
             raise
 
     return connect
+
+
+def app_connector(settings: Settings) -> Callable[[], pg8000.native.Connection]:
+    """A function opening a connection as the application role."""
+    return connector(settings, settings.db_app_user,
+                     settings.db_app_password.get_secret_value())
 
 
 class Database:

@@ -145,9 +145,7 @@ def secret_problems(files: Sequence[str] | None = None, *, root: Path = ROOT,
     found = _keys(scan_secrets(tracked_files(root) if files is None else files, root))
     audited = json.loads(baseline.read_text(encoding="utf-8"))
     why = _reasons(reasons)
-    problems = [f"{name}:{line}: {kind} not in {baseline.name}: a real secret? remove it "
-                f"(and rotate it); a fake one: give {name} a reason in {reasons.name} and "
-                "run python -m deploy.code_scans --update-baseline"
+    problems = [f"{name}:{line}: {kind} not in {baseline.name}"
                 for (name, kind, secret), line in sorted(found.items())
                 if not any(name == n and r["type"] == kind and r["hashed_secret"] == secret
                            for n, rs in audited["results"].items() for r in rs)]
@@ -201,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"secrets scan of the tracked tree: {len(secrets)} problems "
               f"(baseline {BASELINE.name}, reasons {REASONS.name})")
         print("\n".join(f"  {p}" for p in secrets))
+        if secrets:
+            print(f"A real secret: remove it from the tree and rotate it. A fake one: give its "
+                  f"file a reason in {REASONS.relative_to(ROOT)}, then run "
+                  "python -m deploy.code_scans --update-baseline and commit both.")
     except SupplyChainError as exc:
         print(f"deploy.code_scans: {exc}", file=sys.stderr)
         return 2

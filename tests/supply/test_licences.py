@@ -4,6 +4,7 @@ licence fails; the allow-list cannot smuggle a copyleft licence in as permissive
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import tomllib
 from pathlib import Path
@@ -69,3 +70,17 @@ def test_copyleft_cannot_be_listed_as_permissive(tmp_path: Path) -> None:
     policy.write_text('permissive = ["MPL-2.0"]\n', encoding="utf-8")
     with pytest.raises(SupplyChainError, match="may not be permissive"):
         load_policy(policy)
+
+
+def test_our_licence_is_the_standard_apache_2_text() -> None:
+    text = (ROOT / "LICENSE").read_bytes()
+    assert hashlib.sha256(text).hexdigest() == (
+        "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30")
+    assert b"Apache License\n                           Version 2.0, January 2004" in text
+
+
+def test_the_supply_chain_doc_credits_the_advisory_snapshot() -> None:
+    doc = " ".join((ROOT / "docs" / "deploy" / "supply-chain.md").read_text().split())
+    for needed in ("dated 2024-10-10", "CC-BY 4.0", "Advisories published after 2024-10-10 are"
+                   " not seen", "bin/lock", "--offline-audit", "PyPA Advisory Database"):
+        assert needed in doc, needed

@@ -245,6 +245,26 @@ class Settings(BaseSettings):
     db_ca_file: Path | None = None
     db_ca_pem: str | None = Field(default=None, repr=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _database_ca_in_pieces(cls, data: object) -> object:
+        """Scaleway caps every environment value at 1000 characters, and an
+        instance certificate is longer: there it comes as DB_CA_PEM_1, _2, ...
+        (consecutive from 1), joined here in order. Never both forms."""
+        prefix = "EINVOICE_DB_CA_PEM_"
+        numbered = {name[len(prefix):]: value for name, value in os.environ.items()
+                    if name.startswith(prefix)}
+        if not numbered or not isinstance(data, dict):
+            return data
+        if not all(key.isdigit() for key in numbered) \
+                or sorted(int(key) for key in numbered) != list(range(1, len(numbered) + 1)):
+            raise ValueError("db_ca_pem pieces must be DB_CA_PEM_1, DB_CA_PEM_2, ... "
+                             "with no gap")
+        if data.get("db_ca_pem"):
+            raise ValueError("set db_ca_pem or its pieces db_ca_pem_1.., not both")
+        return {**data, "db_ca_pem": "".join(numbered[str(i)]
+                                             for i in range(1, len(numbered) + 1))}
+
     @model_validator(mode="after")
     def _database_ca_is_usable(self) -> Settings:
         """One CA source, only with TLS on (a CA without TLS would be ignored in

@@ -8,8 +8,12 @@ retain-until not earlier than asked, the server's SHA-256 equal to ours). The
 read-back is what proves each object is locked: every put also names its own
 COMPLIANCE mode and retain-until, so the bucket default is a second guard. A retry of the same bytes
 reuses the key's current version instead of adding an orphan one; other bytes
-under the key are refused. A retention is only ever extended, never shortened
-(moto would let us shorten one; real providers refuse, and so does this code).
+under the key are refused. Every put is conditional (If-None-Match: *): the
+server itself refuses to stack a second version on a key, so two writers
+racing on one key (or a first attempt that finds one) end with one version,
+and a bucket policy can refuse any unconditional write (infra/aws/buckets.tf).
+A retention is only ever extended, never shortened (moto would let us shorten
+one; real providers refuse, and so does this code).
 
 Our exception messages and logs name the bucket, the key and the problem: never
 credentials, content, or a server's free-text message. An unexpected S3 error
@@ -153,6 +157,10 @@ class ObjectLockArchive(InvoiceArchive):
         reused = head is not None
         if head is None:
             head = self._write(key, content, sha256, until, content_type)
+        if head is None:  # the key got a version before ours: the server kept it, not ours
+            head, reused = self._head(key, None), True
+            if head is None:
+                self._not_safe("the write was refused but the key holds no version", key)
         version_id = str(head.get("VersionId") or "")
         if not version_id or version_id == "null":
             self._not_safe("the object has no version id", key)
@@ -189,11 +197,20 @@ class ObjectLockArchive(InvoiceArchive):
         return head
 
     def _write(self, key: str, content: bytes, sha256: bytes, until: datetime,
-               content_type: str) -> dict[str, Any]:
-        answer = self._s3.put_object(
-            Bucket=self._bucket, Key=key, Body=content, ContentType=content_type,
-            ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(sha256),
-            ObjectLockMode=COMPLIANCE, ObjectLockRetainUntilDate=until)
+               content_type: str) -> dict[str, Any] | None:
+        """Put the first version under the key and head it; None when the key
+        already has one (412: If-None-Match refused to write over it)."""
+        try:
+            answer = self._s3.put_object(
+                Bucket=self._bucket, Key=key, Body=content, ContentType=content_type,
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(sha256),
+                ObjectLockMode=COMPLIANCE, ObjectLockRetainUntilDate=until, IfNoneMatch="*")
+        except ClientError as error:
+            if _code(error) != "PreconditionFailed" and _status(error) != 412:
+                raise
+            logger.info("archive: the key already holds a version; not written over",
+                        extra={"archive_key": key})
+            return None
         version_id = answer.get("VersionId")
         head = self._head(key, version_id) if version_id else None
         if head is None:

@@ -257,6 +257,46 @@ def test_a_first_attempt_put_skips_the_lookup_but_still_reads_the_lock_back(
     assert len(versions(s3, bucket, name)) == 1
 
 
+def test_every_put_is_conditional_so_the_server_never_stacks_a_version(
+        s3: Any, make_bucket: MakeBucket, calls: Calls) -> None:
+    bucket, name = make_bucket(), key()
+    ObjectLockArchive(s3, bucket).put(name, PDF, UNTIL, "application/pdf")
+    assert [p.get("IfNoneMatch") for op, p in calls if op == "PutObject"] == ["*"]
+    # What the archive relies on (and the AWS bucket policy enforces): the
+    # server refuses a conditional write over a key that has a version.
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=bucket, Key=name, Body=OTHER, IfNoneMatch="*",
+                      ChecksumAlgorithm="SHA256",
+                      ChecksumSHA256=base64.b64encode(sha(OTHER)).decode(),
+                      ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=UNTIL)
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert len(versions(s3, bucket, name)) == 1
+
+
+def test_a_first_attempt_that_finds_other_bytes_writes_nothing_over_them(
+        s3: Any, make_bucket: MakeBucket) -> None:
+    # A key written meanwhile (a racing writer): the conditional put is
+    # refused, the version found is read and, holding other bytes, refused.
+    bucket, name = make_bucket(), key()
+    theirs = put_directly(s3, bucket, name, OTHER)
+    with pytest.raises(ArchiveNotSafe, match="holds other bytes"):
+        ObjectLockArchive(s3, bucket).put(name, PDF, UNTIL, "application/pdf",
+                                          first_attempt=True)
+    assert [v["VersionId"] for v in versions(s3, bucket, name)] == [theirs]
+
+
+def test_a_first_attempt_that_finds_the_same_bytes_reuses_that_version(
+        s3: Any, make_bucket: MakeBucket, calls: Calls) -> None:
+    bucket, name = make_bucket(), key()
+    theirs = put_directly(s3, bucket, name, PDF)
+    calls.clear()
+    stored = ObjectLockArchive(s3, bucket).put(name, PDF, UNTIL, "application/pdf",
+                                               first_attempt=True)
+    assert stored.version_id == theirs and stored.sha256 == sha(PDF)
+    assert "GetObject" in [op for op, _ in calls]  # found, not written: read back in full
+    assert len(versions(s3, bucket, name)) == 1
+
+
 # -- put -----------------------------------------------------------------------------------
 
 def test_put_stores_the_bytes_under_compliance_lock(s3: Any, make_bucket: MakeBucket) -> None:

@@ -800,8 +800,14 @@ def test_checkov_leaves_no_failed_check() -> None:
         command += ["-d", str(directory)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT,
                           env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    reports = json.loads(done.stdout)
-    reports = reports if isinstance(reports, list) else [reports]
+    # One JSON document per -d directory, printed one after the other.
+    reports: list[dict[str, Any]] = []
+    decoder, text, at = json.JSONDecoder(), done.stdout.strip(), 0
+    while at < len(text):
+        document, at = decoder.raw_decode(text, at)
+        reports += document if isinstance(document, list) else [document]
+        while at < len(text) and text[at].isspace():
+            at += 1
     failed = [(c["check_id"], c["resource"], c["file_path"])
               for r in reports for c in r.get("results", {}).get("failed_checks", [])]
     assert failed == []

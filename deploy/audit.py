@@ -382,6 +382,8 @@ def audit_live(locks: Sequence[Path] = DEFAULT_LOCKS, *, snapshot: Snapshot | No
     if snapshot is not None:
         banner += (f" Severities from the PyPA snapshot dated {snapshot.date.isoformat()}; "
                    "an advisory it does not hold counts as unscored.")
+    else:
+        banner += " No advisory snapshot found: every live finding counts as unscored."
     report = Report("live", banner)
     if not PIP_AUDIT.exists():
         raise AuditError(f"{PIP_AUDIT} is missing: bin/_ensure.sh installs .venv-tools")

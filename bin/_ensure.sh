@@ -1,6 +1,8 @@
 # Sourced by bin/run and bin/test: install what a fresh machine lacks.
 # - PostgreSQL 15 server binaries from the distro when absent;
-# - a virtualenv in .venv from the pinned requirements (re-installed when they change).
+# - .venv-tools from requirements-tools.lock (bin/_tools.sh);
+# - a virtualenv in .venv from requirements-dev.lock, every hash checked
+#   (re-installed when the lock changes). Relock with bin/lock.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -23,13 +25,15 @@ if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
   exit 1
 fi
 
-PY="${PYTHON:-python3}"
+source "$ROOT/bin/_tools.sh"
+
 STAMP=".venv/.requirements.sha256"
-WANT="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+WANT="$(sha256sum requirements-dev.lock | cut -d' ' -f1)"
 if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]]; then
-  echo "installing the virtualenv (.venv) from requirements-dev.txt" >&2
+  echo "installing the virtualenv (.venv) from requirements-dev.lock (hashes required)" >&2
   "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt >&2
+  .venv-tools/bin/uv pip install -q --require-hashes --compile-bytecode \
+    --python .venv/bin/python -r requirements-dev.lock >&2
   echo "$WANT" > "$STAMP"
 fi
 export EINVOICE_PG_BIN="$PG_BIN"

@@ -41,6 +41,14 @@ def sqs_client(settings: Settings) -> Any:
                                           config=config, **_credentials(settings))
 
 
+def lambda_client(timeout: float) -> Any:
+    """Lambda in the function's own region (the platform's AWS_REGION) and
+    with its role: the conformance check, awaited at most `timeout` seconds."""
+    config = Config(connect_timeout=5, read_timeout=timeout,
+                    retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.session.Session().client("lambda", config=config)
+
+
 class SqsQueue:
     """An SQS queue by name: sends in batches of 10, raises if any is refused."""
 

@@ -26,7 +26,6 @@ gets `--require-hashes`, so a hash-locked file drops in unchanged.
 from __future__ import annotations
 
 import argparse
-import compileall
 import hashlib
 import importlib.util
 import json
@@ -41,7 +40,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from py_compile import PycInvalidationMode
 from typing import Literal
 
 from deploy.contents import Contents, contents
@@ -281,13 +279,25 @@ def strip(deps: Path) -> None:
             path.unlink()
 
 
-def compile_tree(tree: Path, code_root: str) -> None:
-    """Bytecode for every module, valid whatever the files' times (unchecked
-    hash: the platform never re-checks the source, and never needs to write)."""
-    ok = compileall.compile_dir(str(tree), quiet=1, ddir=code_root, workers=0,
-                                invalidation_mode=PycInvalidationMode.UNCHECKED_HASH)
-    if not ok:
-        raise PackagingError(f"bytecode compilation failed in {tree}")
+def compile_tree(tree: Path, code_root: str, files: Iterable[Path] | None = None) -> None:
+    """Bytecode for every module of `tree` (or these files of it), valid
+    whatever the files' times (unchecked hash: the platform never re-checks
+    the source, and never needs to write), naming the paths the platform
+    sees. In a process with a fixed hash seed: sets and frozensets among the
+    constants are written in hash order, so this is what makes it
+    reproducible."""
+    targets = [str(tree)] if files is None else [str(tree / f) for f in files
+                                                   if f.suffix == ".py"]
+    if not targets:
+        return
+    command = [sys.executable, "-m", "compileall", "-q", "-j", "0",
+               "--invalidation-mode", "unchecked-hash", "-s", str(tree), "-p", code_root,
+               *targets]
+    done = subprocess.run(command, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    if done.returncode != 0:
+        raise PackagingError(f"bytecode compilation failed in {tree}:\n{done.stdout}"
+                             f"{done.stderr}")
 
 
 def _files(tree: Path) -> list[Path]:
@@ -398,17 +408,6 @@ def _link(source: Path, destination: Path) -> None:
         shutil.copyfile(source, destination)
 
 
-def compile_project(tree: Path, code_root: str, relative: Iterable[Path]) -> None:
-    """Bytecode for the project's own files (the distributions have theirs)."""
-    for path in relative:
-        if path.suffix == ".py":
-            ok = compileall.compile_file(
-                str(tree / path), quiet=1, ddir=str(Path(code_root) / path.parent),
-                invalidation_mode=PycInvalidationMode.UNCHECKED_HASH)
-            if not ok:
-                raise PackagingError(f"bytecode compilation failed for {path}")
-
-
 def build_function(function: Function, provider: Provider, out: Path, work: Path,
                    shared: dict[Libc, Shared], available: dict[str, str],
                    constraints: Path, libc: Libc | None = None) -> Built:
@@ -439,7 +438,7 @@ def build_function(function: Function, provider: Provider, out: Path, work: Path
         _copy(ROOT / "deploy" / "serve.py", tree / "serve.py")
         copied.append(Path("serve.py"))
         (tree / "Dockerfile").write_text(CONTAINERFILE, encoding="utf-8")
-    compile_project(tree, CODE_ROOT[provider], copied)
+    compile_tree(tree, CODE_ROOT[provider], copied)
     problems = _check_tree(tree, deps, function, layout)
     destination = out / f"{function.name}.zip"
     write_zip(tree, destination)

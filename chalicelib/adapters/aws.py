@@ -1,14 +1,18 @@
-"""boto3 clients for any S3/SQS-compatible endpoint (AWS, Scaleway, OVH, moto).
+"""AWS SDK clients for any S3/SQS-compatible endpoint (AWS, Scaleway, OVH, moto).
 
 Provider differences are settings: endpoint URL, region, addressing style and
-whether boto3 sends the optional CRC32 checksums some providers reject.
+whether the SDK sends the optional CRC32 checksums some providers reject.
+
+The clients are botocore's, which boto3 hands out too: only low-level calls
+are made, and importing boto3 on top (its resources and s3transfer) would
+double the cost at cold start, about 110 ms (docs/benchmarks.md#cold-start).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 from chalicelib.config import Settings
@@ -21,6 +25,11 @@ def _credentials(settings: Settings) -> dict[str, str]:
     return {}
 
 
+def _client(service: str, **options: Any) -> Any:
+    """A client on a session of its own, as boto3.client would give."""
+    return botocore.session.get_session().create_client(service, **options)
+
+
 def s3_client(settings: Settings) -> Any:
     config = Config(
         region_name=settings.s3_region,
@@ -30,15 +39,15 @@ def s3_client(settings: Settings) -> Any:
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5, read_timeout=30,
     )
-    return boto3.session.Session().client("s3", endpoint_url=settings.s3_endpoint_url,
-                                          config=config, **_credentials(settings))
+    return _client("s3", endpoint_url=settings.s3_endpoint_url, config=config,
+                   **_credentials(settings))
 
 
 def sqs_client(settings: Settings) -> Any:
     config = Config(region_name=settings.s3_region, connect_timeout=5, read_timeout=30,
                     retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client("sqs", endpoint_url=settings.sqs_endpoint_url,
-                                          config=config, **_credentials(settings))
+    return _client("sqs", endpoint_url=settings.sqs_endpoint_url, config=config,
+                   **_credentials(settings))
 
 
 def lambda_client(timeout: float) -> Any:
@@ -46,7 +55,7 @@ def lambda_client(timeout: float) -> Any:
     with its role: the conformance check, awaited at most `timeout` seconds."""
     config = Config(connect_timeout=5, read_timeout=timeout,
                     retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.session.Session().client("lambda", config=config)
+    return _client("lambda", config=config)
 
 
 class SqsQueue:

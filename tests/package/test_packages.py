@@ -18,6 +18,7 @@ import os
 import re
 import select
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ import pytest
 from deploy import clean
 from deploy.contents import contents
 from deploy.manifest import function
-from deploy.package import LIMITS, SCHEMATRON_ENGINE, sha256_of
+from deploy.package import LIMITS, ROOT, SCHEMATRON_ENGINE, sha256_of
 from devstack.dispatcher import scheduled_event
 from devstack.stack import LocalStack
 from tests.builders import recent
@@ -408,3 +409,17 @@ def test_the_build_is_reproducible(packages: Packages, tmp_path: Path) -> None:
     assert again[0].sha256 == packages.built["aws"]["health"].sha256
     assert os.path.getsize(tmp_path / "aws" / "health.zip") == \
         packages.built["aws"]["health"].zip_bytes
+
+
+def test_the_cold_start_benchmark_runs_quick(packages: Packages) -> None:
+    """Not a timing: bench/cold_start.py --quick still measures every packaged
+    function and prints its ratios (docs/benchmarks.md#cold-start)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "cold_start.py"), "--quick",
+                           "--dist", str(packages.out["aws"])], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in NAMES:
+        assert re.search(rf"^{name}: handler \d+ ms \(\d+\.\d\dx\), first use \d+ ms, bare deps "
+                         rf"\d+ ms: ratio \d+\.\d\dx \(target .*: (met|MISSED)\)$", done.stdout,
+                         re.MULTILINE), (name, done.stdout)
+    assert re.search(r"^targets missed: ", done.stdout, re.MULTILINE)

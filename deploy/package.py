@@ -18,9 +18,12 @@ established):
   ships no musllinux wheel, so conformance-check is built for glibc there,
   to run as a container (its zip carries the Dockerfile).
 
-The installer's input is a requirements file per function (the pins of
-requirements.txt for its distributions); when that file carries hashes pip
-gets `--require-hashes`, so a hash-locked file drops in unchanged.
+The installer's input is a requirements file (`--requirements`, default
+requirements.txt): pins, optionally with hashes. The wheels are downloaded
+once per libc for all functions (with `--require-hashes` when the file has
+hashes: every distribution of the closure must then be in the file); each
+function then installs its share from those wheels only (no index), and its
+packaged files are linked from one shared install.
 """
 
 from __future__ import annotations
@@ -223,12 +226,15 @@ def install(requirements: Path, constraints: Path, platforms: tuple[str, ...],
 
 
 def resolve(requirements: Path, constraints: Path, platforms: tuple[str, ...],
-            wheelhouse: Path, report: Path) -> dict[str, str]:
+            wheelhouse: Path | None, report: Path) -> dict[str, str]:
     """The distributions pip would install for a requirements file (its own
-    dependencies included), by normalised name, with their versions."""
+    dependencies included), by normalised name, with their versions: from
+    the wheelhouse, or the index when there is none yet."""
+    report.parent.mkdir(parents=True, exist_ok=True)
+    source = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse else []
     _run(_pip("install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report),
-              "--no-index", "--find-links", str(wheelhouse), "--target", str(report.parent),
-              "-r", str(requirements), "-c", str(constraints), *_platform_args(platforms)))
+              *source, "--target", str(report.parent), "-r", str(requirements),
+              "-c", str(constraints), *_platform_args(platforms)))
     chosen = json.loads(report.read_text(encoding="utf-8"))["install"]
     return {normalise(item["metadata"]["name"]): item["metadata"]["version"] for item in chosen}
 
@@ -537,6 +543,12 @@ def prepare(provider: Provider, libc: Libc, users: list[Function], available: di
     names = [n for f in users for n in contents(f).distributions]
     union = work / f"requirements-{libc}.txt"
     union.write_text(requirements_for(names, available), encoding="utf-8")
+    if _hash_args(union.read_text(encoding="utf-8")):
+        # Hash-checking needs every distribution pip installs listed with its
+        # hashes: the closure, resolved on the index, then taken from the file.
+        closure = resolve(_without_hashes(union), constraints, PLATFORMS[libc], None,
+                          work / f"closure-{libc}" / "report.json")
+        union.write_text(requirements_for(closure, available), encoding="utf-8")
     wheelhouse = work / f"wheels-{libc}"
     download(union, constraints, PLATFORMS[libc], wheelhouse, pip_cache)
     deps_dir = target(provider, users[0], libc).deps_dir

@@ -171,6 +171,41 @@ class Settings(BaseSettings):
 
     # --- end of the keys helper's block -----------------------------------
 
+
+    # Where issuing runs the schematron conformance check (EN 16931, BR-FR):
+    # "local", a worker process beside the function (it needs saxonche, which
+    # only the conformance-check package holds); "aws-lambda:<function name or
+    # ARN>", that function invoked directly; or the https URL of the private
+    # Scaleway conformance-check, called with conformance_check_token (the
+    # function's token: a secret). docs/deploy/packaging.md.
+    conformance_check: str = "local"
+    conformance_check_token: SecretStr | None = None
+    conformance_check_timeout_seconds: float = Field(default=20, gt=0, le=120)
+
+    @field_validator("conformance_check")
+    @classmethod
+    def _a_known_checker(cls, value: str) -> str:
+        if value == "local":
+            return value
+        if value.startswith("aws-lambda:") and _LAMBDA_FUNCTION.fullmatch(
+                value.removeprefix("aws-lambda:")):
+            return value
+        parts = urlsplit(value)
+        if (parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))) \
+                and parts.hostname and not parts.username and not parts.password \
+                and not parts.fragment:
+            return value
+        raise ValueError("must be local, aws-lambda:<function name or ARN>, or an https URL "
+                         "(http only on localhost; no credentials in it)")
+
+    @model_validator(mode="after")
+    def _a_remote_check_is_authenticated(self) -> Settings:
+        if self.conformance_check.startswith(("https://", "http://")) and not (
+                self.conformance_check_token and self.conformance_check_token.get_secret_value()):
+            raise ValueError("conformance_check_token is required with a conformance_check URL "
+                             "(the private function's token)")
+        return self
+
     @model_validator(mode="after")
     def _mail_is_never_in_clear_off_this_machine(self) -> Settings:
         """Confirmation links and SMTP credentials travel encrypted, except on loopback."""
@@ -283,6 +318,10 @@ class Settings(BaseSettings):
     # ---- end of the database TLS block ----
 
 
+# A Lambda function as Invoke names it: a name, a partial or a full ARN, maybe a qualifier.
+_LAMBDA_FUNCTION = re.compile(
+    r"(arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(-gov)?-[a-z]+-\d:\d{12}:function:)?"
+    r"[a-zA-Z0-9_-]{1,64}(:(\$LATEST|[a-zA-Z0-9_-]{1,128}))?")
 _ENDPOINT = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")  # as 0017_anchors.sql
 
 

@@ -20,6 +20,7 @@ from chalicelib.ports import Clock, SystemClock
 
 if TYPE_CHECKING:  # types only: each is imported for real where it is built
     from chalicelib.adapters.postgres import Database
+    from chalicelib.documents.schematron import RuleFailure
     from chalicelib.domain.ledger import LedgerEntry
     from chalicelib.domain.passwords import Passwords
     from chalicelib.ports import (
@@ -339,7 +340,31 @@ def invoice_archive() -> WitnessArchive:
 def invoice_documents() -> InvoiceDocuments:
     from chalicelib.adapters.documents import FacturXDocuments
 
-    return FacturXDocuments()
+    return FacturXDocuments(conformance_check())
+
+
+def conformance_check() -> Callable[[bytes], list[RuleFailure]]:
+    """The schematron check issuing runs (EINVOICE_CONFORMANCE_CHECK): in a
+    worker beside this process, or in the conformance-check function, the
+    only package holding saxonche."""
+    s = settings()
+    where = s.conformance_check
+    if where == "local":
+        from chalicelib.documents.schematron import invoice_failures
+
+        return invoice_failures
+    from chalicelib.adapters.conformance import HttpConformanceCheck, LambdaConformanceCheck
+
+    if where.startswith("aws-lambda:"):
+        from chalicelib.adapters.aws import lambda_client
+
+        return LambdaConformanceCheck(lambda_client(s.conformance_check_timeout_seconds),
+                                      where.removeprefix("aws-lambda:"))
+    token = s.conformance_check_token
+    if token is None:  # the settings refuse a URL without one
+        raise RuntimeError("EINVOICE_CONFORMANCE_CHECK_TOKEN is not set")
+    return HttpConformanceCheck(where, token.get_secret_value(),
+                                s.conformance_check_timeout_seconds)
 
 
 def invoice_ports() -> InvoicePorts:
@@ -347,6 +372,22 @@ def invoice_ports() -> InvoicePorts:
 
     return InvoicePorts(database().unit_of_work, invoice_documents(), invoice_archive(),
                         clock())
+
+
+class _NoDocuments:
+    """Archiving renders nothing: the documents port it never calls, so the
+    archive sweep loads no document library (its package has none)."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"archiving produces no document (documents.{name} was called)")
+
+
+def archive_ports() -> InvoicePorts:
+    """Archiving's ports (the archive sweep): issuing's, without documents."""
+    from chalicelib.usecases.invoicing import InvoicePorts
+
+    documents: InvoiceDocuments = _NoDocuments()  # type: ignore[assignment]
+    return InvoicePorts(database().unit_of_work, documents, invoice_archive(), clock())
 
 
 def quote_ports() -> QuotePorts:

@@ -1,15 +1,19 @@
-"""boto3 clients for any S3/SQS-compatible endpoint (AWS, Scaleway, OVH, moto).
+"""AWS SDK clients for any S3/SQS-compatible endpoint (AWS, Scaleway, OVH, moto).
 
 Provider differences are settings: endpoint URL, region, addressing style,
-whether boto3 sends the optional CRC32 checksums some providers reject, and
+whether the SDK sends the optional CRC32 checksums some providers reject, and
 each client's own credentials (S3 keys for S3, queue keys for SQS).
+
+The clients are botocore's, which boto3 hands out too: only low-level calls
+are made, and importing boto3 on top (its resources and s3transfer) would
+double the cost at cold start, about 110 ms (docs/benchmarks.md#cold-start).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from pydantic import SecretStr
 
@@ -25,6 +29,11 @@ def _credentials(access_key_id: SecretStr | None,
     return {}
 
 
+def sdk_client(service: str, **options: Any) -> Any:
+    """A client on a session of its own, as boto3.client would give."""
+    return botocore.session.get_session().create_client(service, **options)
+
+
 def s3_client(settings: Settings) -> Any:
     config = Config(
         region_name=settings.s3_region,
@@ -34,9 +43,8 @@ def s3_client(settings: Settings) -> Any:
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5, read_timeout=30,
     )
-    return boto3.session.Session().client(
-        "s3", endpoint_url=settings.s3_endpoint_url, config=config,
-        **_credentials(settings.s3_access_key_id, settings.s3_secret_access_key))
+    return sdk_client("s3", endpoint_url=settings.s3_endpoint_url, config=config,
+                   **_credentials(settings.s3_access_key_id, settings.s3_secret_access_key))
 
 
 def sqs_client(settings: Settings) -> Any:
@@ -44,9 +52,16 @@ def sqs_client(settings: Settings) -> Any:
     the S3 keys; none: the default credential chain."""
     config = Config(region_name=settings.sqs_region or settings.s3_region, connect_timeout=5,
                     read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client(
-        "sqs", endpoint_url=settings.sqs_endpoint_url, config=config,
-        **_credentials(settings.sqs_access_key_id, settings.sqs_secret_access_key))
+    return sdk_client("sqs", endpoint_url=settings.sqs_endpoint_url, config=config,
+                   **_credentials(settings.sqs_access_key_id, settings.sqs_secret_access_key))
+
+
+def lambda_client(timeout: float) -> Any:
+    """Lambda in the function's own region (the platform's AWS_REGION) and
+    with its role: the conformance check, awaited at most `timeout` seconds."""
+    config = Config(connect_timeout=5, read_timeout=timeout,
+                    retries={"max_attempts": 2, "mode": "standard"})
+    return sdk_client("lambda", config=config)
 
 
 class SqsQueue:

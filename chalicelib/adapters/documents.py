@@ -6,18 +6,27 @@ lxml cost most of a second to import, which other handlers never pay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from chalicelib.documents.cii import invoice_xml
 from chalicelib.documents.facturx import embed, xsd_problems
-from chalicelib.documents.schematron import invoice_failures
+from chalicelib.documents.schematron import RuleFailure, invoice_failures
 from chalicelib.documents.visual import invoice_pdf, unprintable
 from chalicelib.domain.errors import Violation
 from chalicelib.domain.invoice import InvoiceDraft, Totals
 from chalicelib.ports import InvoiceDocuments
 
+ConformanceCheck = Callable[[bytes], list[RuleFailure]]
+
 
 class FacturXDocuments(InvoiceDocuments):
+    """`check`: the schematron conformance check, in process (the default) or
+    in the conformance-check function (chalicelib/adapters/conformance.py)."""
+
+    def __init__(self, check: ConformanceCheck = invoice_failures) -> None:
+        self._check = check
+
     def xml(self, draft: InvoiceDraft, invoice_number: str, totals: Totals) -> bytes:
         return invoice_xml(draft, invoice_number, totals)
 
@@ -40,4 +49,4 @@ class FacturXDocuments(InvoiceDocuments):
         if found:
             return found
         return [Violation("document", f"{failure.rule}: {failure.text}")
-                for failure in invoice_failures(xml) if failure.fatal]
+                for failure in self._check(xml) if failure.fatal]

@@ -33,7 +33,7 @@ _REFUSED = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
 
 
 class KmsClient(Protocol):
-    """What this adapter asks of boto3's KMS client."""
+    """What this adapter asks of the SDK's KMS client."""
 
     def generate_data_key(self, *, KeyId: str, KeySpec: str,
                           EncryptionContext: Mapping[str, str]) -> Mapping[str, object]: ...
@@ -46,18 +46,19 @@ class KmsClient(Protocol):
 
 
 def kms_client(key_arn: str) -> KmsClient:
-    """boto3's client in the key's own region, with bounded timeouts and a few
+    """The SDK's client in the key's own region, with bounded timeouts and a few
     retries; credentials from the default chain (the function's role). The
     endpoint is AWS's, or botocore's AWS_ENDPOINT_URL_KMS (local stand-ins)."""
-    import boto3
     from botocore.config import Config
+
+    from chalicelib.adapters.aws import sdk_client
 
     match = KMS_KEY_ARN.fullmatch(key_arn)
     if match is None:
         raise ValueError("not a KMS key ARN")
     config = Config(region_name=match.group(1), connect_timeout=2, read_timeout=5,
                     retries={"max_attempts": 3, "mode": "standard"})
-    client: KmsClient = boto3.session.Session().client("kms", config=config)
+    client: KmsClient = sdk_client("kms", config=config)
     return client
 
 

@@ -2,7 +2,7 @@
 `<SETTING>_SECRET_ARN` (chalicelib/config.py), read once per container.
 
 Imported only when such an ARN is set, so a cold start without one loads no
-boto3. Credentials come from the default chain (the function's role); the
+the AWS SDK. Credentials come from the default chain (the function's role); the
 endpoint is AWS's in the secret's own region, or botocore's
 AWS_ENDPOINT_URL_SECRETS_MANAGER (local stand-ins).
 """
@@ -23,12 +23,13 @@ class SecretsClient(Protocol):
 
 @lru_cache(maxsize=8)
 def _client(region: str) -> SecretsClient:
-    import boto3
     from botocore.config import Config
+
+    from chalicelib.adapters.aws import sdk_client
 
     config = Config(region_name=region, connect_timeout=2, read_timeout=5,
                     retries={"max_attempts": 3, "mode": "standard"})
-    client: SecretsClient = boto3.session.Session().client("secretsmanager", config=config)
+    client: SecretsClient = sdk_client("secretsmanager", config=config)
     return client
 
 

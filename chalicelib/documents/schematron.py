@@ -41,12 +41,15 @@ __all__ = [
     "EN16931",
     "EVALUATION_ERROR",
     "FR_CTC",
+    "REMOTE_MAX_XML_BYTES",
     "NotXml",
     "RuleFailure",
     "SchematronChecker",
     "SchematronUnavailable",
     "Stylesheet",
     "en16931_failures",
+    "failures_from_wire",
+    "failures_to_wire",
     "invoice_failures",
 ]
 
@@ -69,6 +72,32 @@ class RuleFailure:
     @property
     def fatal(self) -> bool:
         return self.flag == "fatal"
+
+
+# The remote check (functions/conformance_check.py, answered to
+# chalicelib/adapters/conformance.py): at most this much XML per request, under
+# both platforms' 6 MiB payload once base64-encoded.
+REMOTE_MAX_XML_BYTES: Final = 4 * 1024 * 1024
+_FLAGS: Final = frozenset({"fatal", "warning"})
+
+
+def failures_to_wire(failures: Sequence[RuleFailure]) -> list[list[str]]:
+    """The failures as the remote check answers them: [rule, flag, location, text]."""
+    return [[f.rule, f.flag, f.location, f.text] for f in failures]
+
+
+def failures_from_wire(rows: object) -> list[RuleFailure]:
+    """The failures of a remote answer; ValueError for anything but a list
+    of [rule, flag, location, text] strings with a known flag."""
+    if not isinstance(rows, list):
+        raise ValueError("the failures are not a list")
+    found = []
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 4
+                and all(isinstance(part, str) for part in row) and row[1] in _FLAGS):
+            raise ValueError("a failure is not [rule, flag, location, text]")
+        found.append(RuleFailure(*row))
+    return found
 
 
 class SchematronUnavailable(ConformanceCheckUnavailable):
@@ -109,6 +138,12 @@ FR_CTC: Final = Stylesheet(
 )
 
 
+def _isolation_flags() -> list[str]:
+    """The worker runs as isolated as this process: without site-packages
+    when this one has none (a function's own package, nothing else)."""
+    return ["-S"] if sys.flags.no_site else []
+
+
 class _Timeout(Exception):
     pass
 
@@ -130,7 +165,8 @@ class _Worker:
             raise SchematronUnavailable("no Python executable to start the worker with")
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chalicelib.documents.schematron_worker", json.dumps(specs)],
+                [sys.executable, *_isolation_flags(), "-m",
+                 "chalicelib.documents.schematron_worker", json.dumps(specs)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env,
                 cwd=str(_REPO_ROOT),
             )

@@ -69,7 +69,7 @@ def sweep_archive() -> dict[str, int]:
     from chalicelib.usecases.archive_invoice import archive_pending
 
     pending = runtime.invoices_awaiting_archive(timedelta(minutes=5))
-    result = archive_pending(pending, runtime.invoice_ports()) if pending else {"archived": 0,
+    result = archive_pending(pending, runtime.archive_ports()) if pending else {"archived": 0,
                                                                                 "failed": 0}
     logger.info("archive sweep", extra=result)
     return result

@@ -147,8 +147,9 @@ def test_every_trigger_of_the_app_has_a_scaleway_entry() -> None:
         assert found is not None and found[0] == template, template
         assert all(value == f"v-{name}" for name, value in found[1].items())
     # And no module in functions/ serves nothing (health predates the adapter;
-    # migrate is the deploy's one-shot job, with no trigger in app.py).
-    served = {*SCALEWAY_ENTRIES.values(), "api", "health", "migrate"}
+    # migrate is the deploy's one-shot job, and issuing calls the conformance
+    # check: neither has a trigger in app.py).
+    served = {*SCALEWAY_ENTRIES.values(), "api", "health", "migrate", "conformance_check"}
     assert {p.stem for p in (ROOT / "functions").glob("[!_]*.py")} == served
 
 

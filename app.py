@@ -273,8 +273,8 @@ def quote_convert(quote_id: str) -> Response:
 @app.on_sqs_message(queue=settings().ledger_queue, batch_size=10)
 def append_ledger_entries(event: SQSEvent) -> Any:
     """Append ledger entries from the queue, reporting failed messages so only
-    they are retried. The deployment must enable ReportBatchItemFailures on
-    the event source mapping (Chalice does not; infra/ is not written yet):
+    they are retried. The deployment enables ReportBatchItemFailures on the
+    event source mapping (infra/aws/; Chalice's own packaging does not):
     without it a failed message would be deleted with its batch."""
     from chalicelib.entrypoints.ledger_queue import handle_ledger_batch
     from chalicelib.runtime import append_entry

@@ -39,7 +39,8 @@ CONFORMANCE = ("saxonche", "lxml", "factur-x", "aws-lambda-powertools")
 
 # Project code, as globs relative to the repository root.
 CORE = ("chalicelib/__init__.py", "chalicelib/config.py", "chalicelib/logs.py",
-        "chalicelib/ports.py", "chalicelib/runtime.py", "chalicelib/domain/*.py",
+        "chalicelib/ports.py", "chalicelib/runtime.py", "chalicelib/metrics.py",
+        "chalicelib/domain/*.py",
         "chalicelib/usecases/*.py", "chalicelib/adapters/*.py",
         "chalicelib/adapters/postgres/*.py", "chalicelib/entrypoints/*.py")
 RENDERING = ("chalicelib/documents/*.py", "chalicelib/documents/fonts/*")

@@ -429,6 +429,8 @@ def test_each_package_gets_an_sbom_of_exactly_what_it_holds(packages: Packages,
                                                             tmp_path: Path) -> None:
     """The SBOM lists the distributions found in the zip itself, at the locked
     versions with the lock's hashes (two packages: the check is the same)."""
+    from packaging.utils import canonicalize_name
+
     from deploy.package import write_sboms, zip_distributions
 
     out = packages.out["aws"]
@@ -438,8 +440,8 @@ def test_each_package_gets_an_sbom_of_exactly_what_it_holds(packages: Packages,
     written = write_sboms(tmp_path, chosen, lock=ROOT / "requirements.lock")
     for zipped, sbom in zip(chosen, written, strict=True):
         document = json.loads(sbom.read_text())
-        listed = {c["name"].lower(): c["version"] for c in document["components"]}
-        held = {name.lower(): version for name, version
+        listed = {canonicalize_name(c["name"]): c["version"] for c in document["components"]}
+        held = {canonicalize_name(name): version for name, version
                 in zip_distributions(tmp_path / f"{zipped.name}.zip").items()}
         assert listed == held and held
         assert all(c.get("hashes") for c in document["components"])

@@ -6,6 +6,11 @@ function on AWS as well). `app_triggers` names the functions of app.py it
 carries, so a test can prove every trigger of app.py is deployed on both
 providers; the conformance check and the migration job have no trigger in
 app.py (the first is called by issuing, the second by the deploy).
+
+`scaleway_runs_as` says what carries a unit on Scaleway: a Function (the
+Alpine, musl runtime) or, for a unit whose wheels exist for glibc only, a
+private Serverless Container built from its package (deploy/package.py makes
+that package a container build context).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Trigger = Literal["http", "queue", "schedule", "invoke", "job"]
+ScalewayRuntime = Literal["function", "container"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class Function:
     queue_setting: str | None = None  # the Settings field naming its queue
     timeout_seconds: int = 30
     memory_mb: int = 512
+    scaleway_runs_as: ScalewayRuntime = "function"  # scaleway_function or scaleway_container
 
 
 # app.py's schedules, as UNIX cron in UTC (app.py states the same times).
@@ -37,7 +44,7 @@ FUNCTIONS: tuple[Function, ...] = (
              app_triggers=(), timeout_seconds=10, memory_mb=256),
     Function("conformance-check", "invoke", "functions.conformance_check.handle_aws",
              "functions/conformance_check.handle", app_triggers=(), timeout_seconds=30,
-             memory_mb=1024),
+             memory_mb=1024, scaleway_runs_as="container"),  # saxonche: no musl wheel
     Function("append-ledger", "queue", "app.append_ledger_entries",
              "functions/append_ledger.handle", app_triggers=("append_ledger_entries",),
              queue_setting="ledger_queue", timeout_seconds=30, memory_mb=512),

@@ -1,8 +1,10 @@
-# One Scaleway function per entry of deploy/manifest.py: the same name,
-# handler, timeout and memory (tests/infra/test_scaleway_terraform.py keeps
-# them equal). Public: api and health. Private (a caller needs a token or an
-# IAM key allowed FunctionsPrivateAccess): everything else; Scaleway's CRON
-# and queue triggers reach private functions themselves.
+# One Scaleway function per entry of deploy/manifest.py that runs as a
+# function there (scaleway_runs_as; the conformance check is a container:
+# containers.tf): the same name, handler, timeout and memory
+# (tests/infra/test_scaleway_terraform.py keeps them equal). Public: api and
+# health. Private (a caller needs a token or an IAM key allowed
+# FunctionsPrivateAccess): everything else; Scaleway's CRON and queue
+# triggers reach private functions themselves.
 #
 # Settings common to every function are set once on the namespace; secrets
 # are only ever secret_environment_variables, per function, each function
@@ -48,7 +50,9 @@ locals {
   }
 
   conformance_env = {
-    EINVOICE_CONFORMANCE_CHECK = "https://${scaleway_function.conformance_check.domain_name}"
+    # "https://" and the container's domain (the provider's domain_name,
+    # deprecated, is this value without its scheme).
+    EINVOICE_CONFORMANCE_CHECK = scaleway_container.conformance_check.public_endpoint
   }
 
   anchoring_env = length(var.ots_calendars) == 0 ? {} : {
@@ -108,7 +112,9 @@ locals {
   }
 
   conformance_secrets = {
-    EINVOICE_CONFORMANCE_CHECK_TOKEN = scaleway_function_token.conformance_check.token
+    # An IAM secret key, sent as X-Auth-Token (containers.tf says why not a
+    # container token).
+    EINVOICE_CONFORMANCE_CHECK_TOKEN = scaleway_iam_api_key.conformance_callers.secret_key
   }
 }
 
@@ -158,34 +164,6 @@ resource "scaleway_function" "health" {
   private_network_id           = scaleway_vpc_private_network.main.id
   secret_environment_variables = merge(local.app_db_secrets, local.probe_secrets)
   depends_on                   = [terraform_data.migrate]
-}
-
-# -- called by issuing (api, issue-invoice) with its token ------------------------------
-
-resource "scaleway_function" "conformance_check" {
-  name         = "conformance-check"
-  namespace_id = scaleway_function_namespace.main.id
-  runtime      = "python311"
-  handler      = "functions/conformance_check.handle"
-  privacy      = "private"
-  http_option  = "redirected"
-  timeout      = 30
-  memory_limit = 1024
-  max_scale    = 10
-  zip_file     = "${var.package_dir}/conformance-check.zip"
-  zip_hash     = filesha256("${var.package_dir}/conformance-check.zip")
-  deploy       = true
-  # No database, no bucket, no secret: it checks the XML it is given.
-}
-
-# A token scoped to this one function. Scaleway marks function tokens as
-# deprecated in favour of IAM keys allowed FunctionsPrivateAccess, but that
-# permission set opens every private function of the project (migrate
-# included); the token opens one.
-resource "scaleway_function_token" "conformance_check" {
-  function_id = scaleway_function.conformance_check.id
-  region      = var.region
-  description = "api and issue-invoice call the conformance check"
 }
 
 # -- queues ----------------------------------------------------------------------------

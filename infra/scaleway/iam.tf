@@ -106,3 +106,28 @@ resource "scaleway_iam_api_key" "retention_purge" {
   description        = "einvoice function: retention-purge"
   default_project_id = var.project_id
 }
+
+# api and issue-invoice: call the conformance-check container (private). The
+# permission set covers every private container of the project; there is one
+# (containers.tf).
+resource "scaleway_iam_application" "conformance_callers" {
+  name        = "einvoice-conformance-callers"
+  description = "api, issue-invoice: call the private conformance-check container"
+  tags        = ["einvoice"]
+}
+
+resource "scaleway_iam_policy" "conformance_callers" {
+  name           = "einvoice-conformance-callers"
+  application_id = scaleway_iam_application.conformance_callers.id
+
+  rule {
+    project_ids          = [var.project_id]
+    permission_set_names = ["ContainersPrivateAccess"]
+  }
+}
+
+resource "scaleway_iam_api_key" "conformance_callers" {
+  application_id     = scaleway_iam_application.conformance_callers.id
+  description        = "einvoice functions: api, issue-invoice (X-Auth-Token of conformance-check)"
+  default_project_id = var.project_id
+}

@@ -39,3 +39,13 @@ output "secret_manager_paths" {
   description = "Where each secret is kept in Secret Manager."
   value       = [for name in local.secret_names : "/einvoice/${name}"]
 }
+
+output "registry_endpoint" {
+  description = "Where docker pushes the conformance-check image (docker login rg.<region>.scw.cloud)."
+  value       = scaleway_registry_namespace.main.endpoint
+}
+
+output "conformance_check_url" {
+  description = "The private conformance-check container (X-Auth-Token: the conformance-check-token secret)."
+  value       = scaleway_container.conformance_check.public_endpoint
+}

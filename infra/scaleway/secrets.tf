@@ -14,7 +14,7 @@ locals {
     "invoicing-iam-secret-key" = scaleway_iam_api_key.invoicing.secret_key # S3 and Key Manager
     "closings-iam-secret-key"  = scaleway_iam_api_key.closings.secret_key
     "probe-iam-secret-key"     = scaleway_iam_api_key.probe.secret_key
-    "conformance-check-token"  = scaleway_function_token.conformance_check.token
+    "conformance-check-token"  = scaleway_iam_api_key.conformance_callers.secret_key
     }, var.retention_purge_archive_key ? {
     "retention-purge-iam-secret-key" = scaleway_iam_api_key.retention_purge[0].secret_key
   } : {})

@@ -167,3 +167,25 @@ variable "dlq_depth_metric" {
   type        = string
   default     = null
 }
+
+variable "registry_namespace" {
+  description = "Name of the private Container Registry namespace holding the conformance-check image (unique among Scaleway's registry namespaces of the region)."
+  type        = string
+}
+
+variable "conformance_check_image" {
+  description = "The conformance-check image the operator pushed: <registry endpoint>/conformance-check:<SHA-256 of dist/scaleway/conformance-check.zip>. Null until pushed (a targeted apply creates the registry first)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.conformance_check_image == null || can(regex("^rg\\.[a-z0-9-]+\\.scw\\.cloud/[a-z0-9][a-z0-9._-]*/conformance-check:[0-9a-f]{64}$", var.conformance_check_image))
+    error_message = "conformance_check_image must be rg.<region>.scw.cloud/<namespace>/conformance-check:<64 hex digits, the zip's SHA-256>."
+  }
+}
+
+variable "conformance_check_min_scale" {
+  description = "conformance-check instances kept running (0: scale to zero, the first check after an idle spell waits for a cold start)."
+  type        = number
+  default     = 0
+}

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from chalicelib.config import Settings
 from deploy.manifest import FUNCTIONS, Function
+from deploy.package import CONTAINERFILE, target
 
 ROOT = Path(__file__).resolve().parents[2]
 TREE = ROOT / "infra" / "scaleway"
@@ -119,6 +120,21 @@ def functions() -> dict[str, dict[str, Any]]:
             for key, body in resources("scaleway_function").items()}
 
 
+def containers() -> dict[str, dict[str, Any]]:
+    """The scaleway_container blocks by their Scaleway name."""
+    return {body["name"]: body | {"_resource": key}
+            for key, body in resources("scaleway_container").items()}
+
+
+def units() -> dict[str, dict[str, Any]]:
+    """Every deployed unit, function or container, by its manifest name."""
+    return functions() | containers()
+
+
+RUN_AS_FUNCTION = [f for f in FUNCTIONS if f.scaleway_runs_as == "function"]
+RUN_AS_CONTAINER = [f for f in FUNCTIONS if f.scaleway_runs_as == "container"]
+
+
 def reference(rtype: str, body: dict[str, Any] | None, attribute: str = "id") -> str:
     """The interpolation that points at a resource block of `rtype` named like `body`."""
     assert body is not None
@@ -143,8 +159,9 @@ def tf_text() -> str:
 
 def test_every_manifest_function_has_its_scaleway_function() -> None:
     deployed = functions()
-    assert set(deployed) == {f.name for f in FUNCTIONS}
-    for f in FUNCTIONS:
+    assert set(deployed) == {f.name for f in RUN_AS_FUNCTION}
+    assert not set(deployed) & set(containers())
+    for f in RUN_AS_FUNCTION:
         body = deployed[f.name]
         assert body["handler"] == f.scaleway_handler, f.name
         assert body["runtime"] == "python311", f.name
@@ -156,6 +173,81 @@ def test_every_manifest_function_has_its_scaleway_function() -> None:
         assert body["deploy"] is True, f.name
         assert body["namespace_id"] == "${scaleway_function_namespace.main.id}", f.name
         assert body["http_option"] == "redirected", f.name  # HTTPS only
+
+
+def test_the_manifest_runs_as_container_exactly_what_is_packaged_as_one() -> None:
+    """A container unit's zip is a build context, a function's is not: the
+    manifest and the packager agree, and the image serves the manifest's handler."""
+    assert [f.name for f in RUN_AS_CONTAINER] == ["conformance-check"]
+    for f in FUNCTIONS:
+        assert target("scaleway", f).container is (f.scaleway_runs_as == "container"), f.name
+    (conformance,) = RUN_AS_CONTAINER
+    assert f'CMD ["python", "serve.py", "{conformance.scaleway_handler}"]' in CONTAINERFILE
+    assert re.search(r"\bPORT=(\d+)\b", CONTAINERFILE)[1] == "8080"  # type: ignore[index]
+
+
+def test_every_container_unit_is_a_private_scaleway_container_as_the_manifest_says() -> None:
+    deployed = containers()
+    assert set(deployed) == {f.name for f in RUN_AS_CONTAINER}
+    for f in RUN_AS_CONTAINER:
+        body = deployed[f.name]
+        assert body["privacy"] == "private", f.name
+        assert body["namespace_id"] == "${scaleway_container_namespace.main.id}", f.name
+        assert body["https_connections_only"] is True, f.name
+        assert body["timeout"] == f.timeout_seconds, f.name
+        assert body["memory_limit_bytes"] == f.memory_mb * 1000 * 1000, f.name  # the SDK's MB
+        # Scaleway's pairing of memory and vCPU (the provider's container docs).
+        assert body["cpu_limit"] == {128: 70, 256: 140, 512: 280, 1024: 560,
+                                     2048: 1120}[f.memory_mb], f.name
+        assert body["port"] == 8080, f.name  # the Dockerfile's PORT, where serve.py listens
+        assert one_block(body, "scaling_option") == {"concurrent_requests_threshold": 1}
+        assert body["min_scale"] == "${var.conformance_check_min_scale}"
+        assert variable_default("conformance_check_min_scale") == 0
+        assert 1 <= body["max_scale"] <= 50, f.name
+        # Deprecated arguments the provider still accepts: not used.
+        for deprecated in ("registry_image", "memory_limit", "http_option", "deploy"):
+            assert deprecated not in body, (f.name, deprecated)
+    namespace = resources("scaleway_container_namespace")["main"]
+    assert namespace["region"] == "${var.region}" and variable_default("region") == "fr-par"
+    assert "environment_variables" not in namespace
+    assert "secret_environment_variables" not in namespace
+
+
+def test_the_image_comes_from_the_private_registry_tagged_with_the_package_sha256() -> None:
+    registry = resources("scaleway_registry_namespace")["main"]
+    assert registry["is_public"] is False
+    assert registry["region"] == "${var.region}"
+    container = containers()["conformance-check"]
+    assert container["image"] == "${local.conformance_check_image}"
+    assert tree()["locals"]["conformance_check_image"] == \
+        '${var.conformance_check_image == null ? "" : var.conformance_check_image}'
+    assert tree()["locals"]["conformance_check_expected_image"] == (
+        "${scaleway_registry_namespace.main.endpoint}/conformance-check:"
+        '${filesha256("${var.package_dir}/conformance-check.zip")}')
+    precondition = one_block(one_block(container, "lifecycle"), "precondition")
+    assert precondition["condition"] == \
+        "${local.conformance_check_image == local.conformance_check_expected_image}"
+    assert variable_default("conformance_check_image") is None
+
+
+def _image_pattern() -> re.Pattern[str]:
+    validation = one_block(tree()["variable"]["conformance_check_image"], "validation")
+    found = re.search(r'regex\("(.+)", var\.conformance_check_image\)',
+                      validation["condition"])
+    assert found, validation["condition"]
+    return re.compile(found[1].replace("\\\\", "\\"))
+
+
+def test_the_image_variable_refuses_a_reference_not_pinned_to_a_package() -> None:
+    pattern = _image_pattern()
+    digest = "0123456789abcdef" * 4
+    assert pattern.fullmatch(f"rg.fr-par.scw.cloud/einvoice-ab12/conformance-check:{digest}")
+    for refused in ("rg.fr-par.scw.cloud/einvoice-ab12/conformance-check:latest",
+                    f"rg.fr-par.scw.cloud/einvoice-ab12/conformance-check:{digest[:12]}",
+                    f"docker.io/someone/conformance-check:{digest}",
+                    f"rg.fr-par.scw.cloud/einvoice-ab12/other:{digest}",
+                    f"rgXfr-par.scw.cloud/einvoice-ab12/conformance-check:{digest}"):
+        assert not pattern.fullmatch(refused), refused
 
 
 def test_only_the_http_functions_are_public() -> None:
@@ -257,10 +349,13 @@ def test_every_schedule_of_app_py_has_a_cron_with_the_manifest_expression() -> N
 def test_no_function_is_left_without_its_trigger() -> None:
     crons = {c["function_id"] for c in resources("scaleway_function_cron").values()}
     triggers = {t["function_id"] for t in resources("scaleway_function_trigger").values()}
-    for f in FUNCTIONS:
+    for f in RUN_AS_FUNCTION:
         ref = reference("scaleway_function", functions()[f.name])
         assert (ref in crons) == (f.trigger == "schedule"), f.name
         assert (ref in triggers) == (f.trigger == "queue"), f.name
+    # A container unit is only ever called (by issuing): no schedule, no queue.
+    assert {f.trigger for f in RUN_AS_CONTAINER} == {"invoke"}
+    assert not {"scaleway_container_cron", "scaleway_container_trigger"} & set(tree()["resource"])
 
 
 # -- network and database ----------------------------------------------------------------
@@ -275,10 +370,14 @@ def _db_users() -> set[str]:
 def test_every_function_that_reaches_the_database_is_on_the_private_network() -> None:
     network = "${scaleway_vpc_private_network.main.id}"
     users = _db_users()
-    assert users == {f.name for f in FUNCTIONS} - {"conformance-check"}
+    assert users == {f.name for f in RUN_AS_FUNCTION}
     for name in users:
         assert functions()[name]["private_network_id"] == network, name
-    assert "private_network_id" not in functions()["conformance-check"]
+    # The containers reach no database; Scaleway routes only their outgoing
+    # traffic through a Private Network, so attaching one would open a route
+    # to PostgreSQL and serve no caller.
+    for name, body in containers().items():
+        assert "private_network_id" not in body, name
     # Removed in provider 2.75 (every namespace takes Private Networks now).
     assert "activate_vpc_integration" not in resources("scaleway_function_namespace")["main"]
     database = resources("scaleway_rdb_instance")["main"]
@@ -335,19 +434,42 @@ def test_migrations_run_at_deploy_before_the_code_that_needs_them() -> None:
     assert resources("scaleway_function_token")["migrate"]["function_id"] == \
         "${scaleway_function.migrate.id}"
     for name, body in functions().items():
-        if name not in ("migrate", "conformance-check"):
+        if name != "migrate":
             assert "${terraform_data.migrate}" in body["depends_on"], name
 
 
-def test_the_conformance_check_is_called_with_a_token_scoped_to_it() -> None:
-    token = resources("scaleway_function_token")["conformance_check"]
-    assert token["function_id"] == "${scaleway_function.conformance_check.id}"
+def test_only_issuing_can_call_the_conformance_check() -> None:
+    """The callers' key may call private containers, and the conformance check
+    is the only container: the permission set opens it and nothing else."""
+    assert set(resources("scaleway_container")) == {"conformance_check"}
+    assert "scaleway_container_token" not in tree()["resource"]  # deprecated by the provider
+    assert set(resources("scaleway_function_token")) == {"migrate"}
+    policies = resources("scaleway_iam_policy")
+    (rule,) = policies["conformance_callers"]["rule"]
+    assert rule == {"project_ids": ["${var.project_id}"],
+                    "permission_set_names": ["ContainersPrivateAccess"]}
+    assert policies["conformance_callers"]["application_id"] == \
+        "${scaleway_iam_application.conformance_callers.id}"
+    private_access = {name for name, body in policies.items() for r in body["rule"]
+                      if any(p.endswith("PrivateAccess") for p in r["permission_set_names"])}
+    assert private_access == {"conformance_callers"}
+    key = resources("scaleway_iam_api_key")["conformance_callers"]
+    assert key["application_id"] == "${scaleway_iam_application.conformance_callers.id}"
+    assert tree()["locals"]["conformance_secrets"] == {"EINVOICE_CONFORMANCE_CHECK_TOKEN":
+                                                       "${scaleway_iam_api_key.conformance_callers"
+                                                       ".secret_key}"}
+    assert tree()["locals"]["conformance_env"] == {
+        "EINVOICE_CONFORMANCE_CHECK": "${scaleway_container.conformance_check.public_endpoint}"}
     callers = {name for name, body in functions().items()
                if "EINVOICE_CONFORMANCE_CHECK_TOKEN"
                in env_names(body.get("secret_environment_variables"))}
     assert callers == {"api", "issue-invoice"}
     for name in callers:
         assert "EINVOICE_CONFORMANCE_CHECK" in env_names(functions()[name]["environment_variables"])
+    # The key's secret goes to that local and to its Secret Manager copy, nowhere else.
+    assert tf_text().count("scaleway_iam_api_key.conformance_callers.secret_key") == 2
+    assert tree()["locals"]["secret_values"].count(
+        "scaleway_iam_api_key.conformance_callers.secret_key") == 1
 
 
 # -- queues ------------------------------------------------------------------------------
@@ -479,7 +601,7 @@ _SAMPLE = {
     "EINVOICE_SMTP_PORT": "587", "EINVOICE_SMTP_USER": "project-id",
     "EINVOICE_SIGNUP_CONFIRM_URL": "https://app.example.fr/signup/confirm",
     "EINVOICE_FRONTEND_ORIGIN": "https://app.example.fr",
-    "EINVOICE_CONFORMANCE_CHECK": "https://conformance.functions.fnc.fr-par.scw.cloud",
+    "EINVOICE_CONFORMANCE_CHECK": "https://einvoiceab12cd34-conformance-check.functions.fnc.fr-par.scw.cloud",
     "EINVOICE_OTS_CALENDARS": "https://a.pool.opentimestamps.org",
 }
 
@@ -513,8 +635,11 @@ def test_every_function_can_build_its_settings(monkeypatch: pytest.MonkeyPatch) 
     failure stops the apply)."""
     namespace = resources("scaleway_function_namespace")["main"]
     shared = _environment_values(namespace["environment_variables"])
-    for name, body in functions().items():
-        environment = shared | _environment_values(body.get("environment_variables"))
+    container_shared = _environment_values(
+        resources("scaleway_container_namespace")["main"].get("environment_variables"))
+    for name, body in units().items():
+        inherited = container_shared if name in containers() else shared
+        environment = inherited | _environment_values(body.get("environment_variables"))
         for secret in env_names(body.get("secret_environment_variables")):
             environment[secret] = "a-secret-value"
         missing = {k for k, v in environment.items() if v == ""}
@@ -531,13 +656,19 @@ def test_every_function_can_build_its_settings(monkeypatch: pytest.MonkeyPatch) 
 
 def test_no_plain_secret_is_an_environment_variable() -> None:
     secrets = {f"EINVOICE_{name}" for name in secret_setting_names()}
-    namespace = resources("scaleway_function_namespace")["main"]
-    bodies = [("namespace", namespace), *functions().items()]
+    namespaces = [("function namespace", resources("scaleway_function_namespace")["main"]),
+                  ("container namespace", resources("scaleway_container_namespace")["main"])]
+    bodies = [*namespaces, *units().items()]
     for name, body in bodies:
         plain_names = env_names(body.get("environment_variables"))
         assert not plain_names & secrets, name
-    for name, body in functions().items():
+        # nothing that looks like a credential under another name either
+        assert not [n for n in plain_names
+                    if re.search(r"PASSWORD|SECRET|TOKEN|_KEY_PEM", n)], name
+    for name, body in units().items():
         assert env_names(body.get("secret_environment_variables")) <= secrets, name
+    for name in containers():  # the conformance check holds no secret at all
+        assert "secret_environment_variables" not in containers()[name], name
 
 
 def test_every_secret_is_kept_in_secret_manager() -> None:

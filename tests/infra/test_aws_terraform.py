@@ -827,7 +827,8 @@ def test_the_region_is_paris_only() -> None:
 def test_terraform_fmt_finds_nothing_to_change() -> None:
     binary = shutil.which("terraform")
     if binary is None:
-        pytest.skip("terraform is not installed here: `terraform fmt` runs where it is")
+        pytest.fail("terraform is not on PATH: the format check must run "
+                    "(the machine image has it at /usr/local/bin/terraform)")
     done = subprocess.run([binary, "fmt", "-check", "-recursive", "-diff", str(AWS)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

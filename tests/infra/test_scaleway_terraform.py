@@ -745,7 +745,8 @@ def test_every_service_unavailable_line_and_deferred_witness_alerts_the_operator
 def test_terraform_fmt_is_clean() -> None:
     binary = shutil.which("terraform")
     if binary is None:
-        pytest.skip("terraform is not installed here (fmt runs where it is)")
+        pytest.fail("terraform is not on PATH: the format check must run "
+                    "(the machine image has it at /usr/local/bin/terraform)")
     result = subprocess.run([binary, "fmt", "-check", "-recursive", str(TREE)],
                             capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

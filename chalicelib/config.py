@@ -1,44 +1,59 @@
-"""All settings come from the environment (prefix EINVOICE_), validated once.
+"""All settings come from the environment (prefix EINVOICE_), checked once.
 
 Pointing the system at Scaleway, OVH or AWS is configuration only: the code sees
 an endpoint URL, a region, an addressing style and a checksum policy.
+
+Plain Python on purpose: every function reads its settings on a cold start,
+and pydantic with pydantic-settings cost about 150 ms there before a single
+setting was read (docs/benchmarks.md#cold-start). A refused setting raises
+ConfigurationError naming the variable and the rule, never the value.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from chalicelib.secret import Secret
+
+PREFIX = "EINVOICE_"
 
 
-class Settings(BaseSettings):
-    # hide_input_in_errors: a refused setting never prints the input (which holds
-    # every secret setting) into an error, a traceback or a log.
-    model_config = SettingsConfigDict(env_prefix="EINVOICE_", extra="ignore",
-                                      hide_input_in_errors=True)
+def _limits(*, ge: float | None = None, le: float | None = None,
+            gt: float | None = None) -> dict[str, float | None]:
+    """A numeric setting's bounds (field metadata)."""
+    return {"ge": ge, "le": le, "gt": gt}
+
+
+class ConfigurationError(ValueError):
+    """Settings that are refused or contradict each other, named in the
+    message (never a value: it may be a secret)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting, typed. `Settings.from_environment()` reads them (what
+    `settings()` caches); `Settings(**values)` takes values directly, as text
+    the way the environment gives them or already typed, and checks them the
+    same way. Unknown names are refused, so a typo cannot pass unnoticed."""
 
     db_host: str = "127.0.0.1"
-    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_port: int = field(default=5432, metadata=_limits(ge=1, le=65535))
     db_name: str = "einvoice"
     db_tls: bool = False
     # The application role: not the owner, no superuser, no BYPASSRLS.
     db_app_user: str = "einvoice_app"
-    db_app_password: SecretStr = SecretStr("")
+    db_app_password: Secret = Secret("")  # noqa: RUF009 (immutable)
     # The owner role runs migrations only; functions never need its password.
     db_owner_user: str = "einvoice_owner"
-    db_owner_password: SecretStr = SecretStr("")
+    db_owner_password: Secret = Secret("")  # noqa: RUF009 (immutable)
 
     s3_endpoint_url: str | None = None
     s3_region: str = "eu-west-3"
@@ -49,30 +64,30 @@ class Settings(BaseSettings):
     archive_bucket: str = "einvoice-archive"
     # Explicit keys for S3-compatible providers (Scaleway, OVH); unset on AWS,
     # where the function's role provides credentials.
-    s3_access_key_id: SecretStr | None = None
-    s3_secret_access_key: SecretStr | None = None
+    s3_access_key_id: Secret | None = None
+    s3_secret_access_key: Secret | None = None
 
     # argon2id cost (RFC 9106 "low memory" defaults) and session lifetimes.
-    password_time_cost: int = Field(default=3, ge=1)
-    password_memory_kib: int = Field(default=65536, ge=1024)
-    password_parallelism: int = Field(default=4, ge=1)
-    session_lifetime_minutes: int = Field(default=720, ge=1)
-    session_idle_minutes: int = Field(default=30, ge=1)
+    password_time_cost: int = field(default=3, metadata=_limits(ge=1))
+    password_memory_kib: int = field(default=65536, metadata=_limits(ge=1024))
+    password_parallelism: int = field(default=4, metadata=_limits(ge=1))
+    session_lifetime_minutes: int = field(default=720, metadata=_limits(ge=1))
+    session_idle_minutes: int = field(default=30, metadata=_limits(ge=1))
     # Per minute, shared by all instances (PostgreSQL); 429 with Retry-After beyond.
-    login_per_ip_per_minute: int = Field(default=5, ge=1)
-    login_per_account_per_minute: int = Field(default=5, ge=1)
-    signup_per_ip_per_minute: int = Field(default=5, ge=1)
-    writes_per_user_per_minute: int = Field(default=60, ge=1)
-    second_factor_per_user_per_minute: int = Field(default=5, ge=1)
+    login_per_ip_per_minute: int = field(default=5, metadata=_limits(ge=1))
+    login_per_account_per_minute: int = field(default=5, metadata=_limits(ge=1))
+    signup_per_ip_per_minute: int = field(default=5, metadata=_limits(ge=1))
+    writes_per_user_per_minute: int = field(default=60, metadata=_limits(ge=1))
+    second_factor_per_user_per_minute: int = field(default=5, metadata=_limits(ge=1))
     # Lock-out: after this many wrong passwords for an account from one address
     # (or wrong codes for a user), a wait of lockout_base_seconds that doubles
     # with each further failure, up to the cap; for an account from all
     # addresses, later and shorter (a remote attacker cannot keep it out long).
-    lockout_after_failures: int = Field(default=5, ge=1)
-    lockout_base_seconds: int = Field(default=30, ge=1)
-    lockout_cap_seconds: int = Field(default=3600, ge=1, le=86400)
-    lockout_account_after_failures: int = Field(default=20, ge=1)
-    lockout_account_cap_seconds: int = Field(default=900, ge=1, le=86400)
+    lockout_after_failures: int = field(default=5, metadata=_limits(ge=1))
+    lockout_base_seconds: int = field(default=30, metadata=_limits(ge=1))
+    lockout_cap_seconds: int = field(default=3600, metadata=_limits(ge=1, le=86400))
+    lockout_account_after_failures: int = field(default=20, metadata=_limits(ge=1))
+    lockout_account_cap_seconds: int = field(default=900, metadata=_limits(ge=1, le=86400))
 
     # The keys port's local adapter: a 0600 JSON file of master keys.
     master_key_file: Path | None = None
@@ -83,17 +98,17 @@ class Settings(BaseSettings):
     # .eml files in mail_outbox_dir (local development); neither: sign-up is off.
     mail_from: str = "einvoice <no-reply@einvoice.localhost>"
     smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_port: int = field(default=587, metadata=_limits(ge=1, le=65535))
     smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
+    smtp_password: Secret | None = None
     smtp_starttls: bool = True
     mail_outbox_dir: Path | None = None
     # Where the confirmation link points (the frontend's page); the token goes
     # in the fragment, which browsers never send to a server or a Referer.
     signup_confirm_url: str = "http://127.0.0.1:8000/signup/confirm"
-    signup_confirm_hours: int = Field(default=24, ge=1, le=48)
-    signup_per_email_per_minute: int = Field(default=2, ge=1)
-    signup_per_email_per_day: int = Field(default=5, ge=1)
+    signup_confirm_hours: int = field(default=24, metadata=_limits(ge=1, le=48))
+    signup_per_email_per_minute: int = field(default=2, metadata=_limits(ge=1))
+    signup_per_email_per_day: int = field(default=5, metadata=_limits(ge=1))
 
     # The one browser origin allowed to call the API cross-origin (CORS), e.g.
     # https://app.example.fr; unset: no CORS header at all (same origin only).
@@ -105,7 +120,7 @@ class Settings(BaseSettings):
     # The timeout configured for the function on Scaleway, where the platform
     # tells a function no remaining time: the anchor_retries budget counts
     # down from it. Unset: that schedule assumes 30 seconds.
-    function_timeout_seconds: int | None = Field(default=None, ge=10, le=3600)
+    function_timeout_seconds: int | None = field(default=None, metadata=_limits(ge=10, le=3600))
 
     # --- Keys port, closing key, queue credentials (keys helper) ------------
     # Where master keys live (docs/deploy/keys.md): the local key file above
@@ -117,33 +132,21 @@ class Settings(BaseSettings):
     kms_key_id: str | None = None
     scw_key_id: str | None = None
     scw_region: str = "fr-par"
-    scw_secret_key: SecretStr | None = None
+    scw_secret_key: Secret | None = None
     # Key Manager's API; another base only for a local stand-in (http on loopback).
     scw_api_url: str = "https://api.scaleway.com"
     # The closing signer's Ed25519 key as PEM text (a secret: Scaleway secret
     # environment variable, or CLOSING_KEY_PEM_SECRET_ARN on AWS), instead of
     # closing_key_file.
-    closing_key_pem: SecretStr | None = None
+    closing_key_pem: Secret | None = None
     # The SQS client's own credentials (Scaleway issues queue keys apart from
     # S3 keys); unset: the default credential chain (the function's role on
     # AWS). sqs_region unset: s3_region.
     sqs_region: str | None = None
-    sqs_access_key_id: SecretStr | None = None
-    sqs_secret_access_key: SecretStr | None = None
+    sqs_access_key_id: Secret | None = None
+    sqs_secret_access_key: Secret | None = None
 
-    @classmethod
-    def settings_customise_sources(
-            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """After the environment: secret settings named by `<SETTING>_SECRET_ARN`."""
-        return (init_settings, env_settings, SecretArnSource(settings_cls), dotenv_settings,
-                file_secret_settings)
-
-    @model_validator(mode="after")
-    def _keys_provider_is_complete(self) -> Settings:
+    def _keys_provider_is_complete(self) -> None:
         if self.key_provider == "aws-kms" and not KMS_KEY_ARN.fullmatch(self.kms_key_id or ""):
             raise ValueError("key_provider aws-kms needs kms_key_id: the key's ARN "
                              "(arn:aws:kms:<region>:<account>:key/<id>), not an alias")
@@ -167,7 +170,7 @@ class Settings(BaseSettings):
         if (self.sqs_access_key_id is None) != (self.sqs_secret_access_key is None):
             raise ValueError("sqs_access_key_id and sqs_secret_access_key go together: set "
                              "both, or neither (the default credential chain)")
-        return self
+
 
     # --- end of the keys helper's block -----------------------------------
 
@@ -179,10 +182,9 @@ class Settings(BaseSettings):
     # Scaleway conformance-check, called with conformance_check_token (the
     # function's token: a secret). docs/deploy/packaging.md.
     conformance_check: str = "local"
-    conformance_check_token: SecretStr | None = None
-    conformance_check_timeout_seconds: float = Field(default=20, gt=0, le=120)
+    conformance_check_token: Secret | None = None
+    conformance_check_timeout_seconds: float = field(default=20, metadata=_limits(gt=0, le=120))
 
-    @field_validator("conformance_check")
     @classmethod
     def _a_known_checker(cls, value: str) -> str:
         if value == "local":
@@ -198,25 +200,22 @@ class Settings(BaseSettings):
         raise ValueError("must be local, aws-lambda:<function name or ARN>, or an https URL "
                          "(http only on localhost; no credentials in it)")
 
-    @model_validator(mode="after")
-    def _a_remote_check_is_authenticated(self) -> Settings:
+    def _a_remote_check_is_authenticated(self) -> None:
         if self.conformance_check.startswith(("https://", "http://")) and not (
                 self.conformance_check_token and self.conformance_check_token.get_secret_value()):
             raise ValueError("conformance_check_token is required with a conformance_check URL "
                              "(the private function's token)")
-        return self
 
-    @model_validator(mode="after")
-    def _mail_is_never_in_clear_off_this_machine(self) -> Settings:
+
+    def _mail_is_never_in_clear_off_this_machine(self) -> None:
         """Confirmation links and SMTP credentials travel encrypted, except on loopback."""
         link = urlsplit(self.signup_confirm_url)
         if link.scheme != "https" and not (link.scheme == "http" and _loopback(link.hostname)):
             raise ValueError("signup_confirm_url must be https (http only on localhost)")
         if self.smtp_host and not self.smtp_starttls and not _loopback(self.smtp_host):
             raise ValueError("smtp_starttls may be off only for a relay on localhost")
-        return self
 
-    @field_validator("frontend_origin")
+
     @classmethod
     def _one_exact_origin(cls, value: str | None) -> str | None:
         """An origin exactly as a browser sends it: never a wildcard, a list or
@@ -239,18 +238,10 @@ class Settings(BaseSettings):
     # RFC 3161 time-stamping authority whose tokens are verified against the
     # PEM in tsa_certificate_file (its root CA; intermediates and the TSA's own
     # certificate, to pin it, may follow). Unset: nothing is anchored there.
-    ots_calendars: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ots_calendars: list[str] = field(default_factory=list)
     tsa_url: str | None = None
     tsa_certificate_file: Path | None = None
 
-    @field_validator("ots_calendars", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("ots_calendars")
     @classmethod
     def _calendars_are_https(cls, value: list[str]) -> list[str]:
         urls = [_anchor_url(url) for url in value]
@@ -258,17 +249,15 @@ class Settings(BaseSettings):
             raise ValueError("a calendar is listed twice")
         return urls
 
-    @field_validator("tsa_url")
     @classmethod
     def _tsa_is_https(cls, value: str | None) -> str | None:
         return _anchor_url(value) if value else None
 
-    @model_validator(mode="after")
-    def _tsa_tokens_are_verified(self) -> Settings:
+    def _tsa_tokens_are_verified(self) -> None:
         if self.tsa_url and self.tsa_certificate_file is None:
             raise ValueError("tsa_url needs tsa_certificate_file (the PEM its tokens are "
                              "verified against)")
-        return self
+
 
     # ---- Database TLS (block kept by the "ops" work: TLS, migrations job) ----
     # With db_tls, the connection is verify-full: the server's certificate must
@@ -278,34 +267,13 @@ class Settings(BaseSettings):
     # Neither: the system's CAs, hostname still checked. Not a secret, but
     # never printed (repr=False): a log has no use for it.
     db_ca_file: Path | None = None
-    db_ca_pem: str | None = Field(default=None, repr=False)
+    db_ca_pem: str | None = field(default=None, repr=False)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _database_ca_in_pieces(cls, data: object) -> object:
-        """Scaleway caps every environment value at 1000 characters, and an
-        instance certificate is longer: there it comes as DB_CA_PEM_1, _2, ...
-        (consecutive from 1), joined here in order. Never both forms."""
-        prefix = "EINVOICE_DB_CA_PEM_"
-        numbered = {name[len(prefix):]: value for name, value in os.environ.items()
-                    if name.startswith(prefix)}
-        if not numbered or not isinstance(data, dict):
-            return data
-        if not all(key.isdigit() for key in numbered) \
-                or sorted(int(key) for key in numbered) != list(range(1, len(numbered) + 1)):
-            raise ValueError("db_ca_pem pieces must be DB_CA_PEM_1, DB_CA_PEM_2, ... "
-                             "with no gap")
-        if data.get("db_ca_pem"):
-            raise ValueError("set db_ca_pem or its pieces db_ca_pem_1.., not both")
-        return {**data, "db_ca_pem": "".join(numbered[str(i)]
-                                             for i in range(1, len(numbered) + 1))}
-
-    @model_validator(mode="after")
-    def _database_ca_is_usable(self) -> Settings:
+    def _database_ca_is_usable(self) -> None:
         """One CA source, only with TLS on (a CA without TLS would be ignored in
         silence), and one that looks like PEM certificates; named, never quoted."""
         if self.db_ca_pem is not None and not self.db_ca_pem.strip():
-            self.db_ca_pem = None
+            object.__setattr__(self, "db_ca_pem", None)
         if self.db_ca_file is not None and self.db_ca_pem is not None:
             raise ValueError("set db_ca_file or db_ca_pem, not both")
         if (self.db_ca_file is not None or self.db_ca_pem is not None) and not self.db_tls:
@@ -314,8 +282,61 @@ class Settings(BaseSettings):
             raise ValueError("db_ca_pem must hold PEM certificates (-----BEGIN CERTIFICATE-----)")
         if self.db_ca_file is not None and not self.db_ca_file.is_file():
             raise ValueError("db_ca_file is not a readable file")
-        return self
+
     # ---- end of the database TLS block ----
+
+    def __post_init__(self) -> None:
+        for spec in _specs():
+            value = getattr(self, spec.name)
+            try:
+                value = spec.convert(value)
+                check = _FIELD_CHECKS.get(spec.name)
+                if check is not None and value is not None:
+                    value = getattr(self, check)(value)
+            except ValueError as exc:
+                variable = f"{PREFIX}{spec.name.upper()}"
+                raise ConfigurationError(f"{spec.name} ({variable}): {exc}") from None
+            object.__setattr__(self, spec.name, value)
+        for check in _TOGETHER_CHECKS:
+            try:
+                getattr(self, check)()
+            except ConfigurationError:
+                raise
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None,
+                         **overrides: Any) -> Settings:
+        """The settings the environment gives (names case-insensitive, other
+        variables ignored), `overrides` over them; then each secret setting X
+        that only EINVOICE_X_SECRET_ARN names, read from Secrets Manager."""
+        upper = {key.upper(): value for key, value in
+                 (os.environ if environ is None else environ).items()}
+        values: dict[str, Any] = {}
+        for spec in _specs():
+            variable = f"{PREFIX}{spec.name.upper()}"
+            if variable in upper:
+                values[spec.name] = upper[variable]
+        _database_ca_in_pieces(upper, values)
+        values.update(overrides)
+        values.update(_secrets_named_by_arn(upper, values))
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """These settings with some changed, checked again as a whole."""
+        return replace(self, **changes)
+
+
+# Checks of one setting, after its type: each returns the value kept.
+_FIELD_CHECKS = {"conformance_check": "_a_known_checker",
+                 "frontend_origin": "_one_exact_origin",
+                 "ots_calendars": "_calendars_are_https", "tsa_url": "_tsa_is_https"}
+# Checks of settings together, in this order, once every one has its type.
+_TOGETHER_CHECKS = ("_keys_provider_is_complete", "_a_remote_check_is_authenticated",
+                    "_mail_is_never_in_clear_off_this_machine",
+                    "_tsa_tokens_are_verified", "_database_ca_is_usable")
+
 
 
 # A Lambda function as Invoke names it: a name, a partial or a full ARN, maybe a qualifier.
@@ -351,49 +372,184 @@ SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$")
 
 
-class ConfigurationError(ValueError):
-    """Settings that contradict each other, named in the message (never a value)."""
-
-
 def secret_settings() -> tuple[str, ...]:
-    """Every secret setting (SecretStr): each may instead be named by an ARN."""
-    return tuple(name for name, field in Settings.model_fields.items()
-                 if field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+    """Every secret setting (Secret): each may instead be named by an ARN."""
+    return tuple(spec.name for spec in _specs() if spec.secret)
 
 
-class SecretArnSource(PydanticBaseSettingsSource):
+def _secrets_named_by_arn(environ: Mapping[str, str],
+                          given: Mapping[str, Any]) -> dict[str, Secret]:
     """On AWS secrets are never plain environment values: for a secret setting
     X, EINVOICE_X_SECRET_ARN names a Secrets Manager secret whose text is X,
     read when the settings are first built (once per container). Setting both
     X and X_SECRET_ARN is a ConfigurationError. Without any ARN, nothing is
-    imported (no boto3 on a cold start)."""
+    imported (no AWS client on a cold start)."""
+    found: dict[str, Secret] = {}
+    for name in secret_settings():
+        variable = f"{PREFIX}{name.upper()}"
+        arn = environ.get(f"{variable}_SECRET_ARN", "").strip()
+        if not arn:
+            continue
+        if name in given:  # even empty: it would win over the ARN
+            raise ConfigurationError(f"{variable} and {variable}_SECRET_ARN are both set: "
+                                     "keep one (on AWS, the ARN)")
+        if not SECRET_ARN.fullmatch(arn):
+            raise ConfigurationError(f"{variable}_SECRET_ARN is not a Secrets Manager "
+                                     "secret ARN")
+        from chalicelib.adapters.secrets import read_secret
+        from chalicelib.domain.errors import SecretUnavailable
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything happens in __call__
+        try:
+            found[name] = Secret(read_secret(arn))
+        except SecretUnavailable as exc:
+            raise SecretUnavailable(f"{variable}_SECRET_ARN: {exc}") from None
+    return found
 
-    def __call__(self) -> dict[str, Any]:
-        prefix = str(self.config.get("env_prefix") or "").upper()
-        environ = {key.upper(): value for key, value in os.environ.items()}
-        found: dict[str, Any] = {}
-        for name in secret_settings():
-            variable = f"{prefix}{name.upper()}"
-            arn = environ.get(f"{variable}_SECRET_ARN", "").strip()
-            if not arn:
-                continue
-            if name in self.current_state:  # even empty: it would win over the ARN
-                raise ConfigurationError(f"{variable} and {variable}_SECRET_ARN are both set: "
-                                         "keep one (on AWS, the ARN)")
-            if not SECRET_ARN.fullmatch(arn):
-                raise ConfigurationError(f"{variable}_SECRET_ARN is not a Secrets Manager "
-                                         "secret ARN")
-            from chalicelib.adapters.secrets import read_secret
-            from chalicelib.domain.errors import SecretUnavailable
 
-            try:
-                found[name] = read_secret(arn)
-            except SecretUnavailable as exc:
-                raise SecretUnavailable(f"{variable}_SECRET_ARN: {exc}") from None
-        return found
+def _database_ca_in_pieces(environ: Mapping[str, str], values: dict[str, Any]) -> None:
+    """Scaleway caps every environment value at 1000 characters, and an
+    instance certificate is longer: there it comes as DB_CA_PEM_1, _2, ...
+    (consecutive from 1), joined here in order. Never both forms."""
+    prefix = f"{PREFIX}DB_CA_PEM_"
+    numbered = {name[len(prefix):]: value for name, value in environ.items()
+                if name.startswith(prefix)}
+    if not numbered:
+        return
+    if not all(key.isdigit() for key in numbered) \
+            or sorted(int(key) for key in numbered) != list(range(1, len(numbered) + 1)):
+        raise ConfigurationError("db_ca_pem pieces must be DB_CA_PEM_1, DB_CA_PEM_2, ... "
+                                 "with no gap")
+    if values.get("db_ca_pem"):
+        raise ConfigurationError("set db_ca_pem or its pieces db_ca_pem_1.., not both")
+    values["db_ca_pem"] = "".join(numbered[str(i)] for i in range(1, len(numbered) + 1))
+
+
+# --- How a setting's text becomes its type -----------------------------------
+
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One setting: its name, how its text converts, whether it is secret."""
+
+    name: str
+    convert: Callable[[Any], Any]
+    secret: bool
+
+
+def _to_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    return value
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _to_text(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _number(kind: type, limits: Mapping[str, float | None]) -> Callable[[Any], Any]:
+    pattern, noun = (_INTEGER, "an integer") if kind is int else (_DECIMAL, "a number")
+    low, high, above = limits.get("ge"), limits.get("le"), limits.get("gt")
+    bounds = ", ".join(part for part in (
+        f"at least {low:g}" if low is not None else "",
+        f"above {above:g}" if above is not None else "",
+        f"at most {high:g}" if high is not None else "") if part)
+    rule = f"must be {noun}" + (f" ({bounds})" if bounds else "")
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(rule)
+        if isinstance(value, str):
+            if not pattern.fullmatch(value.strip()):
+                raise ValueError(rule)
+            value = kind(value.strip())
+        elif kind is float and isinstance(value, int):
+            value = float(value)
+        elif not isinstance(value, kind):
+            raise ValueError(rule)
+        if (low is not None and value < low) or (high is not None and value > high) \
+                or (above is not None and value <= above):
+            raise ValueError(rule)
+        return value
+    return convert
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return str(value)
+    return convert
+
+
+def _to_secret(value: Any) -> Secret:
+    return value if isinstance(value, Secret) else Secret(_to_text(value))
+
+
+def _to_path(value: Any) -> Path:
+    return value if isinstance(value, Path) else Path(_to_text(value))
+
+
+def _to_list(value: Any) -> list[str]:
+    """Comma-separated text, or a list already."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(part, str) for part in value):
+        return list(value)
+    raise ValueError("must be a comma-separated list")
+
+
+def _converter(annotation: Any, limits: Mapping[str, float | None]
+               ) -> tuple[Callable[[Any], Any], bool]:
+    """(convert, is it secret) for a setting's annotation."""
+    optional = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        optional, annotation = True, members[0]
+    if annotation is bool:
+        convert: Callable[[Any], Any] = _to_bool
+    elif annotation in (int, float):
+        convert = _number(annotation, limits)
+    elif get_origin(annotation) is Literal:
+        convert = _choice(get_args(annotation))
+    elif annotation is Secret:
+        convert = _to_secret
+    elif annotation is Path:
+        convert = _to_path
+    elif get_origin(annotation) is list:
+        convert = _to_list
+    elif annotation is str:
+        convert = _to_text
+    else:  # a new kind of setting needs its converter here
+        raise TypeError(f"no converter for {annotation!r}")
+    if not optional:
+        return convert, annotation is Secret
+
+    def maybe(value: Any) -> Any:
+        """Unset, or set empty (as Terraform passes an unset variable): None."""
+        return None if value is None or value == "" else convert(value)
+    return maybe, annotation is Secret
+
+
+@lru_cache(maxsize=1)
+def _specs() -> tuple[_Spec, ...]:
+    hints = get_type_hints(Settings)
+    specs = []
+    for setting in fields(Settings):
+        convert, secret = _converter(hints[setting.name], setting.metadata)
+        specs.append(_Spec(setting.name, convert, secret))
+    return tuple(specs)
 
 
 # --- end of the keys helper's block -----------------------------------------
@@ -401,4 +557,4 @@ class SecretArnSource(PydanticBaseSettingsSource):
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    return Settings()
+    return Settings.from_environment()

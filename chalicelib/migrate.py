@@ -219,7 +219,7 @@ def owner_connector(settings: Settings) -> Callable[[], pg8000.native.Connection
 
 
 def main() -> int:
-    settings = Settings()
+    settings = Settings.from_environment()
     conn = owner_connector(settings)()
     try:
         notes = RoleReport()

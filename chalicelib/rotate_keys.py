@@ -96,7 +96,7 @@ def rewrap(conn: pg8000.native.Connection, keys: KeyWrapper) -> Rotation:
 def main() -> int:
     from chalicelib.domain.errors import ServiceUnavailable
 
-    settings = Settings()
+    settings = Settings.from_environment()
     if settings.key_provider == "local" and settings.master_key_file is None:
         print("EINVOICE_MASTER_KEY_FILE is not set", file=sys.stderr)
         return 2

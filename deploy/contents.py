@@ -17,9 +17,11 @@ Why the sets differ:
 - passwords and TOTP (argon2-cffi, pyotp) only in api (the HTTP routes);
 - anchoring (opentimestamps, python-bitcoinlib, pycryptodomex, rfc3161-client)
   where anchors are made: api (after POST /closings) and anchor-retries;
-- the rest share BASE: settings, logs, PostgreSQL, the field cipher and the
-  closing signer, ledger hashing, and boto3 (object store, queues, and the
-  provider services other settings select).
+- pydantic (MODELS) only where request bodies, queue messages or invoice
+  drafts are parsed: api, append-ledger, issue-invoice;
+- the rest share BASE: logs, PostgreSQL, the field cipher and the closing
+  signer, ledger hashing, and boto3 (object store, queues, and the provider
+  services the settings select).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 
 from deploy.manifest import FUNCTIONS, Function
 
-BASE = ("pydantic", "pydantic-settings", "aws-lambda-powertools", "pg8000", "cryptography",
-        "rfc8785", "boto3")
+BASE = ("aws-lambda-powertools", "pg8000", "cryptography", "rfc8785", "boto3")
+# Request bodies, queue messages and invoice drafts are pydantic models; the
+# settings are not, so schedules, health and the migration job go without it.
+MODELS = ("pydantic",)
 PASSWORDS = ("argon2-cffi", "pyotp")
 ANCHORING = ("opentimestamps", "python-bitcoinlib", "pycryptodomex", "rfc3161-client")
 DOCUMENTS = ("factur-x", "lxml", "reportlab", "pillow", "pypdf", "schwifty", "python-stdnum")
@@ -38,7 +42,8 @@ DOCUMENTS = ("factur-x", "lxml", "reportlab", "pillow", "pypdf", "schwifty", "py
 CONFORMANCE = ("saxonche", "lxml", "factur-x", "aws-lambda-powertools")
 
 # Project code, as globs relative to the repository root.
-CORE = ("chalicelib/__init__.py", "chalicelib/config.py", "chalicelib/logs.py",
+CORE = ("chalicelib/__init__.py", "chalicelib/config.py", "chalicelib/secret.py",
+        "chalicelib/logs.py",
         "chalicelib/ports.py", "chalicelib/runtime.py", "chalicelib/metrics.py",
         "chalicelib/domain/*.py",
         "chalicelib/usecases/*.py", "chalicelib/adapters/*.py",
@@ -73,11 +78,11 @@ def _uses_app(function: Function) -> bool:
 
 
 _SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "api": (BASE + PASSWORDS + ANCHORING + DOCUMENTS, CORE + RENDERING),
+    "api": (BASE + MODELS + PASSWORDS + ANCHORING + DOCUMENTS, CORE + RENDERING),
     "health": (BASE, CORE),
     "conformance-check": (CONFORMANCE, CHECKER),
-    "append-ledger": (BASE, CORE),
-    "issue-invoice": (BASE + DOCUMENTS, CORE + RENDERING),
+    "append-ledger": (BASE + MODELS, CORE),
+    "issue-invoice": (BASE + MODELS + DOCUMENTS, CORE + RENDERING),
     "retention-purge": (BASE, CORE),
     "scheduled-closings": (BASE, CORE),
     "anchor-retries": (BASE + ANCHORING, CORE),

@@ -105,7 +105,7 @@ class LocalStack:
         try:
             os.environ.update(self.env())
             os.environ["EINVOICE_DB_OWNER_PASSWORD"] = self.secrets.owner
-            return Settings()
+            return Settings.from_environment()
         finally:
             os.environ.clear()
             os.environ.update(saved)

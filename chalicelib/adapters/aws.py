@@ -15,13 +15,13 @@ from typing import Any
 
 import botocore.session
 from botocore.config import Config
-from pydantic import SecretStr
 
 from chalicelib.config import Settings
+from chalicelib.secret import Secret
 
 
-def _credentials(access_key_id: SecretStr | None,
-                 secret_access_key: SecretStr | None) -> dict[str, str]:
+def _credentials(access_key_id: Secret | None,
+                 secret_access_key: Secret | None) -> dict[str, str]:
     """Explicit keys, or none: the default credential chain (the function's role)."""
     if access_key_id and secret_access_key:
         return {"aws_access_key_id": access_key_id.get_secret_value(),

@@ -39,11 +39,11 @@ from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import SecretStr
 
 from chalicelib.domain.encryption import DecryptionRefused
 from chalicelib.domain.errors import KeysUnavailable
 from chalicelib.ports import WrappedKey
+from chalicelib.secret import Secret
 
 WRAP_DOMAIN = b"einvoice-data-key-v1|"  # as the local key file's associated data
 DATA_KEY_BYTES = 32
@@ -64,7 +64,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 class ScalewayKeyManager:
-    def __init__(self, key_id: str, region: str, secret_key: SecretStr,
+    def __init__(self, key_id: str, region: str, secret_key: Secret,
                  api_url: str = "https://api.scaleway.com", timeout: float = 5.0) -> None:
         if not KEY_ID.fullmatch(key_id) or not REGION.fullmatch(region):
             raise ValueError("a Key Manager key id (UUID) and a region such as fr-par")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import SecretStr
 
 from chalicelib.adapters.keys import KeyFileError
 from chalicelib.domain.closing import key_id_for
+from chalicelib.secret import Secret
 
 
 class LocalSigningKey:
@@ -33,7 +33,7 @@ class LocalSigningKey:
         self._load(path.read_bytes(), f"closing key file {path}")
 
     @classmethod
-    def from_pem(cls, pem: SecretStr, source: str) -> LocalSigningKey:
+    def from_pem(cls, pem: Secret, source: str) -> LocalSigningKey:
         """The key from PEM text held by a secret setting (`source` names it in
         errors; the text itself is never quoted)."""
         signer = cls.__new__(cls)

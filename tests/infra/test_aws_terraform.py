@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -270,7 +270,7 @@ def test_every_queue_of_app_py_feeds_its_function_with_its_batch_size() -> None:
     consumed = [e for e in app.event_sources if isinstance(e, SQSEventConfig)]
     queues = tf().locals["queues"]
     assert len(consumed) == len(queues) == 2
-    defaults = Settings.model_fields
+    defaults = {setting.name: setting for setting in fields(Settings)}
     for event in consumed:
         (f,) = [f for f in FUNCTIONS if event.name in f.app_triggers]
         assert f.trigger == "queue" and f.queue_setting is not None
@@ -627,7 +627,7 @@ def test_no_function_environment_holds_a_plain_secret() -> None:
 
 
 def test_every_einvoice_variable_is_a_setting_or_a_new_name_of_the_contract() -> None:
-    known = {f"EINVOICE_{field.upper()}" for field in Settings.model_fields} | {
+    known = {f"EINVOICE_{field.name.upper()}" for field in fields(Settings)} | {
         f"EINVOICE_{name}" for name in NEW_SETTINGS}
     blocks = [tf().locals["environment_common"],
               *tf().locals["environment_of_capability"].values()]

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,8 @@ from typing import Any
 import hcl2
 import pytest
 from chalice.app import Cron, ScheduledEventConfig, SQSEventConfig
-from pydantic import SecretStr
 
-from chalicelib.config import Settings
+from chalicelib.config import Settings, secret_settings
 from deploy.manifest import FUNCTIONS, Function
 from deploy.package import CONTAINERFILE, target
 
@@ -41,7 +41,7 @@ CONTRACT_NEW_NAMES = {
 # value at 1000 characters and the database certificate is longer, so it
 # comes as EINVOICE_DB_CA_PEM_1, _2, ... for the settings to join in order.
 PROPOSED_NEW_PREFIXES = ("DB_CA_PEM_",)
-# The new names whose values are secrets (besides the SecretStr settings).
+# The new names whose values are secrets (besides the Secret settings).
 NEW_SECRET_NAMES = {"SQS_ACCESS_KEY_ID", "SQS_SECRET_ACCESS_KEY", "SCW_SECRET_KEY",
                     "CLOSING_KEY_PEM", "CONFORMANCE_CHECK_TOKEN"}
 
@@ -142,12 +142,11 @@ def reference(rtype: str, body: dict[str, Any] | None, attribute: str = "id") ->
 
 
 def setting_names() -> set[str]:
-    return {name.upper() for name in Settings.model_fields}
+    return {setting.name.upper() for setting in fields(Settings)}
 
 
 def secret_setting_names() -> set[str]:
-    secret = {name.upper() for name, field in Settings.model_fields.items()
-              if "SecretStr" in repr(field.annotation) or field.annotation is SecretStr}
+    secret = {name.upper() for name in secret_settings()}
     return secret | NEW_SECRET_NAMES
 
 
@@ -402,8 +401,8 @@ def test_roles_are_plain_users_and_terraform_never_reapplies_their_grants() -> N
     users = resources("scaleway_rdb_user")
     assert set(users) == {"owner", "app"}
     assert all(user["is_admin"] is False for user in users.values())
-    assert variable_default("db_owner_user") == Settings().db_owner_user
-    assert variable_default("db_app_user") == Settings().db_app_user
+    assert variable_default("db_owner_user") == Settings.from_environment().db_owner_user
+    assert variable_default("db_app_user") == Settings.from_environment().db_app_user
     privileges = resources("scaleway_rdb_privilege")
     assert privileges["owner"]["permission"] == "all"
     assert privileges["app"]["permission"] == "readonly"
@@ -649,7 +648,7 @@ def test_every_function_can_build_its_settings(monkeypatch: pytest.MonkeyPatch) 
         for variable, value in environment.items():
             monkeypatch.setenv(variable, value)
         try:
-            Settings()
+            Settings.from_environment()
         except ValueError as exc:
             pytest.fail(f"{name}: its environment is refused by the settings: {exc}")
 

@@ -434,25 +434,25 @@ def test_anchoring_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("EINVOICE_OTS_CALENDARS",
                        "https://a.pool.opentimestamps.org, https://b.pool.opentimestamps.org/,"
                        "http://127.0.0.1:8099")
-    assert Settings().ots_calendars == ["https://a.pool.opentimestamps.org",
+    assert Settings.from_environment().ots_calendars == ["https://a.pool.opentimestamps.org",
                                         "https://b.pool.opentimestamps.org",
                                         "http://127.0.0.1:8099"]
     monkeypatch.setenv("EINVOICE_OTS_CALENDARS", "")
-    assert Settings().ots_calendars == []
+    assert Settings.from_environment().ots_calendars == []
     for bad in ("http://calendar.example", "https://user:pw@calendar.example",
                 "https://calendar.example/?q=1", "ftp://calendar.example"):
         monkeypatch.setenv("EINVOICE_OTS_CALENDARS", bad)
         with pytest.raises(ValueError, match="https URL"):
-            Settings()
+            Settings.from_environment()
     monkeypatch.delenv("EINVOICE_OTS_CALENDARS")
     monkeypatch.setenv("EINVOICE_TSA_URL", "http://tsa.example")
     with pytest.raises(ValueError, match="https URL"):
-        Settings()
+        Settings.from_environment()
     monkeypatch.setenv("EINVOICE_TSA_URL", "https://tsa.example/tsr")
     with pytest.raises(ValueError, match="tsa_certificate_file"):
-        Settings()
+        Settings.from_environment()
     monkeypatch.setenv("EINVOICE_TSA_CERTIFICATE_FILE", str(tmp_path / "root.pem"))
-    assert Settings().tsa_url == "https://tsa.example/tsr"
+    assert Settings.from_environment().tsa_url == "https://tsa.example/tsr"
 
 
 def test_the_audit_bundle_carries_the_anchors_and_checks_their_digest(

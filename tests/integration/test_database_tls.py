@@ -27,10 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pg8000.exceptions import DatabaseError, InterfaceError
-from pydantic import ValidationError
 
 from chalicelib.adapters.postgres import Database, app_connector, tls_context
-from chalicelib.config import Settings, settings
+from chalicelib.config import ConfigurationError, Settings, settings
 from devstack.postgres import PostgresServer, new_password, server_folder
 from devstack.stack import free_port
 from tests.conftest import remember
@@ -105,7 +104,7 @@ class TlsCluster:
             os.environ.update({k: v for k, v in values.items() if v != ""})
             for name in [k for k, v in values.items() if v == ""]:
                 os.environ.pop(name, None)
-            return Settings()
+            return Settings.from_environment()
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -290,7 +289,7 @@ def test_tls_off_is_plain_tcp_and_a_server_requiring_tls_refuses_it(
     ({"db_tls": True, "db_ca_file": "/nonexistent/ca.pem"}, "not a readable file"),
 ])
 def test_a_bad_ca_setting_is_named_never_echoed(values: dict[str, Any], rule: str) -> None:
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(ConfigurationError) as refused:
         Settings(**values)
     assert rule in str(refused.value)
     assert "secret-ish" not in str(refused.value) and "AAAA" not in str(refused.value)

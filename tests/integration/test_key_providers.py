@@ -22,7 +22,6 @@ import boto3
 import pg8000.native
 import pytest
 from botocore.config import Config
-from pydantic import SecretStr
 
 from chalicelib import rotate_keys, runtime
 from chalicelib.adapters.key_manager import ScalewayKeyManager
@@ -34,6 +33,7 @@ from chalicelib.domain.encryption import DecryptionRefused, FieldPlace
 from chalicelib.domain.errors import KeysUnavailable
 from chalicelib.ports import WrappedKey
 from chalicelib.rotate_keys import rewrap
+from chalicelib.secret import Secret
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.field_encryption import FieldCipher, wrap_context
 from devstack.anchor_standins import dead_endpoint
@@ -97,7 +97,7 @@ def scw_key(key_manager: KeyManagerStandIn) -> str:
 
 def scaleway(standin: KeyManagerStandIn, key_id: str, token: str | None = None,
              api_url: str | None = None) -> ScalewayKeyManager:
-    return ScalewayKeyManager(key_id, "fr-par", SecretStr(token or standin.token),
+    return ScalewayKeyManager(key_id, "fr-par", Secret(token or standin.token),
                               api_url=api_url or standin.url, timeout=2.0)
 
 
@@ -240,7 +240,7 @@ def unreachable(request: pytest.FixtureRequest, kms_key: str,
         with kms_unreachable(kms_key) as keys:
             yield keys
     else:
-        yield ScalewayKeyManager(scw_key, "fr-par", SecretStr("any-token"),
+        yield ScalewayKeyManager(scw_key, "fr-par", Secret("any-token"),
                                  api_url=dead_endpoint(), timeout=1.0)
 
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Callable
 
 import pytest
-from pydantic import SecretStr
 
 from chalicelib.adapters.aws import s3_client, sqs_client
 from chalicelib.config import Settings
+from chalicelib.secret import Secret
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/")
 
@@ -33,8 +33,8 @@ def signed_by(client: object, call: Callable[[], object]) -> set[str]:
 
 
 def with_keys(settings: Settings, **keys: str | None) -> Settings:
-    update = {name: SecretStr(value) if value else None for name, value in keys.items()}
-    return settings.model_copy(update=update)
+    update = {name: Secret(value) if value else None for name, value in keys.items()}
+    return settings.with_changes(**update)
 
 
 def test_each_client_signs_with_its_own_keys(app_settings: Settings) -> None:
@@ -60,15 +60,15 @@ def test_without_queue_keys_sqs_takes_the_default_chain_never_the_s3_keys(
     sqs = sqs_client(settings)
     assert signed_by(sqs, lambda: sqs.get_queue_url(QueueName=settings.invoice_queue)) == {
         "role-key-id"}
-    s3 = s3_client(settings.model_copy(update={"sqs_access_key_id": SecretStr("queue-key-id"),
-                                               "sqs_secret_access_key": SecretStr("q")}))
+    s3 = s3_client(settings.with_changes(**{"sqs_access_key_id": Secret("queue-key-id"),
+                                               "sqs_secret_access_key": Secret("q")}))
     assert signed_by(s3, lambda: s3.head_bucket(Bucket=settings.archive_bucket)) == {
         "s3-key-id"}
 
 
 def test_the_queue_region_is_its_own(app_settings: Settings) -> None:
     assert sqs_client(app_settings).meta.region_name == app_settings.s3_region
-    moved = app_settings.model_copy(update={"sqs_region": "fr-par"})
+    moved = app_settings.with_changes(**{"sqs_region": "fr-par"})
     assert sqs_client(moved).meta.region_name == "fr-par"
     assert s3_client(moved).meta.region_name == app_settings.s3_region
 

@@ -56,8 +56,7 @@ def issue_and_check_invoice(api: int, key: str, stack_env: dict[str, str]) -> No
     _, xml = get_xml_from_pdf(io.BytesIO(pdf), check_xsd=True)
     assert [f for f in invoice_failures(xml) if f.fatal] == []  # EN 16931 and BR-FR
 
-    settings = Settings.model_validate({k.removeprefix("EINVOICE_").lower(): v
-                                        for k, v in stack_env.items()})
+    settings = Settings.from_environment(stack_env)
     s3 = s3_client(settings)
     stored = invoice["archive"]["objects"][0]
     try:

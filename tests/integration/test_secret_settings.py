@@ -61,7 +61,7 @@ def test_the_database_password_comes_from_its_secret_and_opens_the_database(
     arn = secrets_manager("db-app-password", stack.secrets.app)
     monkeypatch.delenv("EINVOICE_DB_APP_PASSWORD")
     monkeypatch.setenv("EINVOICE_DB_APP_PASSWORD_SECRET_ARN", arn)
-    settings = Settings()
+    settings = Settings.from_environment()
     assert settings.db_app_password.get_secret_value() == stack.secrets.app
     conn = app_connector(settings)()
     try:
@@ -80,7 +80,7 @@ def test_a_secret_is_read_once_per_container(
         "provide-client-params.secrets-manager.GetSecretValue",
         lambda **kwargs: calls.append(kwargs["params"]["SecretId"]))
     for _ in range(3):
-        password = Settings().smtp_password
+        password = Settings.from_environment().smtp_password
         assert password is not None
         assert password.get_secret_value() == "smtp-password-from-the-vault"
     assert calls == [arn]
@@ -102,7 +102,7 @@ def test_every_secret_setting_can_come_from_an_arn(
     if name == "scw_secret_key":
         monkeypatch.setenv("EINVOICE_KEY_PROVIDER", "scaleway-key-manager")
         monkeypatch.setenv("EINVOICE_SCW_KEY_ID", "6f2a0b1c-3d4e-4f50-8a9b-0c1d2e3f4a5b")
-    resolved = getattr(Settings(), name)
+    resolved = getattr(Settings.from_environment(), name)
     assert resolved is not None and resolved.get_secret_value() == value
 
 
@@ -114,7 +114,7 @@ def test_a_setting_and_its_arn_together_is_refused_before_any_call(
     with pytest.raises(ConfigurationError,
                        match="EINVOICE_DB_APP_PASSWORD and EINVOICE_DB_APP_PASSWORD_SECRET_ARN "
                              "are both set") as refused:
-        Settings()
+        Settings.from_environment()
     assert stack.secrets.app not in str(refused.value)
 
 
@@ -124,7 +124,7 @@ def test_a_missing_secret_names_the_setting(
     monkeypatch.setenv("EINVOICE_SMTP_PASSWORD_SECRET_ARN", missing)
     with pytest.raises(SecretUnavailable, match="EINVOICE_SMTP_PASSWORD_SECRET_ARN: Secrets "
                                                 "Manager GetSecretValue: ResourceNotFound"):
-        Settings()
+        Settings.from_environment()
 
 
 def test_an_unreachable_secrets_manager_is_unavailable(
@@ -135,7 +135,7 @@ def test_an_unreachable_secrets_manager_is_unavailable(
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", dead_endpoint())
     monkeypatch.setenv("EINVOICE_SMTP_PASSWORD_SECRET_ARN", arn)
     with pytest.raises(SecretUnavailable, match="EndpointConnectionError"):
-        Settings()
+        Settings.from_environment()
 
 
 def test_the_closing_key_comes_from_secrets_manager_at_cold_start(

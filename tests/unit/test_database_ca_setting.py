@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from pydantic import ValidationError
 
-from chalicelib.config import Settings
+from chalicelib.config import ConfigurationError, Settings
 
 PEM = ("-----BEGIN CERTIFICATE-----\n" + "QUJD" * 400 + "\n-----END CERTIFICATE-----\n")
 
@@ -31,24 +30,24 @@ def _pieces(monkeypatch: pytest.MonkeyPatch, text: str, size: int = 900) -> int:
 def test_pieces_are_joined_in_numeric_order(monkeypatch: pytest.MonkeyPatch) -> None:
     count = _pieces(monkeypatch, PEM, size=150)
     assert count > 10  # DB_CA_PEM_10 sorts before _2 as text: order must be numeric
-    assert Settings().db_ca_pem == PEM
+    assert Settings.from_environment().db_ca_pem == PEM
 
 
 def test_a_missing_piece_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     _pieces(monkeypatch, PEM, size=150)
     monkeypatch.delenv("EINVOICE_DB_CA_PEM_2")
-    with pytest.raises(ValidationError, match="no gap"):
-        Settings()
+    with pytest.raises(ConfigurationError, match="no gap"):
+        Settings.from_environment()
 
 
 def test_pieces_and_the_whole_together_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     _pieces(monkeypatch, PEM)
     monkeypatch.setenv("EINVOICE_DB_CA_PEM", PEM)
-    with pytest.raises(ValidationError, match="not both"):
-        Settings()
+    with pytest.raises(ConfigurationError, match="not both"):
+        Settings.from_environment()
 
 
 def test_pieces_are_checked_as_the_whole_is(monkeypatch: pytest.MonkeyPatch) -> None:
     _pieces(monkeypatch, "not a certificate at all")
-    with pytest.raises(ValidationError, match="PEM certificates"):
-        Settings()
+    with pytest.raises(ConfigurationError, match="PEM certificates"):
+        Settings.from_environment()

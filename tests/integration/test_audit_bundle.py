@@ -266,8 +266,13 @@ def test_an_empty_chain_exports_and_verifies(
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no work folder left behind
 
 
-def test_export_commands_run_against_the_environment(chain: Chain, tmp_path: Path) -> None:
-    # The stack fixture put EINVOICE_* in this process's environment.
+def test_export_commands_run_against_the_environment(
+        chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stack fixture put EINVOICE_* in this process's environment; the chain's
+    # key is not the stack's signer: it is pinned as a retired key.
+    unpinned = cli("export-audit-bundle", "--tenant", str(chain.tenant), str(tmp_path / "x"))
+    assert unpinned.returncode == 1 and "no pinned public key for" in unpinned.stderr
+    monkeypatch.setenv("EINVOICE_CLOSING_PUBLIC_KEYS", chain.signer.public_key.hex())
     done = cli("export-audit-bundle", "--tenant", str(chain.tenant), str(tmp_path / "a.zip"),
                "--zip")
     assert done.returncode == 0, done.stderr

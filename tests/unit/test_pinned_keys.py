@@ -37,7 +37,7 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
                                    f"{RETIRED},{RETIRED.upper()}"])
 def test_a_pinned_key_must_be_a_raw_ed25519_key_listed_once(value: str) -> None:
     with pytest.raises(ConfigurationError, match="closing_public_keys") as refused:
-        Settings(closing_public_keys=value)
+        Settings.from_environment({"EINVOICE_CLOSING_PUBLIC_KEYS": value})
     assert value not in str(refused.value)
 
 

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chalicelib import runtime
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.config import ConfigurationError, Settings, settings
 from chalicelib.domain.closing import key_id_for, signature_problem
 
-RETIRED = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
+RETIRED = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32).public_key().public_bytes_raw().hex()
 
 
 @pytest.fixture

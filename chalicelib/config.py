@@ -139,6 +139,11 @@ class Settings:
     # environment variable, or CLOSING_KEY_PEM_SECRET_ARN on AWS), instead of
     # closing_key_file.
     closing_key_pem: Secret | None = None
+    # The Ed25519 public keys (64 hex digits each, comma-separated) that online
+    # verification and proofs trust besides the signer's own, which is always
+    # trusted: the retired keys, kept here after a rotation so the closings and
+    # witnesses they signed still verify. Never read from the database.
+    closing_public_keys: list[str] = field(default_factory=list)
     # The SQS client's own credentials (Scaleway issues queue keys apart from
     # S3 keys); unset: the default credential chain (the function's role on
     # AWS). sqs_region unset: s3_region.
@@ -184,6 +189,15 @@ class Settings:
     conformance_check: str = "local"
     conformance_check_token: Secret | None = None
     conformance_check_timeout_seconds: float = field(default=20, metadata=_limits(gt=0, le=120))
+
+    @classmethod
+    def _raw_ed25519_keys(cls, value: list[str]) -> list[str]:
+        keys = [key.lower() for key in value]
+        if not all(_RAW_ED25519.fullmatch(key) for key in keys):
+            raise ValueError("each key must be a raw Ed25519 public key: 64 hex digits")
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key is listed twice")
+        return keys
 
     @classmethod
     def _a_known_checker(cls, value: str) -> str:
@@ -331,7 +345,8 @@ class Settings:
 # Checks of one setting, after its type: each returns the value kept.
 _FIELD_CHECKS = {"conformance_check": "_a_known_checker",
                  "frontend_origin": "_one_exact_origin",
-                 "ots_calendars": "_calendars_are_https", "tsa_url": "_tsa_is_https"}
+                 "ots_calendars": "_calendars_are_https", "tsa_url": "_tsa_is_https",
+                 "closing_public_keys": "_raw_ed25519_keys"}
 # Checks of settings together, in this order, once every one has its type.
 _TOGETHER_CHECKS = ("_keys_provider_is_complete", "_a_remote_check_is_authenticated",
                     "_mail_is_never_in_clear_off_this_machine",
@@ -366,6 +381,7 @@ def _loopback(host: str | None) -> bool:
 
 # Each ARN's first group is its region (where its client runs).
 KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/[A-Za-z0-9-]{1,128}$")
+_RAW_ED25519 = re.compile(r"^[0-9a-f]{64}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SCW_REGION = re.compile(r"^[a-z]{2}-[a-z]{3}$")
 SECRET_ARN = re.compile(

@@ -399,11 +399,22 @@ class InvoiceArchive(Protocol):
         raises ArchiveTampered on a mismatch."""
 
 
+@dataclass(frozen=True)
+class WitnessVersion:
+    """One version under the witness prefix as the bucket lists it, the ones a
+    delete marker hides included: its bytes, or None for a delete marker."""
+
+    key: str
+    version_id: str
+    content: bytes | None
+
+
 class WitnessArchive(InvoiceArchive, Protocol):
     """The Object Lock bucket as the chain's witness."""
 
-    def newest(self, prefix: str) -> tuple[str, bytes] | None:
-        """The first key under prefix (witness keys sort newest first) and its bytes."""
+    def history(self, prefix: str) -> list[WitnessVersion]:
+        """Every version and delete marker of every key under prefix (never
+        only the current ones), each key's newest first."""
 
 
 class InvoiceDocuments(Protocol):
@@ -539,10 +550,6 @@ class ClosingStore(Protocol):
         """Grow the engine's Merkle tree to `size` leaves and return its root."""
 
     def merkle_nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
-
-    def register_key(self, key_id: str, public_key: bytes) -> None: ...
-
-    def public_keys(self) -> dict[str, bytes]: ...
 
     def add(self, closing: StoredClosing) -> None:
         """Insert (the engine checks it against its entry and the chain)."""

@@ -9,9 +9,10 @@ anchoring clients or document libraries until asked for).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
@@ -142,6 +143,20 @@ def closing_signer() -> ClosingSigner:
     return LocalSigningKey(s.closing_key_file)
 
 
+@lru_cache(maxsize=1)
+def pinned_keys() -> Mapping[str, bytes]:
+    """The public keys closings and witnesses are checked against, never the
+    database's: the signer's own (when this function has one) and the retired
+    ones of EINVOICE_CLOSING_PUBLIC_KEYS (rotation is configuration)."""
+    from chalicelib.domain.closing import pinned_keys as by_id
+
+    s = settings()
+    raw = [bytes.fromhex(key) for key in s.closing_public_keys]
+    if s.closing_key_pem is not None or s.closing_key_file is not None:
+        raw.append(closing_signer().public_key)
+    return MappingProxyType(by_id(raw))
+
+
 # --- end of the keys helper's block --------------------------------------------
 
 
@@ -154,7 +169,8 @@ def closing_ports() -> ClosingPorts:
 def witness_ports() -> WitnessPorts:
     from chalicelib.usecases.witness import WitnessPorts
 
-    return WitnessPorts(database().unit_of_work, closing_signer(), invoice_archive())
+    return WitnessPorts(database().unit_of_work, closing_signer(), invoice_archive(),
+                        pinned_keys())
 
 
 def anchor_ports() -> AnchorPorts:

@@ -167,20 +167,25 @@ def _append(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     _load_env()
-    from chalicelib.runtime import database
+    from chalicelib.runtime import database, invoice_archive, pinned_keys
     from chalicelib.usecases.verify_ledger import verify_ledger
+    from chalicelib.usecases.witness import check_witness
 
-    result = verify_ledger(uuid.UUID(args.tenant), database().snapshot)
-    print(json.dumps(result.as_dict(), indent=2))
-    return 0 if result.ok else 1
+    tenant, snapshot = uuid.UUID(args.tenant), database().snapshot
+    result = verify_ledger(tenant, snapshot, pinned=pinned_keys())
+    witness = check_witness(tenant, snapshot, invoice_archive(), pinned_keys())
+    print(json.dumps({**result.as_dict(), "ok": result.ok and witness["ok"],
+                      "witness": witness}, indent=2))
+    return 0 if result.ok and witness["ok"] else 1
 
 
 def _export_audit_bundle(args: argparse.Namespace) -> int:
     _load_env()
     from chalicelib.audit.bundle import export_from_database
-    from chalicelib.runtime import database
+    from chalicelib.runtime import database, pinned_keys
 
     manifest = export_from_database(uuid.UUID(args.tenant), database(), Path(args.out),
+                                    keys=pinned_keys(),
                                     zip=args.zip)
     print(f"{manifest['entries']} entries, {manifest['closings']} closings -> {args.out}")
     return 0

@@ -162,3 +162,8 @@ def record(database: Database, tenant: uuid.UUID, when: datetime, kind: str,
 def closing_ports(database: Database, signer: ClosingSigner, now: datetime) -> ClosingPorts:
     """Sealing's ports on the real database, its clock frozen at `now`."""
     return ClosingPorts(database.unit_of_work, signer, FrozenClock(now))
+
+
+def pinned(*signers: ClosingSigner) -> dict[str, bytes]:
+    """The public keys of these signers, as configuration pins them."""
+    return {signer.key_id: signer.public_key for signer in signers}

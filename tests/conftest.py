@@ -85,6 +85,7 @@ def _clear_caches() -> None:
     runtime.key_wrapper.cache_clear()
     runtime.mailer.cache_clear()
     runtime.closing_signer.cache_clear()
+    runtime.pinned_keys.cache_clear()
 
 
 @pytest.fixture(scope="session")

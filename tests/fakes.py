@@ -52,6 +52,7 @@ from chalicelib.ports import (
     StoredClosing,
     StoredQuote,
     TenantStore,
+    WitnessVersion,
 )
 
 if TYPE_CHECKING:
@@ -506,12 +507,6 @@ class FakeClosingStore:
                 found[(level, index)] = _merkle_root(leaves)
         return found
 
-    def register_key(self, key_id: str, public_key: bytes) -> None:
-        self._uow.signing_keys.setdefault(key_id, public_key)
-
-    def public_keys(self) -> dict[str, bytes]:
-        return dict(self._uow.signing_keys)
-
     def add(self, closing: StoredClosing) -> None:
         closings = self._uow.require().closings
         if self.get(closing.period_kind, closing.period_start) is not None:
@@ -603,9 +598,10 @@ class FakeArchive:
             raise ArchiveTampered(f"{key}: not the bytes archived")
         return content
 
-    def newest(self, prefix: str) -> tuple[str, bytes] | None:
-        keys = sorted(k for k in self.objects if k.startswith(prefix))
-        return (keys[0], self.objects[keys[0]][-1][1]) if keys else None
+    def history(self, prefix: str) -> list[WitnessVersion]:
+        return [WitnessVersion(key, version_id, content)
+                for key, versions in sorted(self.objects.items()) if key.startswith(prefix)
+                for version_id, content, _ in reversed(versions)]
 
 
 class FakeSigner:

@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumErro
 from chalicelib.domain.errors import ArchiveNotSafe, ArchiveTampered
 from chalicelib.domain.retention import minimum_days
 from chalicelib.logs import logger
-from chalicelib.ports import ArchivedObject, InvoiceArchive
+from chalicelib.ports import ArchivedObject, InvoiceArchive, WitnessVersion
 
 COMPLIANCE = "COMPLIANCE"
 
@@ -279,16 +279,21 @@ class ObjectLockArchive(InvoiceArchive):
             raise ArchiveTampered(self._tampered(key, version_id))
         return body
 
-    def newest(self, prefix: str) -> tuple[str, bytes] | None:
-        """The first key under `prefix` (keys that sort newest first) and its
-        current version's bytes; None when there is none."""
-        listed = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=1)
-        contents = listed.get("Contents") or []
-        if not contents:
-            return None
-        key = str(contents[0]["Key"])
-        body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        return key, body
+    def history(self, prefix: str) -> list[WitnessVersion]:
+        """Every version and delete marker under `prefix` (ListObjectVersions,
+        all pages), each version's bytes read by its version id: a delete
+        marker or a later version cannot hide a witness from this."""
+        found: list[WitnessVersion] = []
+        for page in self._s3.get_paginator("list_object_versions").paginate(
+                Bucket=self._bucket, Prefix=prefix):
+            for marker in page.get("DeleteMarkers") or []:
+                found.append(WitnessVersion(str(marker["Key"]), str(marker["VersionId"]), None))
+            for version in page.get("Versions") or []:
+                key, version_id = str(version["Key"]), str(version["VersionId"])
+                body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key,
+                                                  VersionId=version_id)["Body"].read()
+                found.append(WitnessVersion(key, version_id, body))
+        return found
 
     def _tampered(self, key: str, version_id: str) -> str:
         return (f"archive bucket {self._bucket!r}, key {key!r}, version {version_id!r}: "

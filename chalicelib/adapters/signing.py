@@ -3,7 +3,8 @@ only its owner can read, or the same PEM held by a secret setting
 (EINVOICE_CLOSING_KEY_PEM: a Scaleway secret environment variable, or Secrets
 Manager on AWS through EINVOICE_CLOSING_KEY_PEM_SECRET_ARN). Rotation replaces
 the file (`create` with `replace=True`) or the secret with a new key; the old
-public key stays in `signing_keys`, so closings it signed still verify. A
+public key goes into EINVOICE_CLOSING_PUBLIC_KEYS (pinned), so closings it
+signed still verify. A
 KMS/HSM signer can replace this behind ClosingSigner.
 """
 

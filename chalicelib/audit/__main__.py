@@ -37,9 +37,10 @@ def _export(args: argparse.Namespace) -> int:
     from uuid import UUID
 
     from chalicelib.audit.bundle import export_from_database
-    from chalicelib.runtime import database
+    from chalicelib.runtime import database, pinned_keys
 
-    manifest = export_from_database(UUID(args.tenant), database(), Path(args.out), zip=args.zip)
+    manifest = export_from_database(UUID(args.tenant), database(), Path(args.out),
+                                    keys=pinned_keys(), zip=args.zip)
     print(f"exported {manifest['entries']} entries and {manifest['closings']} closings of "
           f"tenant {manifest['tenant_id']} to {args.out} (head {manifest['head']['hash']})")
     return 0

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -62,18 +62,19 @@ class _Writer:
 
 
 def export_audit_bundle(tenant_id: UUID, snapshot: UnitOfWorkFactory, out: Path, *,
-                        zip: bool = False,
+                        keys: Mapping[str, bytes], zip: bool = False,
                         anchors: Callable[[UUID], list[Any]] | None = None) -> dict[str, Any]:
     """Write the bundle to the folder `out` (or, with `zip`, the .zip file `out`); returns
     the manifest. `out` must not exist yet; nothing is left behind on failure.
-    `anchors(closing_id)`: that closing's anchors, read after the snapshot (anchors
-    live outside the chain and keep changing)."""
+    `keys`: the pinned public keys (runtime.pinned_keys), of which keys.json
+    holds those the closings name. `anchors(closing_id)`: that closing's anchors,
+    read after the snapshot (anchors live outside the chain and keep changing)."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists already")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = _write(tenant_id, snapshot, work, anchors)
+        manifest = _write(tenant_id, snapshot, work, keys, anchors)
         if zip:
             partial = work / "bundle.zip"
             with zipfile.ZipFile(partial, "x", zipfile.ZIP_DEFLATED) as archive:
@@ -88,15 +89,16 @@ def export_audit_bundle(tenant_id: UUID, snapshot: UnitOfWorkFactory, out: Path,
 
 
 def export_from_database(tenant_id: UUID, database: Any, out: Path, *,
-                         zip: bool = False) -> dict[str, Any]:
+                         keys: Mapping[str, bytes], zip: bool = False) -> dict[str, Any]:
     """The export commands' call: the chain from one snapshot, then each closing's anchors."""
     from chalicelib.adapters.postgres import read_anchors
 
-    return export_audit_bundle(tenant_id, database.snapshot, out, zip=zip,
+    return export_audit_bundle(tenant_id, database.snapshot, out, keys=keys, zip=zip,
                                anchors=lambda closing: read_anchors(database, tenant_id, closing))
 
 
 def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path,
+           keys: Mapping[str, bytes],
            anchors: Callable[[UUID], list[Any]] | None) -> dict[str, Any]:
     files: dict[str, str] = {}
     with snapshot(tenant_id) as uow:
@@ -106,7 +108,7 @@ def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path,
             raise NotFound([Violation("tenant_id", "no such tenant")])
         closings = sorted(store.recent(_ALL_CLOSINGS), key=lambda c: c.entry_seq)
         files["closings.jsonl"] = _closings(folder, closings)
-        files["keys.json"] = _keys(folder, store, closings)
+        files["keys.json"] = _keys(folder, keys, closings)
 
         entries, proofs = _Writer(folder / "entries.jsonl"), _Writer(folder / "proofs.jsonl")
         # The first closing covering seq: the smallest last_seq >= seq (as proofs.py says).
@@ -166,15 +168,16 @@ def _closings(folder: Path, closings: list[StoredClosing]) -> str:
     return writer.close()
 
 
-def _keys(folder: Path, store: ClosingStore, closings: list[StoredClosing]) -> str:
-    """The public keys of the tenant's closings (the service's keys in order of first use,
-    the rotated ones included; keys that signed none of them are left out)."""
-    used = {c.key_id for c in closings}
-    keys = [{"key_id": key_id, "algorithm": "Ed25519", "public_key": raw.hex()}
-            for key_id, raw in store.public_keys().items() if key_id in used]
-    missing = used - {k["key_id"] for k in keys}
+def _keys(folder: Path, pinned: Mapping[str, bytes], closings: list[StoredClosing]) -> str:
+    """The pinned public keys of the tenant's closings, in order of first use (the
+    rotated ones included; keys that signed none of them are left out). A
+    closing signed with a key that is not pinned stops the export."""
+    used = list(dict.fromkeys(c.key_id for c in closings))
+    missing = [key_id for key_id in used if key_id not in pinned]
     if missing:
-        raise RuntimeError(f"no public key for {', '.join(sorted(missing))}")
+        raise RuntimeError(f"no pinned public key for {', '.join(sorted(missing))}")
+    keys = [{"key_id": key_id, "algorithm": "Ed25519", "public_key": pinned[key_id].hex()}
+            for key_id in used]
     writer = _Writer(folder / "keys.json")
     writer.write(json.dumps({"keys": keys}, indent=2).encode("utf-8") + b"\n")
     return writer.close()

@@ -142,6 +142,22 @@ def signed_by(public_key: bytes | None, signature: bytes, text: str) -> bool:
     return True
 
 
+def pinned_keys(raw_keys: Iterable[bytes]) -> dict[str, bytes]:
+    """Key id -> raw public key, for the keys pinned outside the database."""
+    return {key_id_for(raw): raw for raw in raw_keys}
+
+
+def signature_problem(pinned: Mapping[str, bytes], key_id: str, signature: bytes,
+                      text: str) -> str | None:
+    """None if `text` is signed by `key_id` and that key is pinned; else why not:
+    "key_unpinned" (the key is not one we trust, whatever the signature), or
+    "signature" (it does not verify with the pinned key)."""
+    key = pinned.get(key_id)
+    if key is None:
+        return "key_unpinned"
+    return None if signed_by(key, signature, text) else "signature"
+
+
 def key_id_for(public_key: bytes) -> str:
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")

@@ -47,12 +47,7 @@ def seal_route(request: Request) -> Response:
             witness_after_sealing(principal.tenant_id, sealed.closing, runtime.witness_ports())
             # Committed: anchoring can only add, never undo (best-effort, never raises).
             runtime.anchor_after_sealing(principal.tenant_id, sealed.closing.closing_id)
-        signer = runtime.closing_signer()
-        keys = {signer.key_id: signer.public_key}
-        if sealed.closing.key_id not in keys:
-            with runtime.database().snapshot(principal.tenant_id) as uow:
-                keys = uow.closings.public_keys()
-        return Response(body=closing_view(sealed.closing, keys),
+        return Response(body=closing_view(sealed.closing, runtime.pinned_keys()),
                         status_code=201 if sealed.created else 200,
                         headers={"Location": f"/closings/{sealed.closing.closing_id}"})
 
@@ -64,8 +59,8 @@ def list_closings_route(request: Request) -> Response:
 
     def act(principal: Principal, _token: str) -> Response:
         with runtime.database().snapshot(principal.tenant_id) as uow:
-            keys = uow.closings.public_keys()
             found = uow.closings.recent(100)
+        keys = runtime.pinned_keys()
         return Response(body={"closings": [closing_view(c, keys) for c in found]},
                         status_code=200)
 
@@ -78,11 +73,10 @@ def get_closing_route(request: Request, closing_id: str) -> Response:
     def act(principal: Principal, _token: str) -> Response:
         wanted = path_uuid(closing_id, "closing_id")
         with runtime.database().snapshot(principal.tenant_id) as uow:
-            keys = uow.closings.public_keys()
             found = uow.closings.by_id(wanted)
         if found is None:
             raise NotFound([Violation("closing_id", "no such closing")])
-        return Response(body=closing_view(found, keys), status_code=200)
+        return Response(body=closing_view(found, runtime.pinned_keys()), status_code=200)
 
     return secured(request, CLOSING_GET, act)
 
@@ -94,6 +88,7 @@ def invoice_proof_route(request: Request, invoice_id: str) -> Response:
         wanted = path_uuid(invoice_id, "invoice_id")
         return Response(body=invoice_proof(principal.tenant_id, wanted,
                                            runtime.database().snapshot,
+                                           runtime.pinned_keys(),
                                            anchors=runtime.closing_anchors), status_code=200)
 
     return secured(request, INVOICE_PROOF, act)

@@ -28,9 +28,11 @@ def ledger_verify_route(request: Request) -> Response:
         since = dict(request.query_params or {}).get("since_closing")
         since_id = path_uuid(since, "since_closing") if since is not None else None
         snapshot = runtime.database().snapshot
-        result = verify_ledger(principal.tenant_id, snapshot, since_id)
+        pinned = runtime.pinned_keys()
+        result = verify_ledger(principal.tenant_id, snapshot, since_id, pinned)
         try:
-            witness = check_witness(principal.tenant_id, snapshot, runtime.invoice_archive())
+            witness = check_witness(principal.tenant_id, snapshot, runtime.invoice_archive(),
+                                    pinned)
         except Exception as exc:  # noqa: BLE001 - the chain's own result still stands
             witness = {"ok": False, "witnessed": None, "reason": "witness_unavailable",
                        "detail": f"the archive could not be read ({type(exc).__name__})"}

@@ -109,7 +109,6 @@ def _seal(uow: UnitOfWork, store: ClosingStore, tenant_id: UUID, period: Period,
     }
     text = closing_text(body)
     signature = ports.signer.sign(text.encode("utf-8"))
-    store.register_key(ports.signer.key_id, ports.signer.public_key)
     appended = uow.ledger.append(CLOSING_SEALED, canonical_payload(
         {"closing": text, "signature": signature.hex(), "key_id": ports.signer.key_id}, now),
         None)

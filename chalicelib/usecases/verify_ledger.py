@@ -4,18 +4,20 @@ a closing already verified, in bounded memory."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 from uuid import UUID
 
 from chalicelib.domain import merkle
-from chalicelib.domain.closing import signed_by
+from chalicelib.domain.closing import signature_problem
 from chalicelib.domain.errors import NotFound, Violation
 from chalicelib.domain.ledger import GENESIS, ChainHead, LedgerEntry, Verification, verify_chain
 from chalicelib.ports import StoredClosing, UnitOfWorkFactory
 
 
 def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
-                  since_closing: UUID | None = None) -> Verification:
+                  since_closing: UUID | None = None,
+                  pinned: Mapping[str, bytes] = MappingProxyType({})) -> Verification:
     """Stream the entries and compare with the chain head.
 
     `snapshot` must give one consistent read (REPEATABLE READ): entries are
@@ -24,6 +26,10 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
     `since_closing`: start after that closing's last entry, from the hash its
     signed text states (its signature checked first), instead of entry 1; the
     entries it covers are taken as verified before (the caller's checkpoint).
+
+    `pinned`: the public keys a closing may be signed with (runtime.pinned_keys:
+    configuration and the signer, never the database); a closing signed with
+    another key fails as `closing_key_unpinned` (none given: every closing does).
 
     Then every signed closing is checked against the recomputed chain (its
     signature, the hash it states for its last entry, and, from genesis, its
@@ -42,25 +48,22 @@ def verify_ledger(tenant_id: UUID, snapshot: UnitOfWorkFactory,
             closing = uow.closings.by_id(since_closing)
             if closing is None:
                 raise NotFound([Violation("since_closing", "no such closing")])
-            if not signed_by(uow.closings.public_keys().get(closing.key_id),
-                             closing.signature, closing.text):
-                return Verification(False, 0, GENESIS, closing.entry_seq, "closing_signature",
-                                    f"the closing in entry {closing.entry_seq} does not verify "
-                                    f"with its key {closing.key_id}")
+            problem = _signature_problem(closing, pinned, f"the closing in entry "
+                                         f"{closing.entry_seq}")
+            if problem is not None:
+                return Verification(False, 0, GENESIS, closing.entry_seq, *problem)
             body = json.loads(closing.text)
             start = ChainHead(int(body["last_seq"]), bytes.fromhex(body["last_entry_hash"]))
         closings = uow.closings.recent(100_000)
-        keys = uow.closings.public_keys()
         seen: dict[int, tuple[bytes, bytes | None]] = {}
         result = verify_chain(_observed(uow.ledger.entries(after_seq=start.seq), start,
                                         {c.last_seq for c in closings}, seen), start)
     if not result.ok:
         return result
-    stated = _closings_problem(closings, keys, seen)
+    stated = _closings_problem(closings, pinned, seen)
     if stated is not None:
-        seq, detail = stated
-        return Verification(False, result.entries_checked, result.head, seq,
-                            "closing_mismatch", detail)
+        seq, reason, detail = stated
+        return Verification(False, result.entries_checked, result.head, seq, reason, detail)
 
     def broken(seq: int, reason: str, detail: str) -> Verification:
         return Verification(False, result.entries_checked, result.head, seq, reason, detail)
@@ -89,24 +92,39 @@ def _observed(entries: Iterable[LedgerEntry], start: ChainHead, wanted: set[int]
         yield entry
 
 
-def _closings_problem(closings: list[StoredClosing], keys: dict[str, bytes],
-                      seen: dict[int, tuple[bytes, bytes | None]]) -> tuple[int, str] | None:
+def _signature_problem(closing: StoredClosing, pinned: Mapping[str, bytes],
+                       where: str) -> tuple[str, str] | None:
+    """(reason, detail) unless the closing is signed by a pinned key."""
+    problem = signature_problem(pinned, closing.key_id, closing.signature, closing.text)
+    if problem == "key_unpinned":
+        return "closing_key_unpinned", f"{where} is signed with {closing.key_id}, " \
+                                       "a key that is not pinned"
+    if problem is not None:
+        return "closing_signature", f"{where} does not verify with its key {closing.key_id}"
+    return None
+
+
+def _closings_problem(closings: list[StoredClosing], pinned: Mapping[str, bytes],
+                      seen: dict[int, tuple[bytes, bytes | None]]
+                      ) -> tuple[int, str, str] | None:
     """Each signed closing against the recomputed chain: its signature, the hash
     it states for its last entry and its Merkle root. A chain rewritten by
     someone who re-hashed it (no key) verifies link by link but not this."""
     for closing in sorted(closings, key=lambda c: c.entry_seq):
         where = f"the closing of {closing.period_kind} {closing.period_start} " \
                 f"(entry {closing.entry_seq})"
-        if not signed_by(keys.get(closing.key_id), closing.signature, closing.text):
-            return closing.entry_seq, f"{where} does not verify with its key {closing.key_id}"
+        signature = _signature_problem(closing, pinned, where)
+        if signature is not None:
+            return closing.entry_seq, *signature
         if closing.last_seq not in seen:
             continue  # before an incremental start, or an empty chain
         body = json.loads(closing.text)
         entry_hash, root = seen[closing.last_seq]
         if body["last_entry_hash"] != entry_hash.hex():
-            return closing.last_seq, (f"{where} states another hash for entry "
-                                      f"{closing.last_seq} than the chain's")
+            return closing.last_seq, "closing_mismatch", (
+                f"{where} states another hash for entry {closing.last_seq} than the chain's")
         if root is not None and body["merkle"]["root"] != root.hex():
-            return closing.last_seq, (f"{where} states another Merkle root for entries "
-                                      f"1..{closing.last_seq} than the chain's")
+            return closing.last_seq, "closing_mismatch", (
+                f"{where} states another Merkle root for entries 1..{closing.last_seq} "
+                "than the chain's")
     return None

@@ -465,7 +465,7 @@ def test_the_audit_bundle_carries_the_anchors_and_checks_their_digest(
     anchor_closing(tenant, closing.closing_id, anchor_ports(database, [calendar.url], tsa.url,
                                                             trust))
     out = tmp_path / "bundle"
-    export_from_database(tenant, database, out)
+    export_from_database(tenant, database, out, keys={signer.key_id: signer.public_key})
     lines = [json.loads(line) for line in (out / "anchors.jsonl").read_text().splitlines()]
     assert {(a["method"], a["closing_entry_seq"]) for a in lines} == {
         (OTS, closing.entry_seq), ("rfc3161", closing.entry_seq)}

@@ -36,6 +36,7 @@ from chalicelib.domain.ledger import canonical_payload, entry_hash
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
+from tests.builders import pinned
 from tests.fakes import FrozenClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def chain(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Chain
     record(database, tenant, at(1, 14, month=12), "credit_note.issued",
            sale("A-2", ("1.00", "20.00")))
     out = tmp_path_factory.mktemp("bundle") / "bundle"
-    manifest = export_audit_bundle(tenant, database.snapshot, out)
+    manifest = export_audit_bundle(tenant, database.snapshot, out, keys=pinned(signer))
     return Chain(tenant, out, signer, manifest)
 
 
@@ -237,14 +238,16 @@ def test_export_writes_the_layout_and_the_command_line_verifies_it(
     assert done.stdout == f"OK: 12 entries, 4 closings, 8 proofs; head {head.hash.hex()}\n"
 
     archive = tmp_path / "bundle.zip"
-    assert export_audit_bundle(chain.tenant, database.snapshot, archive, zip=True)["entries"] == 12
+    assert export_audit_bundle(chain.tenant, database.snapshot, archive, zip=True,
+                               keys=pinned(chain.signer))["entries"] == 12
     with zipfile.ZipFile(archive) as z:
         assert sorted(z.namelist()) == sorted([*manifest["files"], "manifest.json"])
     done = cli("verify-bundle", str(archive))
     assert done.returncode == 0 and done.stdout.startswith("OK: 12 entries, 4 closings"), \
         done.stderr
     with pytest.raises(FileExistsError):
-        export_audit_bundle(chain.tenant, database.snapshot, archive, zip=True)
+        export_audit_bundle(chain.tenant, database.snapshot, archive, zip=True,
+                            keys=pinned(chain.signer))
     # A .zip made by hand around the folder, as an auditor might receive it.
     shutil.make_archive(str(tmp_path / "by-hand"), "zip", bundle.parent, bundle.name)
     assert verify_bundle(tmp_path / "by-hand.zip").ok
@@ -252,19 +255,24 @@ def test_export_writes_the_layout_and_the_command_line_verifies_it(
 
 def test_an_empty_chain_exports_and_verifies(
         database: Database, tenant: uuid.UUID, tmp_path: Path) -> None:
-    manifest = export_audit_bundle(tenant, database.snapshot, tmp_path / "bundle")
+    manifest = export_audit_bundle(tenant, database.snapshot, tmp_path / "bundle", keys={})
     assert manifest["head"] == {"seq": 0, "hash": "00" * 32}
     done = cli("verify-bundle", str(tmp_path / "bundle"))
     assert done.stdout == f"OK: 0 entries, 0 closings, 0 proofs; head {'00' * 32}\n"
     assert json.loads((tmp_path / "bundle" / "keys.json").read_text()) == {"keys": []}
     with pytest.raises(NotFound):
-        export_audit_bundle(uuid.uuid4(), database.snapshot, tmp_path / "nobody")
+        export_audit_bundle(uuid.uuid4(), database.snapshot, tmp_path / "nobody", keys={})
     assert not (tmp_path / "nobody").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no work folder left behind
 
 
-def test_export_commands_run_against_the_environment(chain: Chain, tmp_path: Path) -> None:
-    # The stack fixture put EINVOICE_* in this process's environment.
+def test_export_commands_run_against_the_environment(
+        chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stack fixture put EINVOICE_* in this process's environment; the chain's
+    # key is not the stack's signer: it is pinned as a retired key.
+    unpinned = cli("export-audit-bundle", "--tenant", str(chain.tenant), str(tmp_path / "x"))
+    assert unpinned.returncode == 1 and "no pinned public key for" in unpinned.stderr
+    monkeypatch.setenv("EINVOICE_CLOSING_PUBLIC_KEYS", chain.signer.public_key.hex())
     done = cli("export-audit-bundle", "--tenant", str(chain.tenant), str(tmp_path / "a.zip"),
                "--zip")
     assert done.returncode == 0, done.stderr
@@ -492,16 +500,20 @@ def test_closings_signed_before_and_after_a_key_rotation_verify(
     assert second.key_id != first.key_id
     record(database, tenant, at(21, 13), "invoice.issued", sale("F-2", ("10.00", "20.00")))
     seal(database, tenant, second, "day", "2026-11-21", at(22, 12))
-    export_audit_bundle(tenant, database.snapshot, tmp_path / "bundle")
+    with pytest.raises(RuntimeError, match=f"no pinned public key for {first.key_id}"):
+        export_audit_bundle(tenant, database.snapshot, tmp_path / "bundle",
+                            keys=pinned(second))  # the retired key not configured
+    export_audit_bundle(tenant, database.snapshot, tmp_path / "bundle",
+                        keys=pinned(second, first))
 
     keys = json.loads((tmp_path / "bundle" / "keys.json").read_text())["keys"]
     assert [(k["key_id"], k["public_key"]) for k in keys] == [
         (first.key_id, first.public_key.hex()), (second.key_id, second.public_key.hex())]
     done = cli("verify-bundle", str(tmp_path / "bundle"))
     assert done.returncode == 0 and done.stdout.startswith("OK: 4 entries, 2 closings, 3 proofs")
-    pinned = cli("verify-bundle", str(tmp_path / "bundle"), "--trusted-key", first.key_id,
-                 "--trusted-key", second.public_key.hex())
-    assert pinned.returncode == 0, pinned.stderr
+    trusted = cli("verify-bundle", str(tmp_path / "bundle"), "--trusted-key", first.key_id,
+                  "--trusted-key", second.public_key.hex())
+    assert trusted.returncode == 0, trusted.stderr
     only_first = cli("verify-bundle", str(tmp_path / "bundle"), "--trusted-key", first.key_id)
     assert only_first.stderr == (f"FAIL: entry 4 (closing.sealed): key {second.key_id} is not "
                                  "one of the trusted keys\n")
@@ -532,7 +544,8 @@ def test_export_and_verify_stream_in_bounded_memory(
     started = time.monotonic()
     tracemalloc.start()
     try:
-        manifest = export_audit_bundle(long_chain, database.snapshot, tmp_path / "bundle")
+        manifest = export_audit_bundle(long_chain, database.snapshot, tmp_path / "bundle",
+                                       keys=pinned(LocalSigningKey(tmp_path / "key.pem")))
         _, exported_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         report = verify_bundle(tmp_path / "bundle")
@@ -585,7 +598,7 @@ def test_entries_with_other_data_are_counted_not_summed_and_never_block_sealing(
     assert credited["count"] == 1 and Decimal(credited["tax_exclusive"]) == Decimal("10.50")
     assert credited["by_rate"] == {"S 20.00": {"taxable": "10.50", "tax": "0"}}
     out = tmp_path / "bundle"
-    export_audit_bundle(tenant, database.snapshot, out)
+    export_audit_bundle(tenant, database.snapshot, out, keys=pinned(signer))
     assert verify_bundle(out, progress=False).ok
 
 
@@ -601,7 +614,7 @@ def test_every_closing_but_the_widest_is_proven_to_extend_into_a_wider_one(
     seal(database, tenant, signer, "day", "2026-12-01", at(2, 1, month=12))
     seal(database, tenant, signer, "month", "2026-11", at(2, 2, month=12))
     out = tmp_path / "bundle"
-    export_audit_bundle(tenant, database.snapshot, out)
+    export_audit_bundle(tenant, database.snapshot, out, keys=pinned(signer))
     closings = [json.loads(line) for line in (out / "closings.jsonl").read_text().splitlines()]
     steps = [json.loads(line) for line in (out / "proofs.jsonl").read_text().splitlines()
              if json.loads(line)["type"] == "consistency"]

@@ -11,18 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import Database
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.domain import merkle
-from chalicelib.domain.closing import Period
+from chalicelib.domain.closing import Period, key_id_for
 from chalicelib.domain.errors import Conflict
+from chalicelib.usecases.proofs import closing_view
 from chalicelib.usecases.seal_period import ClosingPorts, seal_due, seal_period
-from tests.builders import at, closing_ports, record, sale
+from chalicelib.usecases.verify_ledger import verify_ledger
+from tests.builders import at, closing_ports, pinned, record, sale
 from tests.conftest import Connect, in_tenant
 from tests.fakes import FrozenClock
+
+INTRUDER = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32).public_key().public_bytes_raw()
 
 
 @pytest.fixture
@@ -136,6 +143,10 @@ def _one_sealed_day(database: Database, tenant: uuid.UUID, signer: LocalSigningK
     "SELECT tenant_id, 0, 99, hash FROM merkle_nodes LIMIT 1",
     "UPDATE signing_keys SET first_used_at = now()",
     "DELETE FROM signing_keys",
+    # A key of its own, well formed: a compromised app once registered one and
+    # sealed closings that online verification then accepted.
+    f"INSERT INTO signing_keys (key_id, algorithm, public_key) VALUES "
+    f"('{key_id_for(INTRUDER)}', 'Ed25519', '\\x{INTRUDER.hex()}'::bytea)",
 ])
 def test_the_application_role_cannot_change_closings_or_the_tree(
         database: Database, tenant: uuid.UUID, signer: LocalSigningKey, as_app: Connect,
@@ -165,6 +176,9 @@ def test_even_the_owner_cannot_change_closings_or_the_tree(
     _one_sealed_day(database, tenant, signer)
     conn = in_tenant(as_owner, tenant)
     try:
+        # The app no longer records keys: the owner's row stands in for the history.
+        conn.run("INSERT INTO signing_keys (key_id, algorithm, public_key) VALUES "
+                 "(:k, 'Ed25519', :p) ON CONFLICT DO NOTHING", k=key_id_for(INTRUDER), p=INTRUDER)
         with pytest.raises(DatabaseError, match="append-only"):
             conn.run(statement)
     finally:
@@ -271,3 +285,68 @@ def test_scheduled_sealing_goes_on_past_a_failing_tenant(
     for t in tenants:
         with database.snapshot(t) as uow:
             assert (uow.closings.latest("day") is None) == (t == broken)
+
+
+# -- only pinned keys are trusted online -------------------------------------------------
+
+def test_a_closing_sealed_with_a_key_of_the_apps_own_fails_online_checks(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, tmp_path: Path) -> None:
+    """A compromised app signs with a key of its own: the engine still binds the
+    closing to the chain, but neither verification nor the proof trusts it."""
+    LocalSigningKey.create(tmp_path / "intruder.pem")
+    intruder = LocalSigningKey(tmp_path / "intruder.pem")
+    record(database, tenant, at(20), "invoice.issued", sale("F-1", "100.00"))
+    with database.snapshot(tenant) as uow:
+        invoice_seq = uow.ledger.head()
+    forged = seal_period(tenant, Period.parse("day", "2026-11-20"),
+                         closing_ports(database, intruder, at(21))).closing
+    service = pinned(signer)
+
+    result = verify_ledger(tenant, database.snapshot, pinned=service)
+    assert not result.ok and result.reason == "closing_key_unpinned"
+    assert result.first_broken_seq == forged.entry_seq
+    assert f"signed with {intruder.key_id}, a key that is not pinned" in (result.detail or "")
+    since = verify_ledger(tenant, database.snapshot, forged.closing_id, service)
+    assert not since.ok and since.reason == "closing_key_unpinned"
+    assert verify_ledger(tenant, database.snapshot, pinned=pinned(signer, intruder)).ok
+
+    assert invoice_seq is not None
+    with database.unit_of_work(tenant) as uow:
+        closing = uow.closings.covering(invoice_seq.seq)
+    assert closing is not None
+    view = closing_view(closing, service)
+    assert view["public_key"]["raw"] is None
+    assert view["verified"] == {"ok": False, "reason": "closing_key_unpinned"}
+
+
+def test_a_closing_whose_signature_fails_with_a_pinned_key_is_named(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey,
+        superuser: Connect) -> None:
+    _one_sealed_day(database, tenant, signer)
+    root = superuser()
+    try:
+        root.run("SET session_replication_role = replica")  # past the append-only triggers
+        root.run("UPDATE closings SET signature = decode(repeat('00', 64), 'hex') "
+                 "WHERE tenant_id = :t", t=str(tenant))
+    finally:
+        root.close()
+    result = verify_ledger(tenant, database.snapshot, pinned=pinned(signer))
+    assert not result.ok and result.reason == "closing_signature"
+
+
+def test_rotation_is_configuration_and_retired_keys_keep_their_closings(
+        database: Database, tenant: uuid.UUID, tmp_path: Path) -> None:
+    path = tmp_path / "closing-key.pem"
+    LocalSigningKey.create(path)
+    first = LocalSigningKey(path)
+    record(database, tenant, at(20), "invoice.issued", sale("F-1", "100.00"))
+    seal_period(tenant, Period.parse("day", "2026-11-20"), closing_ports(database, first, at(21)))
+    LocalSigningKey.create(path, replace=True)
+    second = LocalSigningKey(path)
+    record(database, tenant, at(21, 9), "invoice.issued", sale("F-2", "1.00"))
+    seal_period(tenant, Period.parse("day", "2026-11-21"), closing_ports(database, second, at(22)))
+
+    assert verify_ledger(tenant, database.snapshot, pinned=pinned(second, first)).ok
+    dropped = verify_ledger(tenant, database.snapshot, pinned=pinned(second))
+    assert not dropped.ok and dropped.reason == "closing_key_unpinned"
+    assert first.key_id in (dropped.detail or "")

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from chalicelib.adapters.aws import s3_client
+from chalicelib.config import Settings
 from chalicelib.domain import merkle
 from chalicelib.domain.closing import key_id_for
 from tests.builders import recent
@@ -45,6 +47,8 @@ def test_seal_the_day_then_prove_an_invoice(client: Any, frozen: FrozenClock,
 
     proof = get(client, secret, f"/invoices/{second['id']}/proof").json_body
     closing = proof["closing"]
+    # The stack's own signer is pinned without any setting.
+    assert proof["ok"] is True and closing["verified"] == {"ok": True, "reason": None}
     public = bytes.fromhex(closing["public_key"]["raw"])
     assert key_id_for(public) == closing["key_id"]
     Ed25519PublicKey.from_public_bytes(public).verify(bytes.fromhex(closing["signature"]),
@@ -116,3 +120,19 @@ def test_an_api_key_without_closings_write_cannot_seal(
     _, key = owner_with_key(client, frozen, ["ledger:read"])
     answer = seal(client, key["secret"], {"kind": "day", "period": "2026-11-22"})
     assert answer.status_code == 403
+
+
+def test_a_hidden_witness_fails_ledger_verify_with_its_reason(
+        client: Any, frozen: FrozenClock, auditor_key: tuple[Session, str],
+        app_settings: Settings) -> None:
+    _, secret = auditor_key
+    issue(client, secret, recent(), key="a")
+    frozen.moment = datetime(2026, 11, 24, 0, 5, tzinfo=UTC)
+    assert seal(client, secret, {"kind": "day", "period": "2026-11-23"}).status_code == 201
+    witnessed = get(client, secret, "/ledger/verify").json_body["witness"]
+    assert witnessed["ok"] is True
+
+    s3_client(app_settings).delete_object(Bucket=app_settings.archive_bucket,
+                                          Key=witnessed["object_key"])  # a delete marker
+    verified = get(client, secret, "/ledger/verify").json_body
+    assert verified["ok"] is False and verified["witness"]["reason"] == "witness_deleted"

@@ -25,7 +25,7 @@ from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.config import Settings, settings
 from chalicelib.domain.closing import Period
 from chalicelib.domain.errors import ArchiveNotSafe
-from chalicelib.ports import SystemClock
+from chalicelib.ports import SystemClock, WitnessVersion
 from chalicelib.usecases.anchor import AnchorPorts, anchor_closing
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.invoicing import InvoicePorts
@@ -139,13 +139,14 @@ def test_a_rate_limit_refusal_on_scaleway_is_the_same_emf_line(
 class Garbled:
     """A witness archive whose newest witness is not one we signed."""
 
-    def newest(self, prefix: str) -> tuple[str, bytes]:
-        return f"{prefix}0000000000000001-head.json", b'{"not": "a witness"}'
+    def history(self, prefix: str) -> list[WitnessVersion]:
+        return [WitnessVersion(f"{prefix}0000000000000001-head.json", "v1",
+                               b'{"not": "a witness"}')]
 
 
 def test_a_witness_the_chain_contradicts_is_an_alarm(database: Database, tenant: uuid.UUID,
                                                      emf: Printed) -> None:
-    found = check_witness(tenant, database.snapshot, Garbled())  # type: ignore[arg-type]
+    found = check_witness(tenant, database.snapshot, Garbled(), {})  # type: ignore[arg-type]
     assert not found["ok"] and found["reason"] == "witness_invalid"
     metrics.flush()
     assert emf() == {"WitnessAlarms": [1.0]}

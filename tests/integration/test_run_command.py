@@ -136,7 +136,7 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
             if report["entries_checked"] == 1:
                 break
             time.sleep(0.2)
-        assert report["ok"] and report["entries_checked"] == 1
+        assert report["ok"] and report["entries_checked"] == 1 and report["witness"]["ok"]
 
         # The banner's invoice lines: a demo key, the sample invoice, its PDF.
         assert "devstack demo-key" in text and "/invoice.json" in text

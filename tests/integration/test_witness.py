@@ -39,7 +39,7 @@ from chalicelib.usecases.witness import (
     witness,
     witness_owed,
 )
-from tests.builders import at, closing_ports, record, sale
+from tests.builders import at, closing_ports, pinned, record, sale
 from tests.conftest import Connect
 
 
@@ -96,12 +96,12 @@ def test_a_closing_is_witnessed_under_lock_and_checks(
     head = s3.head_object(Bucket=app_settings.archive_bucket, Key=key)
     assert head["ObjectLockMode"] == "COMPLIANCE"
     content = s3.get_object(Bucket=app_settings.archive_bucket, Key=key)["Body"].read()
-    seen = read_witness(content, {signer.key_id: signer.public_key})
+    seen = read_witness(content, pinned(signer))
     assert seen.seq == 4 and json.loads(content)["closing"]["closing"] == closing.text
     with pytest.raises(ClientError):  # nobody deletes a witness
         s3.delete_object(Bucket=app_settings.archive_bucket, Key=key,
                          VersionId=head["VersionId"])
-    assert check_witness(tenant, database.snapshot, archive)["ok"] is True
+    assert check_witness(tenant, database.snapshot, archive, pinned(signer))["ok"] is True
 
 
 def test_deleting_the_newest_entries_is_caught_by_the_witness(
@@ -119,7 +119,7 @@ def test_deleting_the_newest_entries_is_caught_by_the_witness(
              "WHERE tenant_id = :t AND seq = 3) WHERE tenant_id = :t", t=str(tenant))
     assert verify_ledger(tenant, database.snapshot).ok  # the chain alone cannot tell
 
-    found = check_witness(tenant, database.snapshot, archive)
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
     assert found["ok"] is False and found["reason"] == "truncated_below_witness"
     assert found["seq"] == 5 and "ends at entry 3" in found["detail"]
 
@@ -131,12 +131,12 @@ def test_a_rewritten_witnessed_entry_is_caught(
     witness(tenant, witnesses, closing)
     root.run("UPDATE ledger_entries SET hash = sha256(hash) WHERE tenant_id = :t AND seq = 4",
              t=str(tenant))
-    found = check_witness(tenant, database.snapshot, archive)
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
     assert found["ok"] is False and found["reason"] == "witness_mismatch"
 
 
 def test_a_witness_signed_by_an_unknown_key_is_reported(
-        database: Database, tenant: uuid.UUID, tmp_path: Path,
+        database: Database, tenant: uuid.UUID, tmp_path: Path, signer: LocalSigningKey,
         archive: ObjectLockArchive) -> None:
     record(database, tenant, at(20), "invoice.issued", sale("F-1", "1.00"))
     LocalSigningKey.create(tmp_path / "intruder.pem")
@@ -145,9 +145,9 @@ def test_a_witness_signed_by_an_unknown_key_is_reported(
     archive.put(witness_key(tenant, 1, "head"),
                 witness_object(text, intruder.sign(text.encode()), intruder.key_id),
                 retain_until_for(date(2026, 11, 20)), "application/json")
-    found = check_witness(tenant, database.snapshot, archive)
-    assert found["ok"] is False and found["reason"] == "witness_invalid"
-    assert "unknown key" in found["detail"]
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
+    assert found["ok"] is False and found["reason"] == "witness_key_unpinned"
+    assert f"{intruder.key_id}, a key that is not pinned" in found["detail"]
 
 
 def test_incremental_verification_starts_after_a_verified_closing(
@@ -155,17 +155,17 @@ def test_incremental_verification_starts_after_a_verified_closing(
     closing = sealed_day(database, tenant, signer)
     for i in range(2):
         record(database, tenant, at(21, 10 + i), "invoice.issued", sale(f"G-{i}", "5.00"))
-    result = verify_ledger(tenant, database.snapshot, closing.closing_id)
+    result = verify_ledger(tenant, database.snapshot, closing.closing_id, pinned(signer))
     assert result.ok and result.entries_checked == 3 and result.head.seq == 6  # 4, 5, 6
 
     root.run("UPDATE ledger_entries SET payload = replace(payload, 'G-1', 'G-X') "
              "WHERE tenant_id = :t AND seq = 6", t=str(tenant))
-    broken = verify_ledger(tenant, database.snapshot, closing.closing_id)
+    broken = verify_ledger(tenant, database.snapshot, closing.closing_id, pinned(signer))
     assert not broken.ok and broken.first_broken_seq == 6
 
     root.run("UPDATE closings SET signature = decode(repeat('00', 64), 'hex') "
              "WHERE tenant_id = :t", t=str(tenant))
-    forged = verify_ledger(tenant, database.snapshot, closing.closing_id)
+    forged = verify_ledger(tenant, database.snapshot, closing.closing_id, pinned(signer))
     assert not forged.ok and forged.reason == "closing_signature"
 
 
@@ -196,7 +196,7 @@ def test_a_chain_cut_short_then_grown_again_stays_caught(
 
     with pytest.raises(WitnessContradicted):
         witness_owed(tenant, witnesses)
-    found = check_witness(tenant, database.snapshot, archive)
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
     assert found["ok"] is False and found["reason"] == "witness_mismatch" and found["seq"] == 5
 
 
@@ -221,6 +221,112 @@ def test_a_sealed_entry_rewritten_and_rehashed_is_caught_by_its_closing(
              "WHERE tenant_id = :t AND seq = :s) WHERE tenant_id = :t", t=t,
              s=closing.entry_seq)
 
-    result = verify_ledger(tenant, database.snapshot)
+    result = verify_ledger(tenant, database.snapshot, pinned=pinned(signer))
     assert not result.ok and result.reason == "closing_mismatch"
     assert result.first_broken_seq == 3 and "entry 3" in (result.detail or "")
+
+
+# -- blinding the witness: each leaves every locked version stored, and once
+# made a cut chain verify as ok (the newest key's current version was all that
+# was read). The chain is cut below its newest witness (entry 5) each time.
+
+def cut_below_the_newest_witness(database: Database, tenant: uuid.UUID,
+                                 signer: LocalSigningKey, witnesses: WitnessPorts,
+                                 root: Any) -> tuple[str, str]:
+    """Closing 4 and head 5 witnessed, then entry 5 removed and the head rewound
+    to 4 (database superuser): (the key of witness 4, the key of witness 5)."""
+    closing = sealed_day(database, tenant, signer)
+    record(database, tenant, at(21, 9), "invoice.issued", sale("F-9", "99.00"))
+    assert witness_owed(tenant, witnesses) == [closing.entry_seq, 5]
+    root.run("DELETE FROM ledger_entries WHERE tenant_id = :t AND seq > 4", t=str(tenant))
+    root.run("UPDATE ledger_heads SET seq = 4, hash = (SELECT hash FROM ledger_entries "
+             "WHERE tenant_id = :t AND seq = 4) WHERE tenant_id = :t", t=str(tenant))
+    assert verify_ledger(tenant, database.snapshot, pinned=pinned(signer)).ok  # alone: fine
+    return witness_key(tenant, 4, "closing"), witness_key(tenant, 5, "head")
+
+
+def test_a_delete_marker_over_the_newest_witness_is_an_alarm(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any, s3: Any,
+        app_settings: Settings, witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    _, newest = cut_below_the_newest_witness(database, tenant, signer, witnesses, root)
+    # No version id: S3 adds a delete marker (Object Lock allows it, no key needed),
+    # and a listing of current objects then starts at witness 4.
+    s3.delete_object(Bucket=app_settings.archive_bucket, Key=newest)
+    listed = s3.list_objects_v2(Bucket=app_settings.archive_bucket, Prefix=witness_prefix(tenant))
+    assert [o["Key"] for o in listed["Contents"]] == [witness_key(tenant, 4, "closing")]
+
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
+    assert found["ok"] is False and found["reason"] == "witness_deleted"
+    assert found["object_key"] == newest and "delete marker" in found["detail"]
+
+
+def test_a_new_version_of_the_newest_witness_is_an_alarm(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any, s3: Any,
+        app_settings: Settings, witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    older, newest = cut_below_the_newest_witness(database, tenant, signer, witnesses, root)
+    bucket = app_settings.archive_bucket
+    replay = s3.get_object(Bucket=bucket, Key=older)["Body"].read()  # signed by our key
+    s3.put_object(Bucket=bucket, Key=newest, Body=replay,  # unconditional: a second version
+                  ChecksumAlgorithm="SHA256")
+    assert s3.get_object(Bucket=bucket, Key=newest)["Body"].read() == replay
+
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
+    assert found["ok"] is False and found["reason"] == "witness_overwritten"
+    assert found["object_key"] == newest
+
+
+@pytest.mark.parametrize("signed_by", ["a key the database accepts", "our own key"])
+def test_a_new_key_that_sorts_first_is_an_alarm(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any, s3: Any,
+        tmp_path: Path, app_settings: Settings, witnesses: WitnessPorts,
+        archive: ObjectLockArchive, signed_by: str) -> None:
+    """A witness of the cut chain's head (entry 4, its real hash) under a key
+    that sorts before every other: signed with a key registered in the
+    database (as the app role once could), or our own witness 4 copied there."""
+    older, _ = cut_below_the_newest_witness(database, tenant, signer, witnesses, root)
+    bucket = app_settings.archive_bucket
+    first = witness_key(tenant, 10**16 - 1, "head")
+    if signed_by == "our own key":
+        content = s3.get_object(Bucket=bucket, Key=older)["Body"].read()
+        reason = "witness_misnamed"
+    else:
+        LocalSigningKey.create(tmp_path / "intruder.pem")
+        intruder = LocalSigningKey(tmp_path / "intruder.pem")
+        root.run("INSERT INTO signing_keys (key_id, algorithm, public_key) "
+                 "VALUES (:k, 'Ed25519', :p)", k=intruder.key_id, p=intruder.public_key)
+        [[entry_hash]] = root.run("SELECT hash FROM ledger_entries WHERE tenant_id = :t "
+                                  "AND seq = 4", t=str(tenant))
+        text = head_text(tenant, 4, bytes(entry_hash), "2026-11-21T00:00:00.000000Z")
+        content = witness_object(text, intruder.sign(text.encode()), intruder.key_id)
+        reason = "witness_key_unpinned"
+    s3.put_object(Bucket=bucket, Key=first, Body=content, ChecksumAlgorithm="SHA256")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=witness_prefix(tenant), MaxKeys=1)
+    assert listed["Contents"][0]["Key"] == first
+
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
+    assert found["ok"] is False and found["reason"] == reason and found["object_key"] == first
+
+
+def test_the_highest_witness_of_the_history_is_the_one_compared(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, root: Any,
+        witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    """Nothing tampered with in the bucket: the cut below witness 5 is caught
+    by witness 5 (the highest), though witness 4 still matches the chain."""
+    cut_below_the_newest_witness(database, tenant, signer, witnesses, root)
+    found = check_witness(tenant, database.snapshot, archive, pinned(signer))
+    assert found["ok"] is False and found["reason"] == "truncated_below_witness"
+    assert found["seq"] == 5 and found["versions"] == 2
+
+
+def test_witnesses_signed_by_a_retired_key_still_count(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, tmp_path: Path,
+        root: Any, witnesses: WitnessPorts, archive: ObjectLockArchive) -> None:
+    """Rotation is configuration: the old key stays pinned and its witnesses
+    keep guarding the chain; unpinned, they are an alarm, never ignored."""
+    cut_below_the_newest_witness(database, tenant, signer, witnesses, root)
+    LocalSigningKey.create(tmp_path / "next.pem")
+    rotated = LocalSigningKey(tmp_path / "next.pem")
+    kept = check_witness(tenant, database.snapshot, archive, pinned(rotated, signer))
+    assert kept["reason"] == "truncated_below_witness" and kept["seq"] == 5
+    dropped = check_witness(tenant, database.snapshot, archive, pinned(rotated))
+    assert dropped["reason"] == "witness_key_unpinned"

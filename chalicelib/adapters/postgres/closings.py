@@ -137,15 +137,6 @@ class PostgresClosings:
             t=self._tenant, l=[c[0] for c in coords], i=[c[1] for c in coords])
         return {(int(level), int(index)): bytes(h) for level, index, h in rows}
 
-    def register_key(self, key_id: str, public_key: bytes) -> None:
-        self._conn.run("INSERT INTO signing_keys (key_id, algorithm, public_key) "
-                       "VALUES (:k, 'Ed25519', :p) ON CONFLICT (key_id) DO NOTHING",
-                       k=key_id, p=public_key)
-
-    def public_keys(self) -> dict[str, bytes]:
-        return {k: bytes(p) for k, p in self._conn.run(
-            "SELECT key_id, public_key FROM signing_keys ORDER BY first_used_at, key_id")}
-
     def last_witnessed(self, kind: str) -> int | None:
         [[seq]] = self._conn.run("SELECT max(seq) FROM chain_witnesses WHERE tenant_id = :t "
                                  "AND kind = :k", t=self._tenant, k=kind)

@@ -33,6 +33,12 @@ class InvalidInput(DomainError):
     status = 422
 
 
+class BadRequest(DomainError):
+    """A request no route reads, whatever its body (a credential in the URL)."""
+
+    status = 400
+
+
 class NotFound(DomainError):
     status = 404
 

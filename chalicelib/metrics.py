@@ -35,9 +35,12 @@ ANCHORING_FAILURES: Final = "AnchoringFailures"
 WITNESS_ALARMS: Final = "WitnessAlarms"
 # A rate limit refused a request (429 with Retry-After).
 RATE_LIMIT_REFUSALS: Final = "RateLimitRefusals"
+# An archived invoice's recorded object version could not be read back (gone,
+# a delete marker, an unknown version id): an alarm, the download answers 503.
+ARCHIVE_MISSING: Final = "ArchiveMissing"
 
 NAMES: Final = (INVOICES_ISSUED, ARCHIVE_FAILURES, ANCHORING_FAILURES, WITNESS_ALARMS,
-                RATE_LIMIT_REFUSALS)
+                RATE_LIMIT_REFUSALS, ARCHIVE_MISSING)
 
 _recorder: Metrics | None = None
 

@@ -396,7 +396,8 @@ class InvoiceArchive(Protocol):
 
     def get(self, key: str, version_id: str, sha256: bytes) -> bytes:
         """The version's bytes, after checking them against sha256;
-        raises ArchiveTampered on a mismatch."""
+        raises ArchiveTampered on a mismatch, NotArchived when the archive
+        does not hold that version."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
-from chalicelib.domain.errors import ArchiveNotSafe, ArchiveTampered
+from chalicelib.domain.errors import ArchiveNotSafe, ArchiveTampered, NotArchived
 from chalicelib.domain.retention import minimum_days
 from chalicelib.logs import logger
 from chalicelib.ports import ArchivedObject, InvoiceArchive, WitnessVersion
@@ -40,8 +40,9 @@ from chalicelib.ports import ArchivedObject, InvoiceArchive, WitnessVersion
 COMPLIANCE = "COMPLIANCE"
 
 
-class NotArchived(LookupError):
-    """The archive holds no such key or version."""
+# What the server answers a GetObject of a version it does not hold: no such
+# key or version, a delete marker's id (405), an id it cannot parse (400).
+_MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "MethodNotAllowed", "InvalidArgument"})
 
 
 def _b64(digest: bytes) -> str:
@@ -264,7 +265,7 @@ class ObjectLockArchive(InvoiceArchive):
                                          ChecksumMode="ENABLED")
             body: bytes = answer["Body"].read()
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "NoSuchVersion"):
+            if _code(error) in _MISSING:
                 raise NotArchived(f"archive bucket {self._bucket!r} has no version "
                                   f"{version_id!r} of key {key!r}") from None
             raise

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class DomainError(Exception):
 
 class InvalidInput(DomainError):
     status = 422
+
+
+class BadRequest(DomainError):
+    """A request no route reads, whatever its body (a credential in the URL)."""
+
+    status = 400
 
 
 class NotFound(DomainError):
@@ -74,6 +82,11 @@ class ArchiveTampered(Exception):
     """An archived object's bytes do not match the checksum the ledger holds."""
 
 
+class NotArchived(LookupError):
+    """The archive holds no such key or version (or the version named is a
+    delete marker, or an id the server does not accept)."""
+
+
 class DuplicateIdempotencyKey(Exception):
     """Another request with the same idempotency key committed first (a
     concurrent retry): the caller answers with what that one created."""
@@ -88,6 +101,23 @@ class ServiceUnavailable(RuntimeError):
     retry_after = 30  # seconds
     detail = "a service this request needs cannot answer right now: retry later"
     alert = "service unavailable"  # the line logged for the operator
+    context: Mapping[str, str] = MappingProxyType({})  # ids logged with it, never data
+
+
+class ArchiveMissing(ServiceUnavailable):
+    """The archive no longer holds the object version an invoice's receipt
+    names (gone, a delete marker, a version id it does not know): the
+    document is not served from anywhere else, and the operator is alerted.
+    `context` names the invoice and the document, never their contents."""
+
+    retry_after = 300
+    detail = ("the archived document cannot be read from the archive: it is not served from "
+              "anywhere else, and the operator is alerted; retry later")
+    alert = "archive version missing"
+
+    def __init__(self, message: str, context: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.context = MappingProxyType(dict(context))
 
 
 class ConformanceCheckUnavailable(ServiceUnavailable):

@@ -16,7 +16,13 @@ from uuid import uuid4
 from chalice.app import Request, Response
 
 from chalicelib import runtime
-from chalicelib.entrypoints.guard import SECURITY_HEADERS, client_ip, current_caller, note_caller
+from chalicelib.entrypoints.guard import (
+    SECURITY_HEADERS,
+    client_ip,
+    credential_in_query,
+    current_caller,
+    note_caller,
+)
 from chalicelib.entrypoints.invocation import usable_id
 from chalicelib.logs import logger
 from chalicelib.ports import AccessRecord
@@ -25,9 +31,15 @@ from chalicelib.usecases.api_keys import API_KEY_ROLE
 
 def logged(request: Request, get_response: Callable[[Request], Response]) -> Response:
     """The response to `request`, with its id and the security headers, once
-    its access-log row is written."""
+    its access-log row is written; a 400 if its query string carries a
+    credential (guard.credential_in_query)."""
     request_id, started = begin_request(request)
-    response = get_response(request)
+    refused = credential_in_query(request)
+    if refused is None:
+        response = get_response(request)
+    else:  # before any route, guard or log line sees it
+        logger.warning("credential in a query string refused")
+        response = Response(body=refused.as_dict(), status_code=refused.status)
     response.headers.update(SECURITY_HEADERS)
     response.headers["X-Request-Id"] = request_id
     record_access(request, response.status_code, request_id, started)

@@ -49,7 +49,7 @@ def answer(act: Callable[[], Response]) -> Response:
     # Logged outside the except blocks: if logging itself failed, its report
     # would otherwise print the original exception, whose text may quote data.
     if unavailable is not None:
-        logger.error(unavailable.alert)
+        logger.error(unavailable.alert, extra=dict(unavailable.context))
         return Response(body={"error": type(unavailable).__name__,
                               "detail": unavailable.detail}, status_code=unavailable.status,
                         headers={"Retry-After": str(unavailable.retry_after)})

@@ -22,11 +22,12 @@ from chalice.app import Request, Response
 
 from chalicelib import runtime
 from chalicelib.config import settings
-from chalicelib.domain.errors import Forbidden, Violation
+from chalicelib.domain.errors import BadRequest, Forbidden, Violation
 from chalicelib.entrypoints.access import Protected, authorize
 from chalicelib.entrypoints.answers import answer
 from chalicelib.logs import logger
 from chalicelib.usecases.accounts import Principal
+from chalicelib.usecases.api_keys import PREFIX as API_KEY_PREFIX
 from chalicelib.usecases.api_keys import authenticate_api_key
 from chalicelib.usecases.lockout import Backoff
 from chalicelib.usecases.rate_limits import enforce
@@ -83,6 +84,36 @@ def secured(request: Request, route: Protected,
         return action(principal, token or "")
 
     return answer(act)
+
+
+# A credential never travels in a URL: servers, proxies and browsers log and
+# keep URLs. These names (what the guard reads from headers and cookies, and
+# the usual spellings elsewhere), and any value shaped like an API key, are
+# refused in a query string on every route, before anything reads or logs it.
+CREDENTIAL_PARAMETERS = frozenset({
+    "api_key", "apikey", "key", "token", "access_token", "refresh_token", "id_token",
+    "auth", "authorization", "bearer", "session", "session_token", "session_id",
+    "csrf", "csrf_token", "x_csrf_token", "password", "secret", "client_secret",
+})
+CREDENTIAL_IN_QUERY = ("a credential is never accepted in a query string (URLs are logged and "
+                       "kept): send an API key in the Authorization header, a session in its "
+                       "cookie")
+
+
+def credential_in_query(request: Request) -> BadRequest | None:
+    """The refusal of a query string that carries a credential (None: it does not).
+
+    Names the parameter when its name says credential; never quotes a value,
+    nor a name that is itself shaped like a key."""
+    params = request.query_params
+    for name in params or {}:
+        values = params.getlist(name) if params is not None else []
+        spelled = name.lower().replace("-", "_").removeprefix("__host_")
+        if spelled in CREDENTIAL_PARAMETERS:
+            return BadRequest([Violation(name, CREDENTIAL_IN_QUERY)])
+        if any(API_KEY_PREFIX in text for text in (name, *values)):
+            return BadRequest([Violation("query string", CREDENTIAL_IN_QUERY)])
+    return None
 
 
 def csrf_token(session_token: str) -> str:

@@ -25,6 +25,7 @@ from chalicelib.domain.ledger import JSONFormatError, LedgerEntry, normalise_dat
 from chalicelib.entrypoints.invocation import correlated, message_correlation_id
 from chalicelib.logs import logger
 from chalicelib.usecases.append_ledger import AppendRequest
+from chalicelib.usecases.idempotency import QUEUE_KEYS
 
 Append = Callable[[AppendRequest], LedgerEntry]
 
@@ -132,7 +133,8 @@ def handle_ledger_batch(event: dict[str, Any], append: Append) -> BatchReport:
         request = parse_message(record.body)
         if request.idempotency_key is None:
             # A redelivery of the same message must not append twice.
-            request = request.model_copy(update={"idempotency_key": f"sqs:{record.message_id}"})
+            request = request.model_copy(
+                update={"idempotency_key": f"{QUEUE_KEYS}{record.message_id}"})
         try:
             entry = append(request)
         except Exception as exc:  # noqa: BLE001 - re-raised without server text

@@ -23,7 +23,13 @@ from datetime import date, datetime
 from uuid import UUID
 
 from chalicelib import metrics
-from chalicelib.domain.errors import ArchiveTampered, NotFound, Violation
+from chalicelib.domain.errors import (
+    ArchiveMissing,
+    ArchiveTampered,
+    NotArchived,
+    NotFound,
+    Violation,
+)
 from chalicelib.domain.kinds import INVOICE_ARCHIVED
 from chalicelib.domain.ledger import canonical_payload
 from chalicelib.domain.retention import LEGAL_YEARS, retain_until_for
@@ -135,7 +141,15 @@ def archived_document(tenant_id: UUID, invoice_id: UUID, kind: str,
     if stored.sha256 != chained:
         raise ArchiveTampered(f"invoice {invoice_id}: archive receipt and ledger disagree on "
                               f"the {kind}")
-    return invoice, ports.archive.get(stored.key, stored.version_id, chained)
+    try:
+        return invoice, ports.archive.get(stored.key, stored.version_id, chained)
+    except NotArchived:  # the receipt names a version the archive no longer holds: an alarm
+        metrics.count(metrics.ARCHIVE_MISSING)
+        raise ArchiveMissing(f"invoice {invoice_id}: the archive has no {kind} version "
+                             f"{stored.version_id}", {"invoice_id": str(invoice_id),
+                                                      "kind": kind,
+                                                      "version_id": stored.version_id}
+                             ) from None
 
 
 def archive_pending(pending: list[tuple[UUID, UUID]], ports: InvoicePorts) -> dict[str, int]:

@@ -27,14 +27,34 @@ if TYPE_CHECKING:
 
 IDEMPOTENCY_KEY_RULE = "1 to 200 visible ASCII characters"
 
+# The keys the service makes for itself, one namespace each: the invoice a
+# quote becomes (quote:<quote id>) and a ledger message sent without a key
+# (sqs:<message id>). A caller's key in one of them would take the place of
+# ours: the quote could then never be converted, and its 409 would be false.
+QUOTE_KEYS = "quote:"
+QUEUE_KEYS = "sqs:"
+INTERNAL_NAMESPACES = (QUOTE_KEYS, QUEUE_KEYS)
+
+
+def key_problem(key: str) -> str | None:
+    """What is wrong with a caller's key (None: nothing), as a rule in words."""
+    if not (1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key)):
+        return f"must be {IDEMPOTENCY_KEY_RULE}"
+    if key.startswith(INTERNAL_NAMESPACES):
+        return (f"must not start with {' or '.join(INTERNAL_NAMESPACES)}: the service keeps "
+                "these namespaces for keys of its own")
+    return None
+
 
 def checked_key(key: str | None) -> str:
-    """The caller's key, or 422: it is required, and printable ASCII."""
+    """The caller's key, or 422: it is required, printable ASCII, and in
+    none of the service's own namespaces."""
     if key is None or key == "":
         raise InvalidInput([Violation("Idempotency-Key", "header required: a key of your "
                                       "choice per invoice, reused when you retry")])
-    if not (1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key)):
-        raise InvalidInput([Violation("Idempotency-Key", f"must be {IDEMPOTENCY_KEY_RULE}")])
+    problem = key_problem(key)
+    if problem is not None:
+        raise InvalidInput([Violation("Idempotency-Key", problem)])
     return key
 
 

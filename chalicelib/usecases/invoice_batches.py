@@ -12,7 +12,7 @@ from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import InvalidInput, Violation
 from chalicelib.domain.invoice import validate_invoice
 from chalicelib.ports import Clock, InvoiceQueue
-from chalicelib.usecases.idempotency import IDEMPOTENCY_KEY_RULE, checked_key
+from chalicelib.usecases.idempotency import IDEMPOTENCY_KEY_RULE, key_problem
 from chalicelib.usecases.invoicing import canonical_json, check_issue_date
 
 MAX_BATCH = 100
@@ -38,10 +38,9 @@ def queue_invoices(tenant_id: UUID, raw: object, queue: InvoiceQueue,
             found.append(Violation(where, "must hold exactly idempotency_key and invoice"))
             continue
         key = item["idempotency_key"]
-        try:
-            key = checked_key(key if isinstance(key, str) else None)
-        except InvalidInput:
-            found.append(Violation(f"{where}.idempotency_key", f"must be {IDEMPOTENCY_KEY_RULE}"))
+        problem = key_problem(key) if isinstance(key, str) else f"must be {IDEMPOTENCY_KEY_RULE}"
+        if problem is not None:
+            found.append(Violation(f"{where}.idempotency_key", problem))
             continue
         if key in seen:
             found.append(Violation(f"{where}.idempotency_key", "appears twice in the batch"))

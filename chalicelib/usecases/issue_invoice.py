@@ -64,8 +64,15 @@ def _keyed(tenant_id: UUID, key: str, fingerprint: bytes,
 
 def issue_invoice(tenant_id: UUID, key: str | None, raw: object, ports: InvoicePorts,
                   checkpoint: Checkpoint = no_checkpoint) -> Issued:
-    """POST /invoices: the draft as posted (a JSON object parsed with exact decimals)."""
-    key = checked_key(key)
+    """POST /invoices: the draft as posted (a JSON object parsed with exact decimals),
+    under the caller's key (never one of the service's own namespaces)."""
+    return issue_under_own_key(tenant_id, checked_key(key), raw, ports, checkpoint)
+
+
+def issue_under_own_key(tenant_id: UUID, key: str, raw: object, ports: InvoicePorts,
+                        checkpoint: Checkpoint = no_checkpoint) -> Issued:
+    """As issue_invoice, under a key the service made itself (the invoice a
+    quote becomes): the one way to use a key no caller may send."""
     if isinstance(raw, dict) and DocumentType.CREDIT_NOTE.named_by(raw.get("type_code")):
         raise InvalidInput([Violation("type_code", "a credit note is issued with POST "
                                       "/invoices/{id}/credit-notes, which references the "

@@ -18,8 +18,9 @@ the SHA-256 of the kept document proves which quote was made.
 POST /quotes body: {"valid_until": "YYYY-MM-DD", "invoice": <the same JSON as
 POST /invoices, without issue_date and due_date>}.
 
-Conversion issues the invoice through `issue_invoice` itself (same numbering,
-ledger, Factur-X and archive) under the idempotency key `quote:<quote id>`.
+Conversion issues the invoice as `issue_invoice` does (same numbering,
+ledger, Factur-X and archive) under the idempotency key `quote:<quote id>`,
+a namespace no caller's key may use (idempotency.INTERNAL_NAMESPACES).
 That key, unique per tenant in the engine, is what makes one quote give one
 invoice at most, even when two conversions race with different keys. Then
 the quote records the invoice, the caller's key and its request's
@@ -46,7 +47,12 @@ from chalicelib.domain.invoice import InvoiceDraft, compute_totals, validate_inv
 from chalicelib.domain.kinds import QUOTE_CONVERTED, QUOTE_CREATED
 from chalicelib.domain.ledger import canonical_payload
 from chalicelib.ports import Clock, InvoiceDocuments, LedgerStore, StoredQuote, UnitOfWorkFactory
-from chalicelib.usecases.idempotency import KeyedRequest, checked_key, request_fingerprint
+from chalicelib.usecases.idempotency import (
+    QUOTE_KEYS,
+    KeyedRequest,
+    checked_key,
+    request_fingerprint,
+)
 from chalicelib.usecases.invoicing import (
     PARIS,
     Checkpoint,
@@ -55,7 +61,7 @@ from chalicelib.usecases.invoicing import (
     no_checkpoint,
     totals_data,
 )
-from chalicelib.usecases.issue_invoice import issue_invoice
+from chalicelib.usecases.issue_invoice import issue_under_own_key
 
 # The draft's own dates: the invoice's, given at conversion, never the quote's.
 INVOICE_DATES = ("issue_date", "due_date")
@@ -84,7 +90,7 @@ def quote_reference(number: int) -> str:
 
 def invoice_key(quote_id: UUID) -> str:
     """The idempotency key of the invoice a quote becomes: one per quote."""
-    return f"quote:{quote_id}"
+    return f"{QUOTE_KEYS}{quote_id}"
 
 
 def _today(clock: Clock) -> date:
@@ -315,7 +321,8 @@ def convert_quote(tenant_id: UUID, quote_id: UUID, key: str | None, raw: object,
     draft = {**json.loads(quote.document), "issue_date": issue_date.isoformat(),
              "due_date": dates.due_date.isoformat()}
     try:
-        issued = issue_invoice(tenant_id, invoice_key(quote_id), draft, ports, checkpoint)
+        issued = issue_under_own_key(tenant_id, invoice_key(quote_id), draft, ports,
+                                     checkpoint)
     except Conflict:
         # The quote's invoice exists with other dates (a racing conversion):
         # name it rather than the internal key.

@@ -74,6 +74,10 @@ locals {
       threshold   = 0
       description = "A chain contradicts its newest witness in the archive: entries were removed or rewritten."
     }
+    ArchiveMissing = {
+      threshold   = 0
+      description = "An archived invoice's recorded object version could not be read back (gone, a delete marker, an unknown version id): its download answers 503."
+    }
     RateLimitRefusals = {
       threshold   = var.rate_limit_refusals_threshold
       description = "Many requests refused by the rate limits: guessing, or limits set too low."
@@ -85,6 +89,7 @@ locals {
   operator_alert_messages = [
     "archive refused",
     "archive integrity check failed",
+    "archive version missing",
     "service unavailable",
     "schematron unavailable",
     "keys provider unavailable",

@@ -87,6 +87,12 @@ locals {
         annotations = { summary = "A chain no longer matches its newest witness: entries were cut." }
       },
       {
+        alert       = "ArchiveMissing"
+        expr        = "sum(count_over_time(${local.logs} |= `\"_aws\"` |= `\"ArchiveMissing\"` [15m])) > 0"
+        labels      = { severity = "critical" }
+        annotations = { summary = "An archived invoice's object version cannot be read back from the archive: its download answers 503." }
+      },
+      {
         alert       = "RateLimitRefusals"
         expr        = "sum(count_over_time(${local.logs} |= `\"_aws\"` |= `\"RateLimitRefusals\"` [10m])) > ${var.rate_limit_refusals_threshold}"
         labels      = { severity = "warning" }
@@ -100,7 +106,7 @@ locals {
       },
       {
         alert       = "ServiceUnavailable"
-        expr        = "sum(count_over_time(${local.logs} |~ `archive refused|service unavailable|schematron unavailable|keys provider unavailable|secret unavailable` [10m])) > 0"
+        expr        = "sum(count_over_time(${local.logs} |~ `archive refused|archive version missing|service unavailable|schematron unavailable|keys provider unavailable|secret unavailable` [10m])) > 0"
         labels      = { severity = "critical" }
         annotations = { summary = "Requests answer 503: the archive, the conformance check, Key Manager or another service they need cannot run." }
       },

@@ -743,9 +743,9 @@ def test_migrate_runs_at_apply_before_any_trigger_reaches_a_function() -> None:
 def test_every_alerting_condition_has_its_alarm() -> None:
     service = tf().locals["service_metric_alarms"]
     assert set(service) == {"ArchiveFailures", "AnchoringFailures", "WitnessAlarms",
-                            "RateLimitRefusals"}
+                            "RateLimitRefusals", "ArchiveMissing"}
     assert {k: v["threshold"] for k, v in service.items()} == {
-        "ArchiveFailures": 0, "AnchoringFailures": 0, "WitnessAlarms": 0,
+        "ArchiveFailures": 0, "AnchoringFailures": 0, "WitnessAlarms": 0, "ArchiveMissing": 0,
         "RateLimitRefusals": "${var.rate_limit_refusals_threshold}"}
     alarm = resource("aws_cloudwatch_metric_alarm", "service")
     assert alarm["namespace"] == "einvoice" and alarm["metric_name"] == "${each.key}"

@@ -704,7 +704,8 @@ def test_the_listed_new_names_are_not_stale() -> None:
 def test_each_operator_alert_has_a_rule_and_someone_to_mail() -> None:
     rules = tree()["locals"]["log_alert_rules"]["rules"]
     alerts = {rule["alert"]: rule["expr"] for rule in rules}
-    for metric in ("ArchiveFailures", "AnchoringFailures", "WitnessAlarms", "RateLimitRefusals"):
+    for metric in ("ArchiveFailures", "AnchoringFailures", "WitnessAlarms", "RateLimitRefusals",
+                   "ArchiveMissing"):
         assert f'|= `\\"{metric}\\"`' in alerts[metric], metric
     for condition in ("ArchiveTampered", "ServiceUnavailable", "QueueConsumerFailures"):
         assert condition in alerts

@@ -14,13 +14,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.archive import (
-    NotArchived,
-    ObjectLockArchive,
-)
+from chalicelib.adapters.archive import ObjectLockArchive
 from chalicelib.adapters.aws import s3_client
 from chalicelib.config import Settings
-from chalicelib.domain.errors import ArchiveNotSafe, ArchiveTampered
+from chalicelib.domain.errors import ArchiveNotSafe, ArchiveTampered, NotArchived
 from chalicelib.domain.retention import minimum_days, retain_until_for
 
 UNTIL = datetime(2037, 11, 24, 12, tzinfo=UTC)

@@ -35,7 +35,7 @@ from chalicelib.usecases.witness import check_witness
 from devstack.anchor_standins import dead_endpoint
 from tests.builders import recent
 from tests.fakes import FrozenClock
-from tests.integration.web import WRITE, ScalewayClient, issue, owner_with_key
+from tests.integration.web import WRITE, ScalewayClient, get, issue, owner_with_key
 
 Printed = Callable[[], dict[str, list[float]]]
 
@@ -192,3 +192,44 @@ def test_a_metric_that_cannot_be_counted_or_printed_never_fails_the_work(
     assert emf() == {}
     metrics.flush()
     assert emf() == {}  # the set that could not print was dropped, not carried over
+
+
+def test_a_missing_archived_version_is_a_named_503_an_alert_and_a_metric(
+        client: Any, frozen: FrozenClock, app_settings: Settings, superuser: Any,
+        service_logs: pytest.LogCaptureFixture, emf: Printed) -> None:
+    """The receipt names a version the archive does not hold: the PDF's is a
+    delete marker's id (what a DeleteObject without a version leaves), the
+    XML's an id the server never gave. Neither is a 500."""
+    import json as json_module
+
+    _, key = owner_with_key(client, frozen, WRITE)
+    issued = issue(client, key["secret"], recent(), key="archive-missing").json_body
+    receipt = issued["archive"]
+    objects = {o["kind"]: o for o in receipt["objects"]}
+    s3 = s3_client(app_settings)
+    marker = s3.delete_object(Bucket=app_settings.archive_bucket, Key=objects["pdf"]["key"])
+    objects["pdf"]["version_id"] = marker["VersionId"]
+    objects["xml"]["version_id"] = "no-such-version-0001"
+    conn = superuser()
+    try:  # the attacker (or an accident) behind the app's back
+        conn.run("SET session_replication_role = replica")
+        conn.run("UPDATE invoices SET archive = :a WHERE id = :i",
+                 a=json_module.dumps(receipt), i=issued["id"])
+    finally:
+        conn.close()
+    emf()
+    for kind in ("pdf", "xml"):
+        answer = get(client, key["secret"], f"/invoices/{issued['id']}/{kind}")
+        assert answer.status_code == 503, (kind, answer.body)
+        assert answer.json_body == {"error": "ArchiveMissing", "detail": (
+            "the archived document cannot be read from the archive: it is not served from "
+            "anywhere else, and the operator is alerted; retry later")}
+        assert answer.headers["Retry-After"] == "300"
+        assert emf() == {"ArchiveMissing": [1.0]}, kind
+        [alert] = [r for r in service_logs.records
+                   if r.getMessage() == "archive version missing"]
+        assert alert.levelname == "ERROR"
+        assert (alert.__dict__["invoice_id"], alert.__dict__["kind"],
+                alert.__dict__["version_id"]) == (issued["id"], kind,
+                                                  objects[kind]["version_id"])
+        service_logs.clear()

@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound, Violation
-from chalicelib.usecases.issue_invoice import issue_invoice
+from chalicelib.usecases.issue_invoice import issue_under_own_key
 from chalicelib.usecases.quotes import (
     convert_quote,
     create_quote,
@@ -218,9 +218,9 @@ def test_a_refused_conversion_names_every_problem(quoting: Quoting, body: Any,
 def test_the_quote_invoice_made_with_other_dates_is_named(quoting: Quoting) -> None:
     """A racing conversion issued the quote's invoice with other dates."""
     made = create_quote(quoting.tenant, "q", quote_request(), quoting.quote_ports).quote
-    theirs = issue_invoice(quoting.tenant, invoice_key(made.quote_id),
-                           {**json.loads(made.document), "issue_date": "2026-11-23",
-                            "due_date": "2026-12-31"}, quoting.ports).invoice
+    theirs = issue_under_own_key(quoting.tenant, invoice_key(made.quote_id),
+                                 {**json.loads(made.document), "issue_date": "2026-11-23",
+                                  "due_date": "2026-12-31"}, quoting.ports).invoice
     with pytest.raises(Conflict) as refused:
         convert_quote(quoting.tenant, made.quote_id, "c", DUE, quoting.ports)
     assert fields(refused) == ["quote_id"]

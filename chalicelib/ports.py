@@ -542,6 +542,10 @@ class ClosingStore(Protocol):
     def first_activity(self, after_seq: int) -> datetime | None:
         """When the first entry after after_seq that is not a closing was recorded."""
 
+    def first_malformed(self, after_seq: int) -> int | None:
+        """The first entry after after_seq whose payload is no {at, data, v}
+        envelope (only a superuser could have put it there), or None."""
+
     def kind_counts(self, first_seq: int, last_seq: int) -> dict[str, int]: ...
 
     def money(self, first_seq: int, last_seq: int) -> tuple[list[KindSum], list[RateSum]]:

@@ -122,7 +122,7 @@ Issue a real invoice (in another shell): a demo tenant, an API key, then the inv
   (ID: the "id" of the answer; the same request again returns the same invoice)
 Try the ledger (in another shell):
   t=$(.venv/bin/python -m devstack create-tenant "Demo SARL")
-  .venv/bin/python -m devstack append $t invoice.issued '{{"number": "F-1", "total": "120.00"}}'
+  .venv/bin/python -m devstack append $t note.added '{{"about": "F-1", "text": "Reminder sent"}}'
   .venv/bin/python -m devstack verify $t
 Ctrl-C stops everything.""", flush=True)
         while not stop.wait(0.5):

@@ -4,15 +4,20 @@ no test module imports another, they all import from here."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.invoice import FRANCHISE_MENTION
-from chalicelib.ports import ClosingSigner
+from chalicelib.domain.kinds import CREDIT_NOTE_ISSUED, FISCAL_KINDS, SERVICE_KINDS
+from chalicelib.domain.ledger import canonical_payload, normalise_data
+from chalicelib.ports import ClosingSigner, IssuedInvoice, UnitOfWork, UnitOfWorkFactory
 from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from chalicelib.usecases.invoicing import canonical_json
 from chalicelib.usecases.seal_period import ClosingPorts
 from tests.fakes import FrozenClock
 
@@ -152,11 +157,66 @@ def sale(number: str, net: str, rate: str = "20.00") -> dict[str, Any]:
                            "tax_amount": vat}]}}
 
 
+def backed_entry(uow: UnitOfWork, kind: str, data: dict[str, Any], when: datetime, *,
+                 series: str | None = None, issue_date: date | None = None,
+                 key: str | None = None) -> IssuedInvoice:
+    """A fiscal entry written the way issuing writes it, in the caller's
+    transaction: the series' next number, the entry carrying `data` plus the
+    invoice's own fields, and the invoice row recording it (the engine refuses
+    a fiscal entry no invoice backs, 0021). A credit note credits the tenant's
+    latest invoice. Returns the invoice (its ledger_seq is the entry's)."""
+    credit = kind == CREDIT_NOTE_ISSUED
+    credited = None
+    if credit:
+        credited = next((i for i in uow.invoices.latest(1000)
+                         if i.type_code == DocumentType.INVOICE), None)
+        assert credited is not None, "a credit note credits an invoice: record one first"
+    series = series or ("A" if credit else "F")
+    issued_on = issue_date or when.date()
+    number = uow.invoices.next_number(series)
+    invoice_id = uuid.uuid4()
+    label = str(data.get("invoice_number", f"{series}-{number:06d}"))
+    digest = hashlib.sha256(f"{invoice_id}".encode()).hexdigest()
+    doc_type = DocumentType.CREDIT_NOTE if credit else DocumentType.INVOICE
+    full = {**data, "invoice_id": str(invoice_id), "invoice_number": label, "series": series,
+            "number": number, "type_code": doc_type.value,
+            "issue_date": issued_on.isoformat(), "totals": data.get("totals", {}),
+            "pdf_sha256": digest, "xml_sha256": digest}
+    if credited is not None:
+        full["credited_invoice_number"] = credited.invoice_number
+    normalised = normalise_data(full)
+    appended = uow.ledger.append(kind, canonical_payload(normalised, when), None)
+    assert appended is not None
+    invoice = IssuedInvoice(
+        invoice_id, series, number, label, doc_type,
+        credited.invoice_id if credited else None, issued_on, key or f"test:{invoice_id}",
+        bytes.fromhex(digest), "{}", canonical_json(normalised["totals"]),
+        bytes.fromhex(digest), bytes.fromhex(digest), appended[0].seq)
+    uow.invoices.add(invoice)
+    return invoice
+
+
+def append_entry(unit_of_work: UnitOfWorkFactory, tenant: uuid.UUID, when: datetime,
+                 kind: str, data: dict[str, Any]) -> None:
+    """One entry appended to the tenant's chain, recorded at `when`, by the path
+    that may write its kind: the service's kinds as their use cases write them
+    (a fiscal one with its invoice), any other through the generic append."""
+    if kind not in SERVICE_KINDS:
+        append_ledger(AppendRequest(tenant_id=tenant, kind=kind, payload=data),
+                      unit_of_work, FrozenClock(when))
+        return
+    with unit_of_work(tenant) as uow:
+        if kind in FISCAL_KINDS:
+            backed_entry(uow, kind, data, when)
+        else:
+            assert uow.ledger.append(kind, canonical_payload(normalise_data(data), when),
+                                     None) is not None
+
+
 def record(database: Database, tenant: uuid.UUID, when: datetime, kind: str,
            data: dict[str, Any]) -> None:
-    """One entry appended to the tenant's chain, recorded at `when`."""
-    append_ledger(AppendRequest(tenant_id=tenant, kind=kind, payload=data),
-                  database.unit_of_work, FrozenClock(when))
+    """One entry appended to the tenant's chain, recorded at `when` (append_entry)."""
+    append_entry(database.unit_of_work, tenant, when, kind, data)
 
 
 def closing_ports(database: Database, signer: ClosingSigner, now: datetime) -> ClosingPorts:

@@ -37,7 +37,13 @@ from chalicelib.domain.errors import (
     Violation,
 )
 from chalicelib.domain.kinds import CLOSING_SEALED, MONEY_KINDS
-from chalicelib.domain.ledger import GENESIS, ChainHead, LedgerEntry, next_entry
+from chalicelib.domain.ledger import (
+    GENESIS,
+    ChainHead,
+    LedgerEntry,
+    next_entry,
+    payload_format_problem,
+)
 from chalicelib.domain.passwords import Passwords
 from chalicelib.ports import (
     Account,
@@ -468,6 +474,10 @@ class FakeClosingStore:
     def first_activity(self, after_seq: int) -> datetime | None:
         return next((recorded_at(e) for e in self._uow.require().entries
                      if e.seq > after_seq and e.kind != CLOSING_SEALED), None)
+
+    def first_malformed(self, after_seq: int) -> int | None:
+        return next((e.seq for e in self._uow.require().entries
+                     if e.seq > after_seq and payload_format_problem(e.payload)), None)
 
     def kind_counts(self, first_seq: int, last_seq: int) -> dict[str, int]:
         return dict(Counter(e.kind for e in self._range(first_seq, last_seq)))

@@ -1,13 +1,21 @@
-"""Append ledger entry: the one way anything enters a tenant's hash chain."""
+"""Append ledger entry: the generic way an entry of a producer's own kind
+enters a tenant's hash chain (the append-ledger queue).
+
+The service's kinds (chalicelib/domain/kinds.py SERVICE_NAMESPACES: invoices,
+credit notes, quotes, closings, payments) are refused here with a 422 naming
+`kind`: their use cases write them, with the records that back them, and the
+engine refuses a fiscal entry no issued invoice backs (migration 0021)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from chalicelib.domain.errors import Conflict, NotFound, Violation
+from chalicelib.domain.kinds import generic_kind_problem
 from chalicelib.domain.ledger import (
     KIND_PATTERN,
     LedgerEntry,
@@ -32,6 +40,14 @@ class AppendRequest(BaseModel):
     # Same key, same content: the first entry is returned, nothing is added.
     idempotency_key: Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)] | None = (
         Field(default=None))
+
+    @field_validator("kind")
+    @classmethod
+    def _not_a_service_kind(cls, kind: str) -> str:
+        problem = generic_kind_problem(kind)
+        if problem:  # (the kind has matched KIND_PATTERN: safe to name)
+            raise PydanticCustomError("service_kind", problem)
+        return kind
 
 
 class ChainIntegrityError(RuntimeError):

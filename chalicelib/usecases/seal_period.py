@@ -84,6 +84,7 @@ def _seal(uow: UnitOfWork, store: ClosingStore, tenant_id: UUID, period: Period,
         raise Conflict([Violation("period", f"the {period.kind} {later.label} is already "
                                   f"sealed: {period.label}, before it, can no longer be")])
     after = before.last_seq if before is not None else 0
+    _check_well_formed(store, after)
     _check_in_order(store, period, after)
     last = store.last_seq_before(after, period.ends_at)
     first = after + 1
@@ -121,6 +122,17 @@ def _seal(uow: UnitOfWork, store: ClosingStore, tenant_id: UUID, period: Period,
     stored = store.by_id(closing.closing_id)
     assert stored is not None
     return stored
+
+
+def _check_well_formed(store: ClosingStore, after: int) -> None:
+    """A closing sums and dates entries by their envelope: an entry without one
+    (planted past the engine's check by a superuser) stops sealing with a 409
+    naming it, never a 500. Entries are never changed: it takes an operator."""
+    bad = store.first_malformed(after)
+    if bad is not None:
+        raise Conflict([Violation("ledger", f"entry {bad} is not a {{at, data, v}} envelope "
+                                  "(malformed, refused by the engine since migration 0020): "
+                                  "no period holding it can be sealed")])
 
 
 def _check_in_order(store: ClosingStore, period: Period, after: int) -> None:

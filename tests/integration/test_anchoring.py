@@ -39,6 +39,7 @@ from chalicelib.adapters.postgres import (
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.config import Settings
 from chalicelib.domain.closing import Period
+from chalicelib.domain.kinds import INVOICE_ISSUED
 from chalicelib.ports import StoredAnchor, StoredClosing, SystemClock
 from chalicelib.usecases.anchor import (
     AnchorPorts,
@@ -47,9 +48,9 @@ from chalicelib.usecases.anchor import (
     anchor_view,
     retry_anchors,
 )
-from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.seal_period import ClosingPorts, seal_due, seal_period
 from devstack.anchor_standins import CalendarStandIn, TsaStandIn, dead_endpoint
+from tests.builders import append_entry
 from tests.conftest import Connect, in_tenant
 from tests.fakes import FrozenClock
 
@@ -106,9 +107,7 @@ def sale(number: str, net: str) -> dict[str, Any]:
 
 
 def seal_a_day(database: Database, tenant: uuid.UUID, signer: LocalSigningKey) -> StoredClosing:
-    append_ledger(AppendRequest(tenant_id=tenant, kind="invoice.issued",
-                                payload=sale("F-1", "100.00")),
-                  database.unit_of_work, FrozenClock(at(20)))
+    append_entry(database.unit_of_work, tenant, at(20), INVOICE_ISSUED, sale("F-1", "100.00"))
     return seal_period(tenant, Period.parse("day", "2026-11-20"),
                        ClosingPorts(database.unit_of_work, signer, FrozenClock(at(21)))).closing
 
@@ -282,9 +281,7 @@ def test_the_schedule_anchors_closings_it_sealed_and_goes_on_past_a_failing_tena
 
     tenants = [create_tenant(f"Anchor {i}", database.unit_of_work) for i in range(3)]
     for t in tenants:
-        append_ledger(AppendRequest(tenant_id=t, kind="invoice.issued",
-                                    payload=sale("F-1", "1.00")),
-                      database.unit_of_work, FrozenClock(at(20)))
+        append_entry(database.unit_of_work, t, at(20), INVOICE_ISSUED, sale("F-1", "1.00"))
         seal_due(t, ClosingPorts(database.unit_of_work, signer, FrozenClock(at(21, 1))))
     ports = anchor_ports(database, [calendar.url], None, None)
     since = datetime.now(UTC) - timedelta(minutes=10)

@@ -32,11 +32,11 @@ from chalicelib.audit.bundle import export_audit_bundle
 from chalicelib.audit.verify import Report, verify_bundle
 from chalicelib.domain.closing import Period, closing_text
 from chalicelib.domain.errors import NotFound
-from chalicelib.domain.ledger import canonical_payload, entry_hash
-from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
+from chalicelib.domain.kinds import CREDIT_NOTE_ISSUED, INVOICE_ISSUED
+from chalicelib.domain.ledger import entry_hash
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
-from tests.builders import pinned
+from tests.builders import append_entry, backed_entry, pinned
 from tests.fakes import FrozenClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,8 +61,7 @@ def sale(number: str, *lines: tuple[str, str]) -> dict[str, Any]:
 
 def record(database: Database, tenant: uuid.UUID, when: datetime, kind: str,
            data: dict[str, Any]) -> None:
-    append_ledger(AppendRequest(tenant_id=tenant, kind=kind, payload=data),
-                  database.unit_of_work, FrozenClock(when))
+    append_entry(database.unit_of_work, tenant, when, kind, data)
 
 
 def seal(database: Database, tenant: uuid.UUID, signer: LocalSigningKey, kind: str,
@@ -527,12 +526,11 @@ def long_chain(database: Database, tenant: uuid.UUID, tmp_path: Path) -> Iterato
     with database.unit_of_work(tenant) as uow:
         for i in range(3000):
             data = sale(f"F-{i}", ("1.00", "20.00")) | {"note": filler}
-            uow.ledger.append("invoice.issued", canonical_payload(data, at(20)), None)
+            backed_entry(uow, INVOICE_ISSUED, data, at(20))
     seal(database, tenant, new_key(tmp_path / "key.pem"), "day", "2026-11-20", at(21, 12))
     with database.unit_of_work(tenant) as uow:
         for i in range(50):
-            uow.ledger.append("credit_note.issued",
-                              canonical_payload(sale(f"A-{i}", ("1.00", "20.00")), at(21)), None)
+            backed_entry(uow, CREDIT_NOTE_ISSUED, sale(f"A-{i}", ("1.00", "20.00")), at(21))
     yield tenant
 
 

@@ -33,7 +33,7 @@ def run_auditor(lines: list[str]) -> subprocess.CompletedProcess[str]:
 def test_readme_script_verifies_and_locates_tampering(database: Database,
                                                        tenant: uuid.UUID) -> None:
     for i in range(5):
-        append_ledger(AppendRequest(tenant_id=tenant, kind="invoice.issued",
+        append_ledger(AppendRequest(tenant_id=tenant, kind="note.added",
                                     payload={"number": f"F-{i}", "total": "10.00",
                                              "buyer": "Société Générale d'Éclairage"}),
                       database.unit_of_work, FrozenClock())

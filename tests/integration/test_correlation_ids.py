@@ -68,7 +68,7 @@ def queue(app_settings: Settings) -> tuple[Any, str, str]:
 
 
 def ledger_message(tenant: uuid.UUID, **payload: Any) -> str:
-    return json.dumps({"tenant_id": str(tenant), "kind": "invoice.issued",
+    return json.dumps({"tenant_id": str(tenant), "kind": "note.added",
                        "payload": payload or {"n": 1}})
 
 
@@ -140,7 +140,7 @@ def test_scaleways_one_message_path_binds_the_producer_or_the_call_id(
     from functions.append_ledger import handle as append
     from functions.issue_invoice import handle as issue
 
-    body = json.dumps({"tenant_id": str(tenant), "kind": "invoice.issued",
+    body = json.dumps({"tenant_id": str(tenant), "kind": "note.added",
                        "idempotency_key": f"scw-{uuid.uuid4()}", "payload": {"n": 1}})
     assert append({"body": body, "headers": {"X-Request-Id": "scw-call-1"}},
                   None)["statusCode"] == 200

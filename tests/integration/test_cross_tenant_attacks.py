@@ -102,7 +102,7 @@ def test_a_thousand_generated_cross_tenant_attempts_leak_nothing(
 
     victim_owner, victim_key = owner_with_key(client, frozen)
     b = victim_owner.body["tenant_id"]
-    append_ledger(AppendRequest(tenant_id=uuid.UUID(b), kind="invoice.issued",
+    append_ledger(AppendRequest(tenant_id=uuid.UUID(b), kind="note.added",
                                 payload={"number": MARKER, "total": "120.00"}),
                   runtime.database().unit_of_work, FrozenClock())
     victim_member = member_of(b)

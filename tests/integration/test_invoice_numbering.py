@@ -7,7 +7,6 @@ numbering guarantees belong to the engine, whatever builds the documents.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from datetime import UTC, date, datetime
@@ -17,10 +16,10 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import Database, sqlstate
-from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import InvalidInput
-from chalicelib.domain.ledger import canonical_payload
+from chalicelib.domain.kinds import INVOICE_ISSUED
 from chalicelib.ports import ArchivedObject, ArchiveReceipt, IssuedInvoice, UnitOfWork
+from tests.builders import backed_entry
 from tests.conftest import Connect, in_tenant
 
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -35,17 +34,8 @@ def receipt(version_id: str) -> ArchiveReceipt:
 def issue_in(uow: UnitOfWork, series: str = "F", day: date = date(2026, 11, 23),
              key: str | None = None) -> IssuedInvoice:
     """Number, ledger entry and invoice row, in the caller's transaction."""
-    number = uow.invoices.next_number(series)
-    label = f"{series}-{number:06d}"
-    appended = uow.ledger.append("invoice.issued", canonical_payload(
-        {"number": label, "total": "120.00"}, AT), None)
-    assert appended is not None
-    invoice = IssuedInvoice(
-        uuid.uuid4(), series, number, label, DocumentType.INVOICE, None, day,
-        key or uuid.uuid4().hex,
-        hashlib.sha256(label.encode()).digest(), "{}", "{}", bytes(32), bytes(32),
-        appended[0].seq)
-    uow.invoices.add(invoice)
+    invoice = backed_entry(uow, INVOICE_ISSUED, {"total": "120.00"}, AT, series=series,
+                           issue_date=day, key=key or uuid.uuid4().hex)
     uow.invoices.add_document(invoice.invoice_id, "pdf", b"%PDF-1.7 placeholder")
     return invoice
 

@@ -28,7 +28,7 @@ def test_concurrent_appends_never_fork_or_gap(app_settings: Settings, database: 
         try:
             start.wait()
             for n in range(APPENDS):
-                append_ledger(AppendRequest(tenant_id=tenant, kind="payment.received",
+                append_ledger(AppendRequest(tenant_id=tenant, kind="note.added",
                                             payload={"writer": index, "n": n}),
                               db.unit_of_work, FrozenClock())
         except BaseException as exc:

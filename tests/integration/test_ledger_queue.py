@@ -22,7 +22,7 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def message(tenant: uuid.UUID | str, **overrides: Any) -> str:
-    body = {"tenant_id": str(tenant), "kind": "invoice.issued",
+    body = {"tenant_id": str(tenant), "kind": "note.added",
             "payload": {"number": "F-1", "total": "120.00"}}
     body.update(overrides)
     return json.dumps(body)
@@ -79,6 +79,29 @@ def test_bad_messages_fail_alone_with_reasons(stack: LocalStack, database: Datab
     assert "repeats the key 'x'" in refused[ids[8]]
     assert "body: NaN is not JSON" in refused[ids[9]]
     assert refused[ids[1]] == "InvalidInput: body: is not valid JSON"
+
+
+@pytest.mark.parametrize("kind", ["invoice.issued", "credit_note.issued", "invoice.archived",
+                                  "closing.sealed", "quote.created", "payment.received"])
+def test_the_queue_never_writes_the_services_kinds(stack: LocalStack, database: Database,
+                                                    tenant: uuid.UUID, kind: str,
+                                                    service_logs: pytest.LogCaptureFixture
+                                                    ) -> None:
+    """The forged million: a message naming a fiscal kind (or any kind of the
+    service's own namespaces) fails alone, by its `kind`, and nothing is
+    appended; the engine would refuse a fiscal one anyway
+    (test_ledger_entry_rules.py)."""
+    forged = message(tenant, kind=kind, payload={"invoice_number": "F-9", "totals": {
+        "tax_exclusive_amount": "1000000.00", "tax_total": "0.00",
+        "tax_inclusive_amount": "1000000.00"}})
+    payload, ids = invoke([forged, message(tenant)], stack)
+    assert [f["itemIdentifier"] for f in payload["batchItemFailures"]] == [ids[0]]
+    assert entries(database, tenant) == [{"number": "F-1", "total": "120.00"}]
+    [why] = [r.__dict__["reason"] for r in service_logs.records
+             if r.getMessage() == "ledger message refused"]
+    assert why.startswith(f"InvalidInput: kind: {kind} is written only by the service's own "
+                          "use cases")
+    assert "this queue takes only other kinds" in why
 
 
 def test_a_batch_where_everything_fails_is_reported_not_raised(stack: LocalStack) -> None:
@@ -170,6 +193,10 @@ def test_plain_function_handler_scaleway_shape(stack: LocalStack, database: Data
     fields = {v["field"] for v in json.loads(refused["body"])["violations"]}
     assert fields == {"kind", "payload.total"}  # every broken rule, not just the first
 
+    fiscal = handler(dict(event, body=json.dumps({**body, "kind": "invoice.issued"})), None)
+    assert fiscal["statusCode"] == 422
+    assert [v["field"] for v in json.loads(fiscal["body"])["violations"]] == ["kind"]
+
     unknown = dict(event, body=json.dumps({**body, "tenant_id": str(uuid.uuid4())}))
     assert handler(unknown, None)["statusCode"] == 404
 
@@ -189,7 +216,7 @@ def test_plain_function_hides_server_errors(stack: LocalStack, database: Databas
     from functions.append_ledger import handler
 
     tenant = create_tenant("Faulty SAS", database.unit_of_work)
-    body = {"tenant_id": str(tenant), "kind": "payment.received", "idempotency_key": "p-1",
+    body = {"tenant_id": str(tenant), "kind": "note.added", "idempotency_key": "p-1",
             "payload": {"iban": "FR7630006000011234567890189"}}
 
     from pg8000.exceptions import DatabaseError

@@ -20,7 +20,7 @@ Connect = Callable[[], pg8000.native.Connection]
 @pytest.fixture
 def chain10(database: Database, tenant: uuid.UUID) -> uuid.UUID:
     for i in range(1, 11):
-        append_ledger(AppendRequest(tenant_id=tenant, kind="invoice.issued",
+        append_ledger(AppendRequest(tenant_id=tenant, kind="note.added",
                                     payload={"number": f"F-{i}", "total": "100.00"}),
                       database.unit_of_work, FrozenClock())
     return tenant

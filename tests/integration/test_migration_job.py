@@ -318,3 +318,70 @@ def test_the_functions_environment_has_no_owner_password(stack: LocalStack) -> N
     other test is the proof that the app never needs it."""
     assert "EINVOICE_DB_OWNER_PASSWORD" not in stack.env()
     assert settings().db_owner_password.get_secret_value() == ""
+
+
+# --- the ledger checks added to a live chain (0020, 0021) ---------------------------------
+
+def _until(folder: Path, last: str) -> Path:
+    """The migrations up to `last`, as a database deployed before the next ones had."""
+    for path in MIGRATIONS.glob("*.sql"):
+        if path.name <= last:
+            (folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return folder
+
+
+def _live_chain(fresh: Fresh, folder: Path, payloads: list[str]) -> pg8000.native.Connection:
+    """A database at 0019 whose tenant's chain holds `payloads` (note.added entries)."""
+    owner = fresh.owner_connection()
+    migrate(owner, fresh.app, app_password=fresh.app_password, directory=_until(folder, "0019"))
+    owner.run("BEGIN")
+    tenant = str(uuid.uuid4())
+    owner.run("SELECT set_config('app.tenant_id', :t, true)", t=tenant)
+    owner.run("INSERT INTO tenants (id, name) VALUES (:t, 'Live SARL')", t=tenant)
+    for payload in payloads:
+        owner.run("SELECT * FROM ledger_append('note.added', :p, NULL)", p=payload)
+    owner.run("COMMIT")
+    return owner
+
+
+def _validated(owner: pg8000.native.Connection) -> dict[str, bool]:
+    return {name: bool(valid) for name, valid in owner.run(
+        "SELECT conname, convalidated FROM pg_constraint WHERE conname IN "
+        "('ledger_entries_envelope', 'ledger_entries_service_kinds')")}
+
+
+GOOD = '{"at":"2026-11-23T10:00:00.000000Z","data":{"n":1},"v":1}'
+
+
+def test_the_envelope_check_is_added_to_a_live_chain_and_validated(fresh: Fresh,
+                                                                   tmp_path: Path) -> None:
+    owner = _live_chain(fresh, tmp_path, [GOOD, GOOD.replace('"n":1', '"n":2')])
+    try:
+        assert migrate(owner, fresh.app) == [n for n in ALL if n > "0019"]
+        assert _validated(owner) == {"ledger_entries_envelope": True,
+                                     "ledger_entries_service_kinds": True}
+    finally:
+        owner.close()
+
+
+def test_a_chain_already_holding_a_malformed_entry_still_migrates_and_refuses_new_ones(
+        fresh: Fresh, tmp_path: Path) -> None:
+    """Before 0020 the check let `{}` through (it returned NULL): such an entry
+    stays (entries are never changed), the check stays NOT VALID, and every
+    new row is checked all the same."""
+    owner = _live_chain(fresh, tmp_path, [GOOD, "{}"])
+    try:
+        assert migrate(owner, fresh.app) == [n for n in ALL if n > "0019"]
+        assert _validated(owner) == {"ledger_entries_envelope": False,
+                                     "ledger_entries_service_kinds": True}
+        owner.run("SELECT set_config('app.sealing_scan', 'on', false)")  # the owner's view
+        [[tenant]] = owner.run("SELECT tenant_id::text FROM ledger_heads")
+        owner.run("SELECT set_config('app.sealing_scan', 'off', false)")
+        owner.run("BEGIN")
+        owner.run("SELECT set_config('app.tenant_id', :t, true)", t=tenant)
+        with pytest.raises(pg8000.native.DatabaseError) as refused:
+            owner.run("SELECT * FROM ledger_append('note.added', '{}', NULL)")
+        owner.run("ROLLBACK")
+        assert refused.value.args[0]["C"] == "23514"
+    finally:
+        owner.close()

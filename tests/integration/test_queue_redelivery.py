@@ -75,7 +75,7 @@ def after_visibility_timeout() -> None:
 
 
 def ledger_message(tenant: uuid.UUID, payload: dict[str, Any]) -> str:
-    return json.dumps({"tenant_id": str(tenant), "kind": "invoice.issued", "payload": payload})
+    return json.dumps({"tenant_id": str(tenant), "kind": "note.added", "payload": payload})
 
 
 def entries(database: Database, tenant: uuid.UUID) -> list[dict[str, Any]]:
@@ -169,7 +169,7 @@ def test_on_scaleway_a_failing_message_answers_300_or_more_a_good_one_200(
     from functions.issue_invoice import handle as issue
 
     def body(**payload: Any) -> dict[str, Any]:
-        return {"body": json.dumps({"tenant_id": str(tenant), "kind": "invoice.issued",
+        return {"body": json.dumps({"tenant_id": str(tenant), "kind": "note.added",
                                     "idempotency_key": f"scw-{uuid.uuid4()}",
                                     "payload": payload})}
 

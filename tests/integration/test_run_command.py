@@ -130,7 +130,7 @@ def test_run_serves_dispatches_and_stops_on_ctrl_c() -> None:
             return done.stdout.strip()
 
         tenant = cli("create-tenant", "Demo SARL")
-        cli("append", tenant, "invoice.issued", '{"number": "F-1", "total": "120.00"}')
+        cli("append", tenant, "note.added", '{"about": "F-1", "text": "Reminder sent"}')
         for _ in range(50):  # the dispatcher picks it up from the queue
             report = json.loads(cli("verify", tenant))
             if report["entries_checked"] == 1:

@@ -37,7 +37,7 @@ def begin(conn: pg8000.native.Connection, tenant: uuid.UUID | None) -> None:
 
 def fill(database: Database, tenant: uuid.UUID, n: int) -> None:
     for i in range(n):
-        append_ledger(AppendRequest(tenant_id=tenant, kind="invoice.issued",
+        append_ledger(AppendRequest(tenant_id=tenant, kind="note.added",
                                     payload={"number": f"F-{i}"}),
                       database.unit_of_work, FrozenClock())
 
@@ -137,7 +137,7 @@ def test_cannot_append_into_another_tenants_chain(database: Database, tenant: uu
     victim = create_tenant("Victim SARL", database.unit_of_work)
     fill(database, victim, 2)
     payload = canonical_payload({"number": "EVIL"}, AT)
-    first = next_entry(GENESIS, "invoice.issued", payload)
+    first = next_entry(GENESIS, "note.added", payload)
     # A well-formed first entry for the victim, written from the attacker's tenant:
     # the engine refuses it (the victim's rows are invisible, the policy's
     # WITH CHECK refuses a foreign tenant_id).
@@ -163,14 +163,14 @@ def forged_insert(conn: pg8000.native.Connection, tenant: uuid.UUID, seq: int, p
                   hash_: bytes, payload: str) -> str:
     begin(conn, tenant)
     return refused(conn, "INSERT INTO ledger_entries (tenant_id, seq, kind, payload, prev_hash, "
-                   "hash) VALUES (:t, :s, 'invoice.issued', :p, :ph, :h)", t=str(tenant), s=seq,
+                   "hash) VALUES (:t, :s, 'note.added', :p, :ph, :h)", t=str(tenant), s=seq,
                    p=payload, ph=prev, h=hash_)
 
 
 def test_application_can_only_append_through_the_engine(
         database: Database, tenant: uuid.UUID, app: pg8000.native.Connection) -> None:
     fill(database, tenant, 1)
-    good = next_entry(GENESIS, "invoice.issued", canonical_payload({"n": 1}, AT))
+    good = next_entry(GENESIS, "note.added", canonical_payload({"n": 1}, AT))
     assert forged_insert(app, tenant, 2, good.prev_hash, good.hash, good.payload) == "42501"
     # ledger_append() picks seq and links itself; it refuses to run without a tenant.
     app.run("BEGIN")
@@ -191,27 +191,27 @@ def test_engine_refuses_forged_entries_even_from_the_owner(
         [[head_seq, head_hash]] = owner.run("SELECT seq, hash FROM ledger_heads")
         owner.run("ROLLBACK")
         head = ChainHead(head_seq, bytes(head_hash))
-        good = next_entry(head, "invoice.issued", canonical_payload({"n": 4}, AT))
+        good = next_entry(head, "note.added", canonical_payload({"n": 4}, AT))
         # wrong hash for the content
         assert forged_insert(owner, tenant, 4, head.hash, bytes(32), good.payload) == "EL002"
         # right hash, but linked to something else than entry 3 (a fork)
-        fork = next_entry(ChainHead(3, bytes(32)), "invoice.issued", good.payload)
+        fork = next_entry(ChainHead(3, bytes(32)), "note.added", good.payload)
         assert forged_insert(owner, tenant, 4, fork.prev_hash, fork.hash, fork.payload) == "EL002"
         # a gap: seq 6 while 5 does not exist
-        gap = next_entry(ChainHead(5, head.hash), "invoice.issued", good.payload)
+        gap = next_entry(ChainHead(5, head.hash), "note.added", good.payload)
         assert forged_insert(owner, tenant, 6, gap.prev_hash, gap.hash, gap.payload) == "EL002"
         # a second entry 3 (rewriting history)
         begin(owner, tenant)
         [[prev2]] = owner.run("SELECT hash FROM ledger_entries WHERE seq = 2")
         owner.run("ROLLBACK")
-        dup = next_entry(ChainHead(2, bytes(prev2)), "invoice.issued", good.payload)
+        dup = next_entry(ChainHead(2, bytes(prev2)), "note.added", good.payload)
         assert forged_insert(owner, tenant, 3, dup.prev_hash, dup.hash, dup.payload) == "23505"
         # payload that is not a JSON object
-        bad = next_entry(head, "invoice.issued", "[1]")
+        bad = next_entry(head, "note.added", "[1]")
         assert forged_insert(owner, tenant, 4, bad.prev_hash, bad.hash, bad.payload) == "23514"
         # the owner cannot append for a tenant other than the transaction's (RLS FORCE)
         other = create_tenant("Other owner target", database.unit_of_work)
-        first = next_entry(GENESIS, "invoice.issued", good.payload)
+        first = next_entry(GENESIS, "note.added", good.payload)
         assert forged_insert(owner, tenant, 1, first.prev_hash, first.hash,
                              first.payload) == "23505"
         begin(owner, tenant)
@@ -272,7 +272,7 @@ def test_a_non_canonical_payload_slipped_in_is_reported_by_verify(
     cannot see it): the hash is right, the verifier still names the entry."""
     fill(database, tenant, 2)
     begin(app, tenant)
-    app.run("SELECT * FROM ledger_append('invoice.issued', :p, NULL)",
+    app.run("SELECT * FROM ledger_append('note.added', :p, NULL)",
             p='{"at":"2026-11-23T10:00:00.000000Z","data":{"total":"1.00","total":"999.00"},'
               '"v":1}')
     app.run("COMMIT")

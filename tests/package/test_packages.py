@@ -352,7 +352,7 @@ def test_the_other_handlers_run_from_their_own_packages(
     stack from its own package: every import its use case makes is there."""
     owner, key = owner_with_key(client, frozen, WRITE)
     tenant = owner.body["tenant_id"]
-    ledger = json.dumps({"tenant_id": tenant, "kind": "invoice.issued",
+    ledger = json.dumps({"tenant_id": tenant, "kind": "note.added",
                          "idempotency_key": "package-ledger-1",
                          "payload": {"number": "X-1", "total_gross": "1.00", "currency": "EUR"}})
     queued = json.dumps({"tenant_id": tenant, "idempotency_key": "package-queue-1",

@@ -15,9 +15,8 @@ import pytest
 
 from chalicelib.domain.closing import Period, signed_by
 from chalicelib.domain.errors import Conflict
-from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.seal_period import ClosingPorts, seal_all_due, seal_due, seal_period
-from tests.builders import at, sale
+from tests.builders import append_entry, at, sale
 from tests.fakes import FakeDatabase, FakeSigner, FrozenClock
 
 
@@ -34,9 +33,8 @@ class Sealing:
 
     def record(self, when: datetime, kind: str = "invoice.issued",
                data: dict[str, Any] | None = None, tenant: UUID | None = None) -> None:
-        append_ledger(AppendRequest(tenant_id=tenant or self.tenant, kind=kind,
-                                    payload=data or {"n": 1}),
-                      self.database.unit_of_work, FrozenClock(when))
+        append_entry(self.database.unit_of_work, tenant or self.tenant, when, kind,
+                     data or {"n": 1})
 
     def kinds(self, tenant: UUID | None = None) -> list[str]:
         return [e.kind for e in self.database.records(tenant or self.tenant).entries]

@@ -77,12 +77,24 @@ class PostgresClosings:
 
     def first_activity(self, after_seq: int) -> datetime | None:
         rows = self._conn.run(
-            "SELECT payload::jsonb ->> 'at' FROM ledger_entries WHERE tenant_id = :t "
+            "SELECT seq, payload::jsonb ->> 'at' FROM ledger_entries WHERE tenant_id = :t "
             "AND seq > :a AND kind <> :sealed ORDER BY seq LIMIT 1",
             t=self._tenant, a=after_seq, sealed=CLOSING_SEALED)
         if not rows:
             return None
-        return datetime.strptime(rows[0][0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        seq, recorded = rows[0]
+        try:
+            return datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        except (TypeError, ValueError):  # planted past the engine's check (0020)
+            raise Conflict([Violation("ledger", f"entry {seq} has no valid recording time "
+                                      "(at): no period holding it can be sealed")]) from None
+
+    def first_malformed(self, after_seq: int) -> int | None:
+        # The engine's own envelope check (0020), which every new row passed.
+        [[seq]] = self._conn.run(
+            "SELECT min(seq) FROM ledger_entries WHERE tenant_id = :t AND seq > :a "
+            "AND NOT ledger_payload_envelope_ok(payload)", t=self._tenant, a=after_seq)
+        return int(seq) if seq is not None else None
 
     def kind_counts(self, first_seq: int, last_seq: int) -> dict[str, int]:
         rows = self._conn.run("SELECT kind, count(*) FROM ledger_entries WHERE tenant_id = :t "

@@ -5,6 +5,8 @@
         K proofs; head <hex>" on stdout, or exit 1 and "FAIL: <problem>" on stderr.
         --trusted-key (ed25519:<32 hex> or the raw public key in hex, repeatable):
         every closing must be signed by one of these, not merely by a key of keys.json.
+        --max-line-bytes (1 MiB), --max-member-bytes (16 GiB): input bounds; a longer
+        line, or a file or .zip member declared or read larger, is a FAIL.
     python -m chalicelib.audit export-audit-bundle --tenant UUID OUT [--zip]
         against the database of the EINVOICE_* environment (chalicelib.runtime).
 
@@ -20,15 +22,19 @@ from pathlib import Path
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from chalicelib.audit.verify import trusted_key_ids, verify_bundle
+    from chalicelib.audit.verify import Report, trusted_key_ids, verify_bundle
 
     try:
         trusted = trusted_key_ids(args.trusted_key) if args.trusted_key else None
     except ValueError as exc:
         print(f"FAIL: --trusted-key {exc}", file=sys.stderr)
         return 2
-    report = verify_bundle(Path(args.path), progress=args.progress or sys.stderr.isatty(),
-                           trusted_keys=trusted)
+    try:
+        report = verify_bundle(Path(args.path), progress=args.progress or sys.stderr.isatty(),
+                               trusted_keys=trusted, max_line_bytes=args.max_line_bytes,
+                               max_member_bytes=args.max_member_bytes)
+    except Exception as exc:  # noqa: BLE001 - an auditor gets a FAIL line, never a traceback
+        report = Report(False, f"{args.path}: cannot be verified ({type(exc).__name__}: {exc})")
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
@@ -47,12 +53,18 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from chalicelib.audit.verify import MAX_LINE_BYTES, MAX_MEMBER_BYTES
+
     parser = argparse.ArgumentParser(prog="python -m chalicelib.audit")
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify-bundle", help="check an audit bundle offline")
     verify.add_argument("path", help="a bundle folder or .zip")
     verify.add_argument("--trusted-key", action="append", default=[],
                         help="a key the closings may be signed with (repeatable)")
+    verify.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES,
+                        help="the longest line (and manifest.json, keys.json) accepted")
+    verify.add_argument("--max-member-bytes", type=int, default=MAX_MEMBER_BYTES,
+                        help="the largest file or .zip member accepted (declared or read)")
     verify.add_argument("--progress", action="store_true",
                         help="a progress bar on stderr even when it is not a terminal")
     verify.set_defaults(func=_verify)

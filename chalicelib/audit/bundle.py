@@ -9,7 +9,8 @@ nodes per proof (`uow.closings.merkle_nodes`), never from the tree. Only the
 closings (a few hundred a year) are held at once.
 
 Layout (format 1): entries.jsonl, closings.jsonl, keys.json, proofs.jsonl,
-anchors.jsonl, then manifest.json, written last, with the SHA-256 of each.
+anchors.jsonl, then manifest.json, written last, with the SHA-256 of each and
+the entries that have an inclusion proof (every sealed money entry).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path,
         covering = iter(sorted(closings, key=lambda c: (c.last_seq, c.entry_seq)))
         cover = next(covering, None)
         batch: list[tuple[int, StoredClosing]] = []
-        count = last_seq = 0
+        count = last_seq = proven = 0
         for entry in uow.ledger.entries():
             entries.line(entry.as_dict())
             count, last_seq = count + 1, entry.seq
@@ -123,6 +124,7 @@ def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path,
                 cover = next(covering, None)
             if cover is not None and entry.kind in MONEY_KINDS:
                 batch.append((entry.seq, cover))
+                proven += 1
                 if len(batch) >= PROOF_BATCH:
                     _inclusion_proofs(proofs, store, batch)
                     batch = []
@@ -148,6 +150,10 @@ def _write(tenant_id: UUID, snapshot: UnitOfWorkFactory, folder: Path,
         # The stored head, not the last entry read: entries missing at the end of the
         # chain then show in the bundle as a truncation.
         "head": {"seq": head.seq, "hash": head.hash.hex()},
+        # Which entries have an inclusion proof, so that one removed is missed: every
+        # entry of these kinds up to the widest closing (the verifier checks all three).
+        "inclusion_proofs": {"kinds": list(MONEY_KINDS), "through_seq": max(
+            (c.last_seq for c in closings), default=0), "count": proven},
         "files": {name: files[name] for name in FILES},
     }
     if count != last_seq:

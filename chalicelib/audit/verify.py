@@ -48,6 +48,12 @@ MONEY_KINDS = ("invoice.issued", "credit_note.issued")
 PERIOD_KINDS = ("day", "month", "year")
 ZERO_HASH = bytes(32)
 PROGRESS_THRESHOLD = 10_000
+# Input bounds, generous for real bundles (an entry is a few KB; manifest.json and
+# keys.json are read whole, so they are bounded as one line is): a longer line, or a
+# member (or file) whose declared or actual size is larger, is refused before it
+# costs memory or hours.
+MAX_LINE_BYTES = 1 << 20  # 1 MiB
+MAX_MEMBER_BYTES = 16 << 30  # 16 GiB: about eight million entries of 2 KB
 
 _ENTRY_FIELDS = {"seq", "kind", "payload", "prev_hash", "hash"}
 _CLOSING_RECORD_FIELDS = {"id", "kind", "period_start", "first_seq", "last_seq", "entry_seq",
@@ -63,6 +69,7 @@ _NUMERIC = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)  # sums never round
 _SEQ = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
+_DRIVE = re.compile(r"[A-Za-z]:")
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,10 @@ def key_id_for(public_key: bytes) -> str:
 
 # --- the bundle's files: a folder or a .zip, each file hashed as it is read ----------------
 class _Bundle:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_line: int = MAX_LINE_BYTES,
+                 max_member: int = MAX_MEMBER_BYTES) -> None:
         self.digests: dict[str, str] = {}
+        self.max_line, self.max_member = max_line, max_member
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
         if path.is_dir():
@@ -171,6 +180,7 @@ class _Bundle:
                 _fail(f"{path}: neither a bundle folder nor a .zip")
             self._dir = path
             self._zip = zipfile.ZipFile(path)
+            _check_members(self._zip.infolist(), max_member)
             names = [n for n in self._zip.namelist()
                      if n == "manifest.json" or (n.endswith("/manifest.json")
                                                  and n.count("/") == 1)]
@@ -195,17 +205,33 @@ class _Bundle:
             _fail(f"file {name}: cannot be read from the .zip ({exc})")
 
     def read(self, name: str) -> bytes:
-        with self._open(name) as f:
-            data = f.read()
+        """A file read whole (manifest.json, keys.json): bounded as one line is."""
+        chunks, size = [], 0
+        with self._open(name) as f:  # in chunks: read(n) would allocate n bytes at once
+            while size <= self.max_line and (chunk := f.read(1 << 16)):
+                chunks.append(chunk)
+                size += len(chunk)
+        data = b"".join(chunks)
+        if len(data) > self.max_line:
+            _fail(f"file {name}: larger than {self.max_line} bytes")
         self.digests[name] = hashlib.sha256(data).hexdigest()
         return data
 
     def lines(self, name: str) -> Iterator[tuple[int, bytes]]:
-        """(line number from 1, raw bytes without the newline); the file's SHA-256 is
-        recorded once it has been read to its end."""
+        """(line number from 1, raw bytes without the newline), each at most `max_line`
+        bytes and the file at most `max_member`; the file's SHA-256 is recorded once it
+        has been read to its end."""
         digest = hashlib.sha256()
+        size = 0
         with self._open(name) as raw:
-            for number, line in enumerate(raw, start=1):
+            number = 0
+            while line := raw.readline(self.max_line + 1):
+                number += 1
+                if len(line) > self.max_line:
+                    _fail(f"file {name}: line {number} is longer than {self.max_line} bytes")
+                size += len(line)
+                if size > self.max_member:
+                    _fail(f"file {name}: larger than {self.max_member} bytes")
                 digest.update(line)
                 yield number, line.rstrip(b"\n")
         self.digests[name] = digest.hexdigest()
@@ -213,11 +239,35 @@ class _Bundle:
     def digest(self, name: str) -> str:
         if name not in self.digests:
             digest = hashlib.sha256()
+            size = 0
             with self._open(name) as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
+                    size += len(chunk)
+                    if size > self.max_member:
+                        _fail(f"file {name}: larger than {self.max_member} bytes")
                     digest.update(chunk)
             self.digests[name] = digest.hexdigest()
         return self.digests[name]
+
+
+def _check_members(members: list[zipfile.ZipInfo], max_member: int) -> None:
+    """Refuse a .zip that tools would unpack differently from what is verified: a
+    name given twice (this reads the last, `unzip` extracts the first), or one that
+    escapes the folder it is unpacked in; and a member declared larger than the bound."""
+    seen: set[str] = set()
+    for info in members:
+        name = info.filename
+        parts = name.rstrip("/").split("/")
+        if (name.startswith("/") or "\\" in name or "\0" in name or _DRIVE.match(name)
+                or any(part in ("", ".", "..") for part in parts)):
+            _fail(f".zip member {name!r}: not a plain relative name (absolute, '..', "
+                  "backslash or drive letter)")
+        if name.casefold() in seen:
+            _fail(f".zip member {name!r}: its name is given twice")
+        seen.add(name.casefold())
+        if info.file_size > max_member:
+            _fail(f".zip member {name!r}: declares {info.file_size} bytes, more than "
+                  f"{max_member}")
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -415,7 +465,7 @@ class _Verifier:
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             _fail(f"manifest.json: not an {FORMAT} of version {VERSION}")
         wanted = {"format", "version", "tenant_id", "exported_at", "entries", "closings",
-                  "head", "files"}
+                  "head", "inclusion_proofs", "files"}
         _object(manifest, wanted, "manifest.json")
         if not isinstance(manifest["tenant_id"], str) or not manifest["tenant_id"]:
             _fail("manifest.json: tenant_id is not text")
@@ -428,6 +478,12 @@ class _Verifier:
         head = _object(manifest["head"], {"seq", "hash"}, "manifest.json: head")
         if not _int(head["seq"]) or head["seq"] < 0 or _hex(head["hash"], 32) is None:
             _fail("manifest.json: head is not {seq, hash}")
+        listed = _object(manifest["inclusion_proofs"], {"kinds", "through_seq", "count"},
+                         "manifest.json: inclusion_proofs")
+        if listed["kinds"] != list(MONEY_KINDS) or not all(
+                _int(listed[n]) and listed[n] >= 0 for n in ("through_seq", "count")):
+            _fail(f"manifest.json: inclusion_proofs is not {{kinds: {list(MONEY_KINDS)}, "
+                  "through_seq, count}")
         files = manifest["files"]
         if not isinstance(files, dict):
             _fail("manifest.json: files is not an object")
@@ -505,6 +561,9 @@ class _Verifier:
         pending = iter(self.records)
         record = next(pending, None)
         prev, seq = ZERO_HASH, 0
+        # Every money entry a closing covers has an inclusion proof, and no other entry.
+        sealed_through = max((r.last_seq for r in self.records), default=0)
+        sealed_money = 0
         total = self.manifest["entries"]
         show = self.progress and total > self.threshold
         step = max(1, total // 200)
@@ -564,6 +623,17 @@ class _Verifier:
             elif kind == SEALED:
                 _fail(f"entry {seq} (closing.sealed): its closing is not in closings.jsonl")
             proofs.advance(seq, stored)
+            proven = proofs.last_inclusion == seq
+            if kind in MONEY_KINDS and seq <= sealed_through:
+                sealed_money += 1
+                if not proven:
+                    proofs.problem(f"entry {seq} ({kind}): sealed, but proofs.jsonl has no "
+                                    "inclusion proof for it (the manifest lists every sealed "
+                                    "money entry)")
+            elif proven:
+                proofs.problem(f"proofs.jsonl line {proofs.last_inclusion_line}: an inclusion "
+                                f"proof for entry {seq}, which is not a sealed money entry "
+                                "(the manifest lists no such proof)")
             if show and seq % step == 0:
                 print(f"\rverifying entries: {seq:,} / {total:,} ({100 * seq // total}%)",
                       end="", file=sys.stderr, flush=True)
@@ -588,6 +658,13 @@ class _Verifier:
         proofs.finish(seq)
         if self.proof_problem:
             _fail(self.proof_problem)
+        listed = self.manifest["inclusion_proofs"]
+        if listed["through_seq"] != sealed_through:
+            _fail(f"manifest.json: inclusion_proofs.through_seq is {listed['through_seq']}, but "
+                  f"the widest closing ends at entry {sealed_through}")
+        if listed["count"] != sealed_money:
+            _fail(f"manifest.json: inclusion_proofs.count is {listed['count']}, but "
+                  f"{sealed_money} money entries are sealed")
         self.check_anchors()
         for name, digest in self.manifest["files"].items():
             if self.bundle.digest(name) != digest:
@@ -745,9 +822,9 @@ class _ProofCursor:
         self.lines = lines
         self.closings = closings
         self.waiting: tuple[int, dict[str, Any]] | None = None  # an inclusion proof ahead
-        self.last_inclusion = 0
+        self.last_inclusion = self.last_inclusion_line = 0
 
-    def _problem(self, message: str) -> None:
+    def problem(self, message: str) -> None:
         if self.v.proof_problem is None:
             self.v.proof_problem = message
 
@@ -757,11 +834,11 @@ class _ProofCursor:
             try:
                 proof = _json(_text(raw, where), where)
             except BundleProblem as exc:
-                self._problem(str(exc))
+                self.problem(str(exc))
                 return None
             if not isinstance(proof, dict) or proof.get("type") not in ("inclusion",
                                                                         "consistency"):
-                self._problem(f"{where}: not an inclusion or consistency proof")
+                self.problem(f"{where}: not an inclusion or consistency proof")
                 return None
             return number, proof
         return None
@@ -780,19 +857,19 @@ class _ProofCursor:
                 continue
             wanted: int = proof["seq"] if _int(proof.get("seq")) else 0
             if wanted < 1:
-                self._problem(f"proofs.jsonl line {number}: seq is not an entry")
+                self.problem(f"proofs.jsonl line {number}: seq is not an entry")
                 return
             if wanted <= self.last_inclusion:
-                self._problem(f"proofs.jsonl line {number}: inclusion proofs must come in entry "
+                self.problem(f"proofs.jsonl line {number}: inclusion proofs must come in entry "
                               f"order (entry {wanted} after entry {self.last_inclusion})")
                 return
             if leaf is None or wanted > seq:
                 if leaf is None:
-                    self._problem(f"proofs.jsonl line {number}: entry {wanted} is not in "
+                    self.problem(f"proofs.jsonl line {number}: entry {wanted} is not in "
                                   "entries.jsonl")
                 return
             self.waiting = None
-            self.last_inclusion = wanted
+            self.last_inclusion, self.last_inclusion_line = wanted, number
             self.inclusion(number, proof, leaf)
 
     def finish(self, last_seq: int) -> None:
@@ -801,9 +878,9 @@ class _ProofCursor:
     def _closing(self, number: int, entry_seq: Any) -> _ClosingRecord | None:
         record = self.closings.get(entry_seq) if _int(entry_seq) else None
         if record is None:
-            self._problem(f"proofs.jsonl line {number}: no closing at entry {entry_seq!r}")
+            self.problem(f"proofs.jsonl line {number}: no closing at entry {entry_seq!r}")
         elif record.size is None or record.root is None:
-            self._problem(f"proofs.jsonl line {number}: the closing at entry {entry_seq} has "
+            self.problem(f"proofs.jsonl line {number}: the closing at entry {entry_seq} has "
                           "no Merkle size and root")
             return None
         return record
@@ -812,7 +889,7 @@ class _ProofCursor:
         path = proof.get("path")
         hashes = [_hex(h, 32) for h in path] if isinstance(path, list) else [None]
         if any(h is None for h in hashes):
-            self._problem(f"proofs.jsonl line {number}: path is not a list of 32-byte hex "
+            self.problem(f"proofs.jsonl line {number}: path is not a list of 32-byte hex "
                           "hashes")
             return None
         return [h for h in hashes if h is not None]
@@ -820,7 +897,7 @@ class _ProofCursor:
     def inclusion(self, number: int, proof: dict[str, Any], leaf: bytes) -> None:
         where = f"proofs.jsonl line {number}"
         if set(proof) != {"type", "seq", "closing_entry_seq", "tree_size", "path"}:
-            self._problem(f"{where}: an inclusion proof is {{type, seq, closing_entry_seq, "
+            self.problem(f"{where}: an inclusion proof is {{type, seq, closing_entry_seq, "
                           "tree_size, path}")
             return
         closing = self._closing(number, proof["closing_entry_seq"])
@@ -829,11 +906,11 @@ class _ProofCursor:
             return
         seq = proof["seq"]
         if proof["tree_size"] != closing.size:
-            self._problem(f"{where}: tree_size {proof['tree_size']!r} is not the size of the "
+            self.problem(f"{where}: tree_size {proof['tree_size']!r} is not the size of the "
                           f"closing at entry {closing.entry_seq} ({closing.size})")
         elif not merkle.verify_inclusion(leaf, seq - 1, closing.size or 0, path,
                                          closing.root or b""):
-            self._problem(f"{where}: inclusion proof for entry {seq} does not verify")
+            self.problem(f"{where}: inclusion proof for entry {seq} does not verify")
         else:
             self.v.proofs += 1
 
@@ -841,7 +918,7 @@ class _ProofCursor:
         where = f"proofs.jsonl line {number}"
         if set(proof) != {"type", "from_entry_seq", "to_entry_seq", "from_size", "to_size",
                           "path"}:
-            self._problem(f"{where}: a consistency proof is {{type, from_entry_seq, "
+            self.problem(f"{where}: a consistency proof is {{type, from_entry_seq, "
                           "to_entry_seq, from_size, to_size, path}")
             return
         old = self._closing(number, proof["from_entry_seq"])
@@ -850,11 +927,11 @@ class _ProofCursor:
         if old is None or new is None or path is None:
             return
         if (proof["from_size"], proof["to_size"]) != (old.size, new.size):
-            self._problem(f"{where}: from_size and to_size are not the sizes of the closings "
+            self.problem(f"{where}: from_size and to_size are not the sizes of the closings "
                           f"at entries {old.entry_seq} and {new.entry_seq}")
         elif not merkle.verify_consistency(old.size or 0, new.size or 0, old.root or b"",
                                            new.root or b"", path):
-            self._problem(f"{where}: consistency proof from entry {old.entry_seq} to entry "
+            self.problem(f"{where}: consistency proof from entry {old.entry_seq} to entry "
                           f"{new.entry_seq} does not verify")
         else:
             self.v.proofs += 1
@@ -876,20 +953,26 @@ def trusted_key_ids(values: list[str]) -> set[str]:
 
 def verify_bundle(path: Path, progress: bool = False, *,
                   progress_threshold: int = PROGRESS_THRESHOLD,
-                  trusted_keys: set[str] | None = None) -> Report:
+                  trusted_keys: set[str] | None = None,
+                  max_line_bytes: int = MAX_LINE_BYTES,
+                  max_member_bytes: int = MAX_MEMBER_BYTES) -> Report:
     """Check a bundle folder or .zip; stops at the first problem and names it.
 
     `progress` draws a bar on stderr when the bundle holds more than
     `progress_threshold` entries. `trusted_keys` (key ids): if given, every
-    closing must be signed by one of them, not merely by a key of keys.json."""
+    closing must be signed by one of them, not merely by a key of keys.json.
+    `max_line_bytes`, `max_member_bytes`: the input bounds (MAX_LINE_BYTES...)."""
     bundle: _Bundle | None = None
     try:
-        bundle = _Bundle(path)
+        bundle = _Bundle(path, max_line_bytes, max_member_bytes)
         return _Verifier(bundle, progress, progress_threshold, trusted_keys).run()
     except BundleProblem as exc:
         return Report(False, str(exc))
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:  # a damaged .zip
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
+            NotImplementedError, RuntimeError, ValueError) as exc:  # a damaged .zip
         return Report(False, f"{path}: cannot be read ({type(exc).__name__}: {exc})")
+    except MemoryError:
+        return Report(False, f"{path}: out of memory while reading it")
     finally:
         if bundle is not None:
             bundle.close()

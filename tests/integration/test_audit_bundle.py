@@ -8,14 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import time
 import tracemalloc
 import uuid
+import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,6 +32,7 @@ from chalicelib.adapters.postgres import ledger as postgres
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.audit.bundle import export_audit_bundle
 from chalicelib.audit.verify import Report, verify_bundle
+from chalicelib.domain import merkle
 from chalicelib.domain.closing import Period, closing_text
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.kinds import CREDIT_NOTE_ISSUED, INVOICE_ISSUED
@@ -620,3 +623,170 @@ def test_every_closing_but_the_widest_is_proven_to_extend_into_a_wider_one(
     assert {s["from_entry_seq"] for s in steps} == {
         c["entry_seq"] for c in closings if c["last_seq"] < widest}
     assert verify_bundle(out, progress=False).ok
+
+
+# --- zip input: names, bombs, garbage -----------------------------------------------------
+def zipped(bundle: Path, out: Path, extra: Sequence[tuple[str, bytes]] = (),
+           first: Sequence[tuple[str, bytes]] = ()) -> Path:
+    """The bundle as a .zip, with members written before (`first`) or after (`extra`) it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name, and writes it
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in first:
+                z.writestr(name, data)
+            for name in sorted(p.name for p in bundle.iterdir()):
+                z.writestr(name, (bundle / name).read_bytes())
+            for name, data in extra:
+                z.writestr(name, data)
+    return out
+
+
+def test_a_zip_member_named_twice_or_outside_its_folder_is_refused(
+        chain: Chain, copy: Path, tmp_path: Path) -> None:
+    """`unzip` extracts the first of two entries.jsonl, the verifier used to read the last:
+    an honest member last would vouch for a forged one first."""
+    entries = (copy / "entries.jsonl").read_bytes()
+    forged = entries.replace(b"F-2", b"F-9", 1)
+    twice = zipped(chain.bundle, tmp_path / "twice.zip", first=[("entries.jsonl", forged)])
+    with zipfile.ZipFile(twice) as z:
+        assert [i.filename for i in z.infolist()].count("entries.jsonl") == 2
+        assert z.read("entries.jsonl") == entries  # what the verifier read before the fix
+    assert fails(twice) == ".zip member 'entries.jsonl': its name is given twice"
+    for name in ("/etc/passwd", "../entries.jsonl", "x/../../y", "a\\b.jsonl", "C:x.jsonl",
+                 "./entries.jsonl"):
+        bad = zipped(chain.bundle, tmp_path / "bad.zip", extra=[(name, b"x")])
+        assert fails(bad) == (f".zip member {name!r}: not a plain relative name (absolute, "
+                              "'..', backslash or drive letter)"), name
+        bad.unlink()
+
+
+BOMB_LIMIT = 512 << 20
+
+
+def limited_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line under a 512 MB address-space limit."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (BOMB_LIMIT, BOMB_LIMIT))
+
+    return subprocess.run([sys.executable, "-m", "chalicelib.audit", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          preexec_fn=limit)
+
+
+def test_a_zip_bomb_is_refused_in_bounded_memory(chain: Chain, tmp_path: Path) -> None:
+    """entries.jsonl as 600 MB of one line compressed to well under 1 MB: read line by
+    line with a bound, the verifier fails at 1 MiB instead of exhausting memory."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("manifest.json", "keys.json", "closings.jsonl", "proofs.jsonl",
+                     "anchors.jsonl"):
+            z.writestr(name, (chain.bundle / name).read_bytes())
+        with z.open("entries.jsonl", "w", force_zip64=True) as member:
+            block = b"0" * (1 << 20)
+            for _ in range(600):
+                member.write(block)
+    assert bomb.stat().st_size < 1 << 20
+    done = limited_cli("verify-bundle", str(bomb))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "FAIL: file entries.jsonl: line 1 is longer than 1048576 bytes\n"
+    # The member bound, on what a member declares (.zip) and on what is read (folder).
+    size = (chain.bundle / "entries.jsonl").stat().st_size
+    assert max((chain.bundle / n).stat().st_size for n in (
+        "closings.jsonl", "keys.json", "manifest.json")) < 10_000 < size
+    report = verify_bundle(zipped(chain.bundle, tmp_path / "b.zip"), max_member_bytes=10_000)
+    assert report.problem == f".zip member 'entries.jsonl': declares {size} bytes, more than " \
+                             "10000"
+    assert verify_bundle(chain.bundle, max_member_bytes=10_000).problem == \
+        "file entries.jsonl: larger than 10000 bytes"
+    assert verify_bundle(chain.bundle, max_line_bytes=100).problem == \
+        "file manifest.json: larger than 100 bytes"
+    done = cli("verify-bundle", str(chain.bundle), "--max-line-bytes", "2000")
+    # line 6: the first closing, its signed text the longest line
+    assert done.stderr == "FAIL: file entries.jsonl: line 6 is longer than 2000 bytes\n"
+
+
+def test_garbage_input_is_a_fail_line_never_a_traceback(
+        chain: Chain, copy: Path, tmp_path: Path) -> None:
+    honest = zipped(chain.bundle, tmp_path / "honest.zip").read_bytes()
+    cases: dict[str, Path] = {}
+    for name, data in {"random": os.urandom(5000), "empty": b"", "text": b"hello\n",
+                       "truncated": honest[: len(honest) // 2],
+                       "cut-end": honest[:-10], "zip-header-only": b"PK\x03\x04" + bytes(40),
+                       "damaged": honest[:200] + bytes(100) + honest[300:]}.items():
+        (tmp_path / f"{name}.zip").write_bytes(data)
+        cases[name] = tmp_path / f"{name}.zip"
+    for name, data in {"non-utf8": b"\xff\xfe\n", "invalid-json": b'{"seq": 1,\n',
+                       "nul": b"\x00" * 50}.items():
+        folder = Path(shutil.copytree(copy, tmp_path / name))
+        (folder / "entries.jsonl").write_bytes(data)
+        cases[name] = folder
+        cases[f"{name}.zip"] = zipped(folder, tmp_path / f"{name}-bundle.zip")
+    (copy / "manifest.json").write_bytes(b"\xff")
+    cases["manifest"] = copy
+    for name, path in cases.items():
+        done = cli("verify-bundle", str(path))
+        assert done.returncode == 1 and done.stdout == "", (name, done.stderr)
+        assert done.stderr.startswith("FAIL: ") and done.stderr.count("\n") == 1, \
+            (name, done.stderr)
+    assert fails(cases["non-utf8"]) == "entry 1 (entries.jsonl line 1): not UTF-8"
+    assert fails(cases["invalid-json"]) == "entry 1 (entries.jsonl line 1): not valid JSON"
+
+
+# --- the manifest lists which entries have an inclusion proof -----------------------------
+def test_the_manifest_lists_every_sealed_money_entry_as_proven(chain: Chain) -> None:
+    assert chain.manifest["inclusion_proofs"] == {
+        "kinds": ["invoice.issued", "credit_note.issued"], "through_seq": 9, "count": 5}
+
+
+def test_a_removed_inclusion_proof_is_named(copy: Path) -> None:
+    proofs = lines(copy / "proofs.jsonl")
+    write_lines(copy / "proofs.jsonl", proofs[:1] + proofs[2:])  # entry 2's
+    rehash(copy)
+    assert fails(copy) == ("entry 2 (invoice.issued): sealed, but proofs.jsonl has no "
+                           "inclusion proof for it (the manifest lists every sealed money "
+                           "entry)")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["inclusion_proofs"]["count"] = 4  # the manifest made to agree
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert fails(copy).startswith("entry 2 (invoice.issued): sealed, but proofs.jsonl has no")
+    # The last money entries dropped from the statement and their proof removed.
+    write_lines(copy / "proofs.jsonl", proofs[:4] + proofs[5:])  # entry 7's
+    manifest["inclusion_proofs"].update(through_seq=6, count=4)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    rehash(copy)
+    assert fails(copy).startswith("entry 7 (invoice.issued): sealed, but proofs.jsonl has no")
+
+
+def test_the_manifest_statement_must_match_the_bundle(copy: Path) -> None:
+    manifest = json.loads((copy / "manifest.json").read_text())
+    changes: list[tuple[dict[str, Any], str]] = [
+            ({"count": 6}, "manifest.json: inclusion_proofs.count is 6, but 5 money entries "
+                           "are sealed"),
+            ({"through_seq": 12}, "manifest.json: inclusion_proofs.through_seq is 12, but the "
+                                  "widest closing ends at entry 9"),
+            ({"kinds": ["invoice.issued"]}, "manifest.json: inclusion_proofs is not {kinds: "
+                                            "['invoice.issued', 'credit_note.issued'], "
+                                            "through_seq, count}")]
+    for change, expected in changes:
+        (copy / "manifest.json").write_text(json.dumps(
+            {**manifest, "inclusion_proofs": {**manifest["inclusion_proofs"], **change}}))
+        assert fails(copy) == expected
+    del manifest["inclusion_proofs"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert fails(copy) == "manifest.json: misses inclusion_proofs"
+
+
+def test_an_added_proof_for_an_unlisted_entry_is_named(copy: Path) -> None:
+    """A valid inclusion proof of entry 3 (invoice.archived, not a money entry)."""
+    entries = lines(copy / "entries.jsonl")
+    h1, h2, h3 = (bytes.fromhex(e["hash"]) for e in entries[:3])
+    path = [merkle.node_hash(merkle.leaf_hash(h1), merkle.leaf_hash(h2))]
+    closing = json.loads(lines(copy / "closings.jsonl")[0]["closing"])
+    assert merkle.verify_inclusion(h3, 2, 3, path, bytes.fromhex(closing["merkle"]["root"]))
+    proofs = lines(copy / "proofs.jsonl")
+    extra = {"type": "inclusion", "seq": 3, "closing_entry_seq": 6, "tree_size": 3,
+             "path": [p.hex() for p in path]}
+    write_lines(copy / "proofs.jsonl", [*proofs[:2], extra, *proofs[2:]])
+    rehash(copy)
+    assert fails(copy) == ("proofs.jsonl line 3: an inclusion proof for entry 3, which is not "
+                           "a sealed money entry (the manifest lists no such proof)")

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-
-from chalice.app import Request
+from typing import TYPE_CHECKING
 
 from chalicelib.domain.errors import Forbidden, PayloadTooLarge, Violation
 from chalicelib.usecases.accounts import Principal
 from chalicelib.usecases.api_keys import API_KEY_ROLE
+
+if TYPE_CHECKING:
+    from chalice.app import Request
 
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
 OWNERS = frozenset({"owner"})

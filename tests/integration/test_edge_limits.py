@@ -87,7 +87,7 @@ def test_an_oversized_invoice_is_counted_as_a_write_before_it_is_refused(
 BOUNDED = ["POST /signup", "POST /signup/confirm", "POST /login", "POST /invoices",
            "POST /invoice-batches", "POST /invoices/{invoice_id}/credit-notes", "POST /quotes",
            "POST /quotes/{quote_id}/invoice", "POST /closings", "GET /invoices",
-           "GET /closings"]
+           "GET /closings", "GET /health"]
 
 
 @pytest.mark.parametrize("route", BOUNDED)

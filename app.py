@@ -53,7 +53,7 @@ def health() -> Response:
     """Whether the database and the object store answer (no tenant data)."""
     from chalicelib.entrypoints.health import health_route
 
-    return health_route()
+    return health_route(_request())
 
 
 @app.route("/signup", methods=["POST"])

@@ -15,6 +15,11 @@ class Violation:
     rule: str
 
 
+# An answer lists this many violations at most, and says how many there are
+# in all: a body of 10,000 broken fields is refused in a short answer.
+MAX_LISTED_VIOLATIONS = 50
+
+
 class DomainError(Exception):
     """Base of the errors the caller can act on (4xx), as opposed to faults (5xx)."""
 
@@ -22,12 +27,17 @@ class DomainError(Exception):
 
     def __init__(self, violations: list[Violation]) -> None:
         self.violations = violations
-        super().__init__("; ".join(f"{v.field}: {v.rule}" for v in violations))
+        super().__init__("; ".join(f"{v.field}: {v.rule}"
+                                   for v in violations[:MAX_LISTED_VIOLATIONS]))
 
     def as_dict(self) -> dict[str, object]:
+        """The error's name, the first MAX_LISTED_VIOLATIONS violations and
+        `violation_count`, how many there are in all."""
         return {
             "error": type(self).__name__,
-            "violations": [{"field": v.field, "rule": v.rule} for v in self.violations],
+            "violations": [{"field": v.field, "rule": v.rule}
+                           for v in self.violations[:MAX_LISTED_VIOLATIONS]],
+            "violation_count": len(self.violations),
         }
 
 
@@ -39,6 +49,12 @@ class BadRequest(DomainError):
     """A request no route reads, whatever its body (a credential in the URL)."""
 
     status = 400
+
+
+class PayloadTooLarge(DomainError):
+    """A body longer than its route's bound, refused before it is read."""
+
+    status = 413
 
 
 class NotFound(DomainError):

@@ -10,16 +10,22 @@ Owners and platform admins (and anyone who enrolled one) must pass their
 second factor in each session before anything but enrolling it, passing it,
 or logging out. An API key does only what its scopes name, and only on the
 routes that say which scope they need.
+
+Beside the rules, BODY_LIMITS bounds the body of every route.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from chalicelib.domain.errors import Forbidden, Violation
+from chalicelib.domain.errors import Forbidden, PayloadTooLarge, Violation
 from chalicelib.usecases.accounts import Principal
 from chalicelib.usecases.api_keys import API_KEY_ROLE
+
+if TYPE_CHECKING:
+    from chalice.app import Request
 
 EVERYONE = frozenset({"owner", "accountant", "member", "platform_admin"})
 OWNERS = frozenset({"owner"})
@@ -68,6 +74,68 @@ def public(view: str) -> None:
 # The modules that declare routes (all of chalicelib/entrypoints/ that serve one).
 ROUTE_MODULES = ("accounts", "api_keys", "closings", "health", "invoices", "ledger", "mfa",
                  "quotes")
+
+
+KIB = 1024
+MIB = 1024 * KIB
+# The most bytes each route reads, by "METHOD /template" as app.py names it:
+# a longer body is a 413 naming the bound, after the attempt is counted and
+# before a byte is parsed (parsing costs about a microsecond a byte). Small
+# for credentials and codes (16 KiB: every field escaped as \uXXXX still
+# fits); 1 MiB for one invoice or quote (1,000 lines fill about 170 KB); 6 MiB
+# for a batch of up to MAX_BATCH (100) invoices: what Lambda and Scaleway's
+# functions accept in a request anyway (6 MB, 6 MiB). A route that reads no
+# body takes the small bound too. test_edge_limits.py fails if a route of
+# app.py has no bound here, or a bound no route.
+SMALL_BODY = 16 * KIB
+BODY_LIMITS: dict[str, int] = {
+    "GET /health": SMALL_BODY,
+    "POST /signup": SMALL_BODY,
+    "POST /signup/confirm": SMALL_BODY,
+    "POST /login": SMALL_BODY,
+    "POST /logout": SMALL_BODY,
+    "POST /password": SMALL_BODY,
+    "GET /me": SMALL_BODY,
+    "POST /mfa/totp": SMALL_BODY,
+    "POST /mfa/totp/confirm": SMALL_BODY,
+    "POST /mfa": SMALL_BODY,
+    "GET /ledger/verify": SMALL_BODY,
+    "GET /ledger/entries": SMALL_BODY,
+    "POST /api-keys": SMALL_BODY,
+    "GET /api-keys": SMALL_BODY,
+    "DELETE /api-keys/{key_id}": SMALL_BODY,
+    "POST /invoices": 1 * MIB,
+    "GET /invoices": SMALL_BODY,
+    "POST /invoice-batches": 6 * MIB,
+    "GET /invoices/{invoice_id}": SMALL_BODY,
+    "GET /invoices/{invoice_id}/pdf": SMALL_BODY,
+    "GET /invoices/{invoice_id}/xml": SMALL_BODY,
+    "POST /invoices/{invoice_id}/credit-notes": 1 * MIB,
+    "GET /invoices/{invoice_id}/proof": SMALL_BODY,
+    "POST /closings": SMALL_BODY,
+    "GET /closings": SMALL_BODY,
+    "GET /closings/{closing_id}": SMALL_BODY,
+    "POST /quotes": 1 * MIB,
+    "GET /quotes/{quote_id}": SMALL_BODY,
+    "POST /quotes/{quote_id}/invoice": 1 * MIB,
+}
+
+
+def body_limit(request: Request) -> tuple[str, int]:
+    """The route ("METHOD /template") and the most bytes its body may hold
+    (access.BODY_LIMITS; a route missing there gets the small bound)."""
+    route = f"{request.method} {(request.context or {}).get('resourcePath') or '?'}"
+    return route, BODY_LIMITS.get(route, SMALL_BODY)
+
+
+def bounded_body(request: Request) -> bytes | str:
+    """The raw body, or PayloadTooLarge (413) naming the route's bound when it
+    is longer: measured, never parsed. Callers count the attempt first."""
+    raw = request.raw_body or b""
+    route, limit = body_limit(request)
+    if len(raw) > limit:
+        raise PayloadTooLarge([Violation("body", f"must be at most {limit} bytes on {route}")])
+    return raw
 
 
 @dataclass(frozen=True)

@@ -88,15 +88,17 @@ def sign_up_confirm_route(request: Request) -> Response:
 
 def log_in_route(request: Request) -> Response:
     def act() -> Response:
-        body = parse(request, LogInBody)
         limits = settings()
         ip = client_ip(request)
+        limiter = runtime.rate_limiter()
+        # Counted before the body is read: a flood of huge or broken bodies is
+        # limited like any other attempt.
+        enforce(limiter, [("login-ip", ip, limits.login_per_ip_per_minute)])
+        body = parse(request, LogInBody)
         email = normalise_email(body.email)
         # Per account *and address*: nobody can lock an owner out from elsewhere.
-        enforce(runtime.rate_limiter(), [
-            ("login-ip", ip, limits.login_per_ip_per_minute),
-            ("login-account", f"{email}|{ip}",
-             limits.login_per_account_per_minute)])
+        enforce(limiter, [("login-account", f"{email}|{ip}",
+                           limits.login_per_account_per_minute)])
         database = runtime.database()
         principal = guarded(runtime.lockouts(), [
             (f"login-address|{email}|{ip}", backoff()),

@@ -1,7 +1,8 @@
 """What a request carries: its JSON body (one strict reader for every route),
 the body models of the account routes, and ids and numbers in its path or query.
 
-Every route reads its body with `json_body` (numbers as exact decimals, a
+Every route reads its body with `json_body`, within its route's bound in
+access.BODY_LIMITS (413 beyond, before a byte is parsed; numbers as exact decimals, a
 repeated key, NaN or nesting too deep refused, as domain.inputs does for
 every edge), and a body model's errors name each field the same way
 (domain.inputs.violations_from).
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.domain.errors import InvalidInput, Violation
 from chalicelib.domain.inputs import read_json, violations_from
+from chalicelib.entrypoints.access import bounded_body
 
 
 class _Body(BaseModel):
@@ -63,8 +65,9 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def json_body(request: Request, *, empty: object = None,
               not_json: str = "must be a JSON object") -> Any:
-    """The body as JSON; InvalidInput naming `body` (see domain.inputs.read_json)."""
-    return read_json(request.raw_body, empty=empty, not_json=not_json)
+    """The body as JSON, once within its route's bound (`bounded_body`);
+    InvalidInput naming `body` (see domain.inputs.read_json)."""
+    return read_json(bounded_body(request), empty=empty, not_json=not_json)
 
 
 def parse(request: Request, model: type[Model]) -> Model:

@@ -23,7 +23,7 @@ from chalice.app import Request, Response
 from chalicelib import runtime
 from chalicelib.config import settings
 from chalicelib.domain.errors import BadRequest, Forbidden, Violation
-from chalicelib.entrypoints.access import Protected, authorize
+from chalicelib.entrypoints.access import Protected, authorize, bounded_body
 from chalicelib.entrypoints.answers import answer
 from chalicelib.logs import logger
 from chalicelib.usecases.accounts import Principal
@@ -81,6 +81,7 @@ def secured(request: Request, route: Protected,
             if rule.rate_limited:
                 enforce(runtime.rate_limiter(), [(f"writes-{route.view}", str(principal.user_id),
                                                   settings().writes_per_user_per_minute)])
+        bounded_body(request)  # counted first; a route that reads no body is bounded too
         return action(principal, token or "")
 
     return answer(act)

@@ -43,7 +43,7 @@ def test_a_credential_in_a_query_string_is_refused_on_every_route(
                 body=b"{}")
             assert answer.status_code == 400, (method, path, name, answer.body)
             assert answer.json_body == {"error": "BadRequest", "violations": [
-                {"field": name, "rule": CREDENTIAL_IN_QUERY}]}
+                {"field": name, "rule": CREDENTIAL_IN_QUERY}], "violation_count": 1}
             assert secret not in answer.body.decode()
         # A key under any other name, or as a name, is refused without being quoted.
         for query in (f"idempotency_key={secret}", f"limit=5&x={secret}", secret):

@@ -126,7 +126,8 @@ def test_missing_or_guessed_tokens_get_one_uniform_401(database: Database, owner
     with pytest.raises(Unauthorized) as caught:
         check(database, token)
     assert caught.value.as_dict() == {"error": "Unauthorized", "violations": [
-        {"field": "session", "rule": "missing, expired or revoked: log in"}]}
+        {"field": "session", "rule": "missing, expired or revoked: log in"}],
+        "violation_count": 1}
 
 
 @pytest.mark.parametrize("values,state", [

@@ -10,7 +10,8 @@ each other and the second finds nothing to do:
    the job was given its password; an existing one gets that password when
    given (and the owner may set it). Either way it is then checked: a role
    that is a superuser, bypasses RLS, cannot log in, is (a member of) the
-   owner, or may create objects in schema public stops the run.
+   owner, reads all statistics (pg_read_all_stats), or may create objects
+   in schema public stops the run.
 2. CONNECT on the database for it and nothing for PUBLIC; on a managed
    database where the owner cannot change the grants, what they already
    allow is checked instead.
@@ -130,6 +131,13 @@ def prepare_app_role(conn: pg8000.native.Connection, app_role: str,
     if owner_like:
         raise MigrationError(f"the application role {app_role} is the owner role or a member "
                              "of it: it would own the tables it must only use")
+    # pg_read_all_stats (pg_monitor includes it) would show it every session's
+    # statements and the statistics the cluster step revokes from PUBLIC.
+    [[reads_stats]] = conn.run("SELECT pg_has_role(:r, 'pg_read_all_stats', 'MEMBER')",
+                               r=app_role)
+    if reads_stats:
+        raise MigrationError(f"the application role {app_role} is a member of "
+                             "pg_read_all_stats: it would read every session's statements")
 
     [[database]] = conn.run("SELECT current_database()")
     db = identifier(database)

@@ -249,6 +249,7 @@ def test_a_pre_existing_app_role_is_used_without_its_password(stack: LocalStack,
     (None, "may not create roles (CREATEROLE): create it first"),
     ("LOGIN BYPASSRLS", "is a superuser or bypasses row-level security"),
     ("NOLOGIN", "cannot log in"),
+    ("LOGIN IN ROLE pg_monitor", "is a member of pg_read_all_stats"),
 ])
 def test_an_app_role_that_cannot_be_made_safe_stops_the_run(
         stack: LocalStack, job_env: Any, setup: str | None, words: str) -> None:

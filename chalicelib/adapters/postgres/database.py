@@ -129,14 +129,13 @@ class Database:
     @contextmanager
     def transaction(self, tenant_id: UUID | None, *, isolation: Isolation = "READ COMMITTED",
                     read_only: bool = False) -> Iterator[pg8000.native.Connection]:
-        # One round trip opens the transaction and sets its tenant. The tenant
-        # is a UUID object, whose text form is hex and dashes only: safe inline.
+        # The tenant goes as a bind parameter (extended protocol), never inside
+        # the SQL text: pg_stat_activity.query of this session, which every
+        # other session of the application role may read, shows only `$1`.
         begin = f"START TRANSACTION ISOLATION LEVEL {isolation}" + (
             " READ ONLY" if read_only else "")
-        if tenant_id is not None:
-            if not isinstance(tenant_id, UUID):
-                raise TypeError("tenant_id must be a UUID")
-            begin += f"; SELECT set_config('app.tenant_id', '{tenant_id}', true)"
+        if tenant_id is not None and not isinstance(tenant_id, UUID):
+            raise TypeError("tenant_id must be a UUID")
         conn = self._connection()
         try:
             conn.run(begin)
@@ -146,6 +145,8 @@ class Database:
             conn = self._connection()
             conn.run(begin)
         try:
+            if tenant_id is not None:
+                conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant_id))
             yield conn
         except BaseException:
             try:

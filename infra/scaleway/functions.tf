@@ -59,6 +59,11 @@ locals {
     EINVOICE_OTS_CALENDARS = join(",", var.ots_calendars)
   }
 
+  # The retired closing keys still trusted (not secret), beside the closing key.
+  closing_keys_env = length(var.closing_public_keys) == 0 ? {} : {
+    EINVOICE_CLOSING_PUBLIC_KEYS = join(",", var.closing_public_keys)
+  }
+
   anchor_retries_env = {
     EINVOICE_FUNCTION_TIMEOUT_SECONDS = "300"
   }
@@ -143,7 +148,7 @@ resource "scaleway_function" "api" {
   zip_hash                     = filesha256("${var.package_dir}/api.zip")
   deploy                       = true
   private_network_id           = scaleway_vpc_private_network.main.id
-  environment_variables        = merge(local.mail_env, local.cors_env, local.conformance_env, local.anchoring_env, local.keys_env)
+  environment_variables        = merge(local.mail_env, local.cors_env, local.conformance_env, local.anchoring_env, local.keys_env, local.closing_keys_env)
   secret_environment_variables = merge(local.app_db_secrets, local.invoicing_secrets, local.queue_secrets, local.mail_secrets, local.closing_key_secrets, local.conformance_secrets)
   depends_on                   = [terraform_data.migrate]
 }
@@ -239,7 +244,7 @@ resource "scaleway_function" "scheduled_closings" {
   zip_hash                     = filesha256("${var.package_dir}/scheduled-closings.zip")
   deploy                       = true
   private_network_id           = scaleway_vpc_private_network.main.id
-  environment_variables        = local.anchoring_env
+  environment_variables        = merge(local.anchoring_env, local.closing_keys_env)
   secret_environment_variables = merge(local.app_db_secrets, local.closings_secrets, local.closing_key_secrets)
   depends_on                   = [terraform_data.migrate]
 }

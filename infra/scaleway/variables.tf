@@ -189,3 +189,14 @@ variable "conformance_check_min_scale" {
   type        = number
   default     = 0
 }
+
+variable "closing_public_keys" {
+  description = "Retired closing signing keys still trusted: raw Ed25519 public keys, 64 hex digits each. Add the old key's here before a new private key goes live (docs/deploy/keys.md)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for key in var.closing_public_keys : can(regex("^[0-9a-f]{64}$", key))])
+    error_message = "Each closing_public_keys entry is 64 lower-case hex digits (a raw Ed25519 public key)."
+  }
+}

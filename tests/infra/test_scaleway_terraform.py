@@ -602,6 +602,7 @@ _SAMPLE = {
     "EINVOICE_FRONTEND_ORIGIN": "https://app.example.fr",
     "EINVOICE_CONFORMANCE_CHECK": "https://einvoiceab12cd34-conformance-check.functions.fnc.fr-par.scw.cloud",
     "EINVOICE_OTS_CALENDARS": "https://a.pool.opentimestamps.org",
+    "EINVOICE_CLOSING_PUBLIC_KEYS": "ab" * 32,
 }
 
 

@@ -323,8 +323,8 @@ class Settings:
     def from_environment(cls, environ: Mapping[str, str] | None = None,
                          **overrides: Any) -> Settings:
         """The settings the environment gives (names case-insensitive, other
-        variables ignored), `overrides` over them; then each secret setting X
-        that only EINVOICE_X_SECRET_ARN names, read from Secrets Manager."""
+        variables ignored), `overrides` over them; then each setting X that
+        only EINVOICE_X_SECRET_ARN names, read from Secrets Manager."""
         upper = {key.upper(): value for key, value in
                  (os.environ if environ is None else environ).items()}
         values: dict[str, Any] = {}
@@ -334,7 +334,7 @@ class Settings:
                 values[spec.name] = upper[variable]
         _database_ca_in_pieces(upper, values)
         values.update(overrides)
-        values.update(_secrets_named_by_arn(upper, values))
+        values.update(_values_named_by_arn(upper, values))
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -393,15 +393,28 @@ def secret_settings() -> tuple[str, ...]:
     return tuple(spec.name for spec in _specs() if spec.secret)
 
 
-def _secrets_named_by_arn(environ: Mapping[str, str],
-                          given: Mapping[str, Any]) -> dict[str, Secret]:
+# Not secret, but too long for Lambda's 4 KB of environment beside the rest
+# (a CA certificate, every closing key still trusted): on AWS they come from a
+# Secrets Manager secret too, named the same way.
+LONG_SETTINGS = ("db_ca_pem", "closing_public_keys")
+
+
+def settings_named_by_arn() -> tuple[str, ...]:
+    """The settings EINVOICE_X_SECRET_ARN may give: the secret ones and the long ones."""
+    return secret_settings() + LONG_SETTINGS
+
+
+def _values_named_by_arn(environ: Mapping[str, str],
+                         given: Mapping[str, Any]) -> dict[str, Any]:
     """On AWS secrets are never plain environment values: for a secret setting
     X, EINVOICE_X_SECRET_ARN names a Secrets Manager secret whose text is X,
-    read when the settings are first built (once per container). Setting both
-    X and X_SECRET_ARN is a ConfigurationError. Without any ARN, nothing is
-    imported (no AWS client on a cold start)."""
-    found: dict[str, Secret] = {}
-    for name in secret_settings():
+    read when the settings are first built (once per container). The long
+    settings may come the same way (their text is then checked as any value).
+    Setting both X and X_SECRET_ARN is a ConfigurationError. Without any ARN,
+    nothing is imported (no AWS client on a cold start)."""
+    found: dict[str, Any] = {}
+    secret = set(secret_settings())
+    for name in settings_named_by_arn():
         variable = f"{PREFIX}{name.upper()}"
         arn = environ.get(f"{variable}_SECRET_ARN", "").strip()
         if not arn:
@@ -416,19 +429,21 @@ def _secrets_named_by_arn(environ: Mapping[str, str],
         from chalicelib.domain.errors import SecretUnavailable
 
         try:
-            found[name] = Secret(read_secret(arn))
+            text = read_secret(arn)
         except SecretUnavailable as exc:
             raise SecretUnavailable(f"{variable}_SECRET_ARN: {exc}") from None
+        found[name] = Secret(text) if name in secret else text
     return found
 
 
 def _database_ca_in_pieces(environ: Mapping[str, str], values: dict[str, Any]) -> None:
     """Scaleway caps every environment value at 1000 characters, and an
     instance certificate is longer: there it comes as DB_CA_PEM_1, _2, ...
-    (consecutive from 1), joined here in order. Never both forms."""
+    (consecutive from 1), joined here in order. Never both forms (nor with
+    DB_CA_PEM_SECRET_ARN, AWS's form: refused as both set)."""
     prefix = f"{PREFIX}DB_CA_PEM_"
     numbered = {name[len(prefix):]: value for name, value in environ.items()
-                if name.startswith(prefix)}
+                if name.startswith(prefix) and name != f"{prefix}SECRET_ARN"}
     if not numbered:
         return
     if not all(key.isdigit() for key in numbered) \

@@ -14,6 +14,10 @@ from __future__ import annotations
 # start.
 SECRET_SETTINGS = ("DB_APP_PASSWORD", "DB_OWNER_PASSWORD", "SMTP_PASSWORD", "CLOSING_KEY_PEM")
 
+# Not secret, but too long for Lambda's 4 KB of environment (config.py
+# LONG_SETTINGS): on AWS they come from a Secrets Manager secret the same way.
+LONG_SETTINGS = ("DB_CA_PEM", "CLOSING_PUBLIC_KEYS")
+
 # Secrets of the other providers (Scaleway), never set on AWS at all.
 OTHER_PROVIDER_SECRETS = ("S3_SECRET_ACCESS_KEY", "SQS_SECRET_ACCESS_KEY", "SCW_SECRET_KEY",
                           "CONFORMANCE_CHECK_TOKEN")
@@ -24,5 +28,5 @@ NEW_SETTINGS = frozenset({
     "KEY_PROVIDER", "KMS_KEY_ID", "SCW_KEY_ID", "SCW_REGION", "SCW_SECRET_KEY",
     "CLOSING_KEY_PEM",
     "CONFORMANCE_CHECK", "CONFORMANCE_CHECK_TOKEN",
-    *(f"{name}_SECRET_ARN" for name in SECRET_SETTINGS),
+    *(f"{name}_SECRET_ARN" for name in SECRET_SETTINGS + LONG_SETTINGS),
 })

@@ -20,7 +20,7 @@ locals {
       EINVOICE_DB_PORT                    = tostring(aws_db_instance.main.port)
       EINVOICE_DB_NAME                    = var.db_name
       EINVOICE_DB_TLS                     = "true"
-      EINVOICE_DB_CA_PEM                  = var.db_ca_pem
+      EINVOICE_DB_CA_PEM_SECRET_ARN       = aws_secretsmanager_secret.database_ca.arn
       EINVOICE_DB_APP_USER                = var.db_app_user
       EINVOICE_DB_APP_PASSWORD_SECRET_ARN = aws_secretsmanager_secret.db_app_password.arn
     }
@@ -65,6 +65,9 @@ locals {
     }
     closing_key = {
       EINVOICE_CLOSING_KEY_PEM_SECRET_ARN = aws_secretsmanager_secret.closing_key_pem.arn
+      # The retired closing keys still trusted (not secret; a list too long
+      # for the environment), only when there are some.
+      EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN = length(var.closing_public_keys) > 0 ? aws_secretsmanager_secret.closing_public_keys.arn : ""
     }
     anchoring = {
       EINVOICE_OTS_CALENDARS        = join(",", var.ots_calendars)

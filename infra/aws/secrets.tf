@@ -62,13 +62,39 @@ resource "aws_secretsmanager_secret_version" "closing_key_pem" {
   secret_string = var.closing_key_pem
 }
 
+# Not secret, but too long for Lambda's 4 KB of environment beside the rest:
+# the database's root certificate and the closing keys still trusted. The
+# functions read them the same way (EINVOICE_<SETTING>_SECRET_ARN).
+resource "aws_secretsmanager_secret" "database_ca" {
+  name        = "${var.name_prefix}/database-ca-pem"
+  description = "The RDS root certificate the functions verify the database against (PEM)"
+  kms_key_id  = aws_kms_key.platform.arn
+}
+
+resource "aws_secretsmanager_secret_version" "database_ca" {
+  secret_id     = aws_secretsmanager_secret.database_ca.id
+  secret_string = var.db_ca_pem
+}
+
+resource "aws_secretsmanager_secret" "closing_public_keys" {
+  name        = "${var.name_prefix}/closing-public-keys"
+  description = "Retired closing public keys (hex, comma-separated) still trusted for what they signed"
+  kms_key_id  = aws_kms_key.platform.arn
+}
+
+resource "aws_secretsmanager_secret_version" "closing_public_keys" {
+  count         = length(var.closing_public_keys) > 0 ? 1 : 0
+  secret_id     = aws_secretsmanager_secret.closing_public_keys.id
+  secret_string = join(",", var.closing_public_keys)
+}
+
 locals {
   # Which secret each capability brings (iam.tf grants exactly these; the
   # environment names them EINVOICE_<setting>_SECRET_ARN in functions.tf).
   secrets_of_capability = {
-    database       = [aws_secretsmanager_secret.db_app_password.arn]
+    database       = [aws_secretsmanager_secret.db_app_password.arn, aws_secretsmanager_secret.database_ca.arn]
     database_owner = [aws_secretsmanager_secret.db_owner_password.arn]
     mail           = var.smtp_user != "" ? [aws_secretsmanager_secret.smtp_password.arn] : []
-    closing_key    = [aws_secretsmanager_secret.closing_key_pem.arn]
+    closing_key    = concat([aws_secretsmanager_secret.closing_key_pem.arn], length(var.closing_public_keys) > 0 ? [aws_secretsmanager_secret.closing_public_keys.arn] : [])
   }
 }

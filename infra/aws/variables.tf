@@ -124,21 +124,18 @@ variable "db_ca_cert_identifier" {
   default     = "rds-ca-ecc384-g1"
 
   validation {
-    # Not rds-ca-rsa4096-g1: its root does not fit beside the rest of the
-    # environment in Lambda's 4 KB (db_ca_pem).
-    condition     = contains(["rds-ca-ecc384-g1", "rds-ca-rsa2048-g1"], var.db_ca_cert_identifier)
-    error_message = "One of rds-ca-ecc384-g1 (the smallest root) or rds-ca-rsa2048-g1."
+    condition     = contains(["rds-ca-ecc384-g1", "rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1"], var.db_ca_cert_identifier)
+    error_message = "One of rds-ca-ecc384-g1, rds-ca-rsa2048-g1 or rds-ca-rsa4096-g1."
   }
 }
 
 variable "db_ca_pem" {
-  description = "The root certificate (PEM) of db_ca_cert_identifier for eu-west-3, from https://truststore.pki.rds.amazonaws.com/eu-west-3/eu-west-3-bundle.pem: the functions verify the database's certificate against it (EINVOICE_DB_CA_PEM)."
+  description = "The root certificate (PEM) of db_ca_cert_identifier for eu-west-3, or the whole regional bundle, from https://truststore.pki.rds.amazonaws.com/eu-west-3/eu-west-3-bundle.pem: stored in Secrets Manager (too long for Lambda's environment), the functions verify the database's certificate against it (EINVOICE_DB_CA_PEM_SECRET_ARN)."
   type        = string
 
   validation {
-    # One certificate, not the whole bundle: Lambda allows 4 KB of environment in all.
-    condition     = length(regexall("-----BEGIN CERTIFICATE-----", var.db_ca_pem)) == 1 && length(var.db_ca_pem) <= 1800
-    error_message = "db_ca_pem: exactly one PEM certificate (the root matching db_ca_cert_identifier), at most 1800 characters; see docs/deploy/aws.md."
+    condition     = length(regexall("-----BEGIN CERTIFICATE-----", var.db_ca_pem)) >= 1 && length(var.db_ca_pem) <= 65536
+    error_message = "db_ca_pem: PEM certificates (the root matching db_ca_cert_identifier, or the regional bundle), at most 64 KB; see docs/deploy/aws.md."
   }
 }
 
@@ -237,6 +234,17 @@ variable "closing_key_pem" {
   type        = string
   default     = null
   sensitive   = true
+}
+
+variable "closing_public_keys" {
+  description = "Retired closing public keys (raw Ed25519, 64 hex digits each) still trusted for the closings and witnesses they signed: add the old key's here when the closing key is replaced (docs/deploy/keys.md). Stored in Secrets Manager, beside the closing key."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for key in var.closing_public_keys : can(regex("^[0-9a-f]{64}$", key))])
+    error_message = "Each closing_public_keys entry is 64 lower-case hex digits (a raw Ed25519 public key)."
+  }
 }
 
 variable "ots_calendars" {

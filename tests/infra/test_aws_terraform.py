@@ -563,11 +563,17 @@ def test_each_function_reads_only_its_own_secrets_and_only_migrate_the_owners() 
     assert {n for n in MANIFEST if "closing_key_pem" in secrets(n)} == {
         "api", "scheduled-closings"}
     assert {n for n in MANIFEST if "smtp_password" in secrets(n)} == {"api"}
+    assert {n for n in MANIFEST if "closing_public_keys" in secrets(n)} == {
+        "api", "scheduled-closings"}
+    assert {n for n in MANIFEST if "database_ca" in secrets(n)} == {
+        n for n in MANIFEST if "EINVOICE_DB_HOST" in environment(n)}
     assert secrets("conformance-check") == set()
     arn_env = {"EINVOICE_DB_APP_PASSWORD_SECRET_ARN": "db_app_password",
                "EINVOICE_DB_OWNER_PASSWORD_SECRET_ARN": "db_owner_password",
                "EINVOICE_SMTP_PASSWORD_SECRET_ARN": "smtp_password",
-               "EINVOICE_CLOSING_KEY_PEM_SECRET_ARN": "closing_key_pem"}
+               "EINVOICE_CLOSING_KEY_PEM_SECRET_ARN": "closing_key_pem",
+               "EINVOICE_DB_CA_PEM_SECRET_ARN": "database_ca",
+               "EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN": "closing_public_keys"}
     for name in MANIFEST:
         told = {arn_env[k] for k in environment(name) if k.endswith("_SECRET_ARN")}
         assert told == secrets(name), name  # told of exactly the secrets it may read
@@ -647,7 +653,10 @@ def test_the_functions_reach_the_database_over_verified_tls() -> None:
         env = environment(name)
         if "EINVOICE_DB_HOST" in env:
             assert env["EINVOICE_DB_TLS"] == "true"
-            assert env["EINVOICE_DB_CA_PEM"] == "${var.db_ca_pem}"
+            # The certificate is too long for the environment: its secret's ARN.
+            assert env["EINVOICE_DB_CA_PEM_SECRET_ARN"] == \
+                "${aws_secretsmanager_secret.database_ca.arn}"
+            assert "EINVOICE_DB_CA_PEM" not in env
     assert {n for n in MANIFEST if "EINVOICE_DB_HOST" not in environment(n)} == {
         "conformance-check"}
     assert {n for n in MANIFEST if "EINVOICE_DB_OWNER_USER" in environment(n)} == {"migrate"}
@@ -655,12 +664,14 @@ def test_the_functions_reach_the_database_over_verified_tls() -> None:
 
 def test_every_environment_fits_lambdas_four_kilobytes() -> None:
     """Lambda refuses more than 4 KB of environment in all (keys, values and
-    their JSON punctuation): counted with the longest CA certificate db_ca_pem
-    accepts, the longest name AWS gives each resource, and 64 characters for
-    any value the operator chooses (100 for another ARN)."""
-    pem = int(re.findall(r"length\(var\.db_ca_pem\) <= (\d+)", tf().text)[0])
+    their JSON punctuation): counted with the longest name AWS gives each
+    resource, and 64 characters for any value the operator chooses (100 for
+    another ARN). The long values (the database's CA, the closing keys still
+    trusted) are secrets' ARNs, so they take no more room as they grow."""
+    assert "var.db_ca_pem" not in json.dumps(tf().locals["environment_of_capability"])
+    assert "join(\",\", var.closing_public_keys)" not in json.dumps(
+        tf().locals["environment_of_capability"])
     longest = {
-        "${var.db_ca_pem}": pem,
         '${join(",", var.ots_calendars)}': 200,
         "${aws_db_instance.main.address}": 21 + len(".abcdefghijkl.eu-west-3.rds.amazonaws.com"),
         "${aws_s3_bucket.archive.id}": 63,
@@ -890,3 +901,23 @@ def _import_all_of_chalicelib() -> None:
 
     for module in pkgutil.walk_packages(chalicelib.__path__, "chalicelib."):
         importlib.import_module(module.name)
+
+
+def test_the_retired_closing_keys_reach_the_verifying_functions_through_their_secret() -> None:
+    """Rotating the closing key is deployable: the old public keys (a list that
+    would not fit in the api's environment) are stored in a secret that only the
+    functions verifying closings may read, named by its ARN, and only when the
+    list is not empty (an empty secret version is refused by Secrets Manager)."""
+    variable = tf().variables["closing_public_keys"]
+    assert variable["default"] == [] and variable["type"] == "${list(string)}"
+    assert "^[0-9a-f]{64}$" in variable["validation"][0]["condition"]
+    version = resource("aws_secretsmanager_secret_version", "closing_public_keys")
+    assert version["count"] == "${length(var.closing_public_keys) > 0 ? 1 : 0}"
+    assert version["secret_string"] == '${join(",", var.closing_public_keys)}'
+    told = {n for n in MANIFEST
+            if "EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN" in environment(n)}
+    assert told == {"api", "scheduled-closings"}
+    assert environment("api")["EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN"] == (
+        "${length(var.closing_public_keys) > 0 ? "
+        "aws_secretsmanager_secret.closing_public_keys.arn : \"\"}")
+    assert all("EINVOICE_CLOSING_PUBLIC_KEYS" not in environment(n) for n in MANIFEST)

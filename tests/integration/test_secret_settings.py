@@ -153,3 +153,49 @@ def test_the_closing_key_comes_from_secrets_manager_at_cold_start(
                                            serialization.PublicFormat.Raw)
     assert signer.public_key == public and signer.key_id == key_id_for(public)
     key.public_key().verify(signer.sign(b"closing text"), b"closing text")
+
+
+def test_the_long_settings_can_come_from_an_arn_and_are_checked_as_text(
+        secrets_manager: SecretsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too long for Lambda's environment on AWS: the database's CA and the
+    retired closing keys come from a secret, and are then checked as the plain
+    variable would be (the keys pinned for verification, never the database's)."""
+    retired = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    monkeypatch.setenv("EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN",
+                       secrets_manager("closing-public-keys", f"{retired.hex()}\n"))
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    monkeypatch.setenv("EINVOICE_DB_CA_PEM_SECRET_ARN", secrets_manager("database-ca", pem))
+    monkeypatch.setenv("EINVOICE_DB_TLS", "true")
+    resolved = Settings.from_environment()
+    assert resolved.closing_public_keys == [retired.hex()]
+    assert resolved.db_ca_pem == pem
+    settings.cache_clear()
+    runtime.closing_signer.cache_clear()
+    assert runtime.pinned_keys()[key_id_for(retired)] == retired
+
+
+def test_a_long_setting_from_an_arn_is_refused_by_its_rule_never_quoted(
+        secrets_manager: SecretsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN",
+                       secrets_manager("closing-public-keys", "not-a-key-at-all"))
+    with pytest.raises(ConfigurationError, match="closing_public_keys "
+                       r"\(EINVOICE_CLOSING_PUBLIC_KEYS\): each key must be a raw Ed25519") \
+            as refused:
+        Settings.from_environment()
+    assert "not-a-key-at-all" not in str(refused.value)
+    monkeypatch.setenv("EINVOICE_CLOSING_PUBLIC_KEYS", "")
+    with pytest.raises(ConfigurationError, match="EINVOICE_CLOSING_PUBLIC_KEYS and "
+                       "EINVOICE_CLOSING_PUBLIC_KEYS_SECRET_ARN are both set"):
+        Settings.from_environment()
+
+
+def test_the_ca_in_pieces_and_from_an_arn_together_is_refused(
+        secrets_manager: SecretsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    monkeypatch.setenv("EINVOICE_DB_CA_PEM_SECRET_ARN", secrets_manager("database-ca", pem))
+    monkeypatch.setenv("EINVOICE_DB_TLS", "true")
+    monkeypatch.setenv("EINVOICE_DB_CA_PEM_1", pem)
+    with pytest.raises(ConfigurationError, match="EINVOICE_DB_CA_PEM and "
+                       "EINVOICE_DB_CA_PEM_SECRET_ARN are both set"):
+        Settings.from_environment()

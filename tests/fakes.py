@@ -113,7 +113,6 @@ class FakeDatabase:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or FrozenClock()
         self.tenants: dict[UUID, TenantRecords] = {}
-        self.signing_keys: dict[str, bytes] = {}
         self.pending_signups: dict[bytes, PendingSignUp] = {}
         self.broken: set[UUID] = set()  # tenants whose every transaction fails
         self.transactions = 0  # units of work committed
@@ -132,10 +131,9 @@ class FakeDatabase:
         if tenant_id in self.broken:
             raise ConnectionError(f"tenant {tenant_id}: the database is unreachable")
         tenants = {t: copy.deepcopy(r) for t, r in self.tenants.items()}
-        uow = FakeUnitOfWork(self, tenant_id, tenants, dict(self.signing_keys),
-                             copy.deepcopy(self.pending_signups))
+        uow = FakeUnitOfWork(self, tenant_id, tenants, copy.deepcopy(self.pending_signups))
         yield uow
-        self.tenants, self.signing_keys = uow.all_tenants, uow.signing_keys
+        self.tenants = uow.all_tenants
         self.pending_signups = uow.pending_signups
         self.transactions += 1
 
@@ -148,12 +146,11 @@ class FakeUnitOfWork:
     """One transaction scoped to one tenant (the UnitOfWork port)."""
 
     def __init__(self, database: FakeDatabase, tenant_id: UUID,
-                 tenants: dict[UUID, TenantRecords], signing_keys: dict[str, bytes],
+                 tenants: dict[UUID, TenantRecords],
                  pending_signups: dict[bytes, PendingSignUp]) -> None:
         self.database = database
         self.tenant_id = tenant_id
         self.all_tenants = tenants
-        self.signing_keys = signing_keys
         self.pending_signups = pending_signups
 
     def mine(self) -> TenantRecords | None:

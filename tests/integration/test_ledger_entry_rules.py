@@ -6,6 +6,7 @@ superuser plants anyway makes sealing answer 409, never 500."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +17,12 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.adapters.postgres import Database, sqlstate
-from chalicelib.domain.kinds import CREDIT_NOTE_ISSUED, INVOICE_ISSUED
+from chalicelib.domain.kinds import (
+    CREDIT_NOTE_ISSUED,
+    INVOICE_ISSUED,
+    SERVICE_KINDS,
+    SERVICE_NAMESPACES,
+)
 from chalicelib.domain.ledger import canonical_payload
 from tests.builders import backed_entry, recent, sale
 from tests.conftest import Connect, in_tenant
@@ -223,3 +229,20 @@ def test_the_engine_refuses_invented_kinds_in_the_service_namespaces(
     payload = canonical_payload({}, datetime(2026, 11, 23, tzinfo=UTC))
     assert append_refused(app_in_tenant, kind, payload) == "23514"
     assert entries(superuser, tenant) == []
+
+
+def test_the_engines_service_kinds_are_the_codes(superuser: Connect) -> None:
+    """The engine's list of service namespaces and kinds (0021's CHECK, or a
+    later migration's) is kinds.py's, so a kind added in code without its
+    migration, or the reverse, fails here rather than at the first append."""
+    conn = superuser()
+    try:
+        [[definition]] = conn.run(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'ledger_entries_service_kinds'")
+    finally:
+        conn.close()
+    namespaces = re.search(r"'\^\(([a-z_|]+)\)\\\.'", definition)
+    assert namespaces is not None, definition
+    assert set(namespaces.group(1).split("|")) == set(SERVICE_NAMESPACES)
+    assert set(re.findall(r"'([a-z_]+\.[a-z_]+)'::text", definition)) == set(SERVICE_KINDS)

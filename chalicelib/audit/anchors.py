@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,7 @@ class _Reader:
                     raise AnchorProblem(".ots proof has an overlong number")
                 return value
             shift += 7
-            if shift > 63:
+            if shift >= 63:
                 raise AnchorProblem(".ots proof has a number too large")
 
     def varbytes(self, most: int, least: int = 0) -> bytes:
@@ -297,7 +298,12 @@ def _algorithm(item: _Tlv, what: str) -> str:
     parts = _expect(item, 0x30, what).children(what)
     if not 1 <= len(parts) <= 2:
         raise AnchorProblem(f"token: {what} is not an AlgorithmIdentifier")
-    return _oid(parts[0], what)
+    oid = _oid(parts[0], what)
+    # Parameters: absent or NULL, but RSASSA-PSS's (a SEQUENCE).
+    if len(parts) == 2 and (parts[1].tag, parts[1].content) != (
+            (0x30, parts[1].content) if oid == _RSA_PSS else (0x05, b"")):
+        raise AnchorProblem(f"token: {what} has parameters it cannot have")
+    return oid
 
 
 @dataclass(frozen=True)
@@ -483,7 +489,7 @@ def verify_rfc3161(token_bytes: bytes, digest: bytes,
         return _verify_rfc3161(token_bytes, digest, pinned)
     except AnchorProblem:
         raise
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # a certificate's own DER
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise AnchorProblem(f"token: a certificate is malformed ({type(exc).__name__})") \
             from None
 
@@ -499,9 +505,16 @@ def _verify_rfc3161(token_bytes: bytes, digest: bytes,
         raise AnchorProblem("token: messageDigest is not the hash of its TSTInfo")
     carried: list[x509.Certificate] = []
     for raw in token.certificates:
+        parts = _tlv(raw, 0, len(raw), "certificate").children("certificate")
+        if len(parts) != 3 or _expect(parts[2], 0x03, "certificate signature").content[:1] \
+                != b"\x00":
+            raise AnchorProblem("token: a certificate it carries is not {tbs, algorithm, "
+                                "signature (a whole-byte BIT STRING)}")
         try:
-            carried.append(x509.load_der_x509_certificate(raw))
-        except ValueError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a certificate it only warns about: refused
+                carried.append(x509.load_der_x509_certificate(raw))
+        except (ValueError, x509.InvalidVersion, Warning):
             raise AnchorProblem("token: a certificate it carries is unreadable") from None
     if pinned:
         for cert in carried:

@@ -197,3 +197,24 @@ def test_an_ots_file_too_deep_or_with_unknown_ops_is_refused() -> None:
         read_ots(b"\x00" * 80)
     with pytest.raises(AnchorProblem, match="file hash op is not SHA-256"):
         read_ots(DetachedTimestampFile.HEADER_MAGIC + b"\x01\x02" + DIGEST[:20] + b"\x00")
+
+
+def test_the_verifiers_copies_of_the_anchor_constants_are_the_services() -> None:
+    """anchors.py spells them again so that it needs no other module of ours."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from chalicelib.adapters import anchoring
+    from chalicelib.audit import anchors
+    from chalicelib.ports import StoredAnchor
+    from chalicelib.usecases import anchor
+
+    assert (anchors.OPENTIMESTAMPS, anchors.RFC3161) == (anchor.OPENTIMESTAMPS, anchor.RFC3161)
+    assert (anchors.PENDING, anchors.SUBMITTED, anchors.COMPLETE) == (
+        anchor.PENDING, anchor.SUBMITTED, anchor.COMPLETE)
+    assert anchors.MAX_PROOF_BYTES == anchoring.MAX_PROOF_BYTES
+    row = StoredAnchor(uuid4(), uuid4(), anchor.RFC3161, "https://tsa.example", DIGEST,
+                       anchor.COMPLETE, b"x", 1, None, completed_at=datetime.now(UTC))
+    view = anchor.anchor_view(row)
+    assert anchors.PROOF_FORMATS[anchor.RFC3161] == view["proof_format"]
+    assert set(view) | {"closing_entry_seq", "closing_id"} == anchors.ANCHOR_FIELDS

@@ -61,6 +61,9 @@ OTS_MAX_MSG = 4096  # opentimestamps.core.op: Op.MAX_MSG_LENGTH / MAX_RESULT_LEN
 OTS_MAX_DEPTH = 256  # Timestamp.deserialize's recursion limit
 OTS_MAX_PAYLOAD = 8192  # TimeAttestation.MAX_PAYLOAD_SIZE
 OTS_MAX_URI = 1000  # PendingAttestation.MAX_URI_LENGTH
+# A real proof holds a few (one per calendar, and Bitcoin's); each leaf is one, so this
+# also bounds the ops recomputed (leaves x depth) and the memory their messages take.
+OTS_MAX_ATTESTATIONS = 1000
 _URI_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._/:")
 PENDING_TAG = bytes.fromhex("83dfe30d2ef90c8e")
 BITCOIN_TAG = bytes.fromhex("0588960d73d71901")
@@ -182,6 +185,8 @@ def read_ots(data: bytes) -> OtsProof:
             stack.append((msg, depth))  # more items of this node after this one
             tag = reader.take(1)[0]
         if tag == 0x00:
+            if len(found) >= OTS_MAX_ATTESTATIONS:
+                raise AnchorProblem(f".ots proof holds over {OTS_MAX_ATTESTATIONS} attestations")
             found.append(_ots_attestation(reader, msg))
         else:
             stack.append((_ots_op(tag, reader, msg), depth + 1))

@@ -37,6 +37,7 @@ from chalicelib.audit.anchors import (
 from devstack.anchor_standins import TsaStandIn
 
 TEXT = b"closing text"
+BITCOIN = bytes.fromhex("0588960d73d71901") + b"\x01\x05"  # the tag, then varbytes(height 5)
 DIGEST = hashlib.sha256(TEXT).digest()
 
 
@@ -188,6 +189,8 @@ def test_an_ots_file_too_deep_or_with_unknown_ops_is_refused() -> None:
     for body, reason in ((b"\x08" * 300 + b"\x00", "nested over 256 levels"),
                          (b"\x67\x00", "not computable offline"),
                          (b"\x99\x00", "unknown op tag 0x99"),
+                         ((b"\xff\x00" + BITCOIN) * 1000 + b"\x00" + BITCOIN,
+                          "over 1000 attestations"),
                          (b"\xf0\x00\x00", "field of 0 bytes"),
                          (b"\xf0\x81\x00", "overlong number"),
                          (b"\xf0\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", "too large")):

@@ -67,10 +67,10 @@ OTS_MAX_ATTESTATIONS = 1000
 _URI_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._/:")
 PENDING_TAG = bytes.fromhex("83dfe30d2ef90c8e")
 BITCOIN_TAG = bytes.fromhex("0588960d73d71901")
-_UNARY = {0x02: "sha1", 0x08: "sha256", 0xF2: "reverse", 0xF3: "hexlify"}
 _BINARY = {0xF0: "append", 0xF1: "prepend"}
 # 0x03 ripemd160 and 0x67 keccak256 are valid .ots ops, but the standard library
-# cannot always compute them: such a proof is refused, never passed unchecked.
+# cannot always compute them, and 0x02 sha1 is collision-prone: such a proof is
+# refused, never passed unchecked (calendars and our adapter use SHA-256 only).
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def _ots_op(tag: int, reader: _Reader, msg: bytes) -> bytes:
     elif tag == 0x08:
         out = hashlib.sha256(msg).digest()
     elif tag == 0x02:
-        out = hashlib.sha1(msg).digest()  # noqa: S324 - an op of the format, not our choice
+        raise AnchorProblem(".ots proof uses op sha1, refused: SHA-1 collisions can be made")
     elif tag == 0xF2:
         out = msg[::-1]
     elif tag == 0xF3:

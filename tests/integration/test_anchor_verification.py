@@ -15,29 +15,48 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.adapters.anchoring import TsaTrust
-from chalicelib.adapters.postgres import Database, anchors_to_retry
+from chalicelib.adapters.anchoring import OpenTimestampsCalendar, Rfc3161Authority, TsaTrust
+from chalicelib.adapters.postgres import Database, anchor_stores, anchors_to_retry
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.audit.anchors import load_certificates
 from chalicelib.audit.bundle import export_from_database
 from chalicelib.audit.verify import verify_bundle
 from chalicelib.domain.closing import Period
 from chalicelib.domain.kinds import INVOICE_ISSUED
-from chalicelib.usecases.anchor import anchor_closing, retry_anchors
+from chalicelib.ports import SystemClock
+from chalicelib.usecases.anchor import AnchorPorts, anchor_closing, retry_anchors
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
 from devstack.anchor_standins import CalendarStandIn, TsaStandIn
 from tests.builders import append_entry
 from tests.fakes import FrozenClock
-from tests.integration.test_anchoring import anchor_ports, at, sale
 
 ROOT = Path(__file__).resolve().parents[2]
 Lines = list[dict[str, Any]]
+
+
+def at(day: int) -> datetime:
+    return datetime(2026, 11, day, 10, tzinfo=UTC)
+
+
+def sale(number: str) -> dict[str, Any]:
+    return {"invoice_number": number, "totals": {
+        "tax_exclusive_amount": "100.00", "tax_total": "20.00", "tax_inclusive_amount": "120.00",
+        "vat_breakdown": [{"category": "S", "rate": "20.00", "taxable_amount": "100.00",
+                           "tax_amount": "20.00"}]}}
+
+
+def anchor_ports(database: Database, calendar: str, tsa: str, trust: TsaTrust) -> AnchorPorts:
+    return AnchorPorts(store=anchor_stores(database), clock=SystemClock(),
+                       calendars=[OpenTimestampsCalendar(calendar, timeout=2,
+                                                         trusted=(calendar,))],
+                       tsa=Rfc3161Authority(tsa, trust, timeout=2))
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +83,10 @@ def original(database: Database, standins: tuple[CalendarStandIn, TsaStandIn],
     LocalSigningKey.create(key)
     signer = LocalSigningKey(key)
     tenant = create_tenant(f"Tenant {uuid.uuid4().hex[:8]}", database.unit_of_work)
-    ports = anchor_ports(database, [calendar.url], tsa.url, TsaTrust.from_file(root_pem))
+    ports = anchor_ports(database, calendar.url, tsa.url, TsaTrust.from_file(root_pem))
     for day in (20, 21):
         append_entry(database.unit_of_work, tenant, at(day), INVOICE_ISSUED,
-                     sale(f"F-{day}", "100.00"))
+                     sale(f"F-{day}"))
         closing = seal_period(tenant, Period.parse("day", f"2026-11-{day}"), ClosingPorts(
             database.unit_of_work, signer, FrozenClock(at(day + 1)))).closing
         anchor_closing(tenant, closing.closing_id, ports)

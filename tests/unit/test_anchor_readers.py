@@ -188,6 +188,7 @@ def test_an_ots_file_too_deep_or_with_unknown_ops_is_refused() -> None:
     header = DetachedTimestampFile.HEADER_MAGIC + b"\x01\x08" + DIGEST
     for body, reason in ((b"\x08" * 300 + b"\x00", "nested over 256 levels"),
                          (b"\x67\x00", "not computable offline"),
+                         (b"\x02\x00", "sha1, refused"),
                          (b"\x99\x00", "unknown op tag 0x99"),
                          ((b"\xff\x00" + BITCOIN) * 1000 + b"\x00" + BITCOIN,
                           "over 1000 attestations"),

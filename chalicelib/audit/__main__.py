@@ -5,13 +5,16 @@
         K proofs; head <hex>" on stdout, or exit 1 and "FAIL: <problem>" on stderr.
         --trusted-key (ed25519:<32 hex> or the raw public key in hex, repeatable):
         every closing must be signed by one of these, not merely by a key of keys.json.
+        --tsa-cert PEM (repeatable): pins the RFC 3161 TSA (its certificate, or the CA
+        that issued it); without it a token is checked with the certificate it carries.
+        After OK, lines say what stayed unverified (NOT VERIFIED: Bitcoin block headers).
         --max-line-bytes (1 MiB), --max-member-bytes (16 GiB): input bounds; a longer
         line, or a file or .zip member declared or read larger, is a FAIL.
     python -m chalicelib.audit export-audit-bundle --tenant UUID OUT [--zip]
         against the database of the EINVOICE_* environment (chalicelib.runtime).
 
-verify-bundle imports nothing beyond the standard library, `cryptography` and
-chalicelib/domain/merkle.py (a test checks it).
+verify-bundle imports nothing beyond the standard library, `cryptography`,
+chalicelib/audit/anchors.py and chalicelib/domain/merkle.py (a test checks it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from chalicelib.audit.anchors import load_certificates
     from chalicelib.audit.verify import Report, trusted_key_ids, verify_bundle
 
     try:
@@ -30,9 +34,15 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"FAIL: --trusted-key {exc}", file=sys.stderr)
         return 2
     try:
+        pinned = load_certificates([Path(p) for p in args.tsa_cert])
+    except ValueError as exc:
+        print(f"FAIL: --tsa-cert {exc}", file=sys.stderr)
+        return 2
+    try:
         report = verify_bundle(Path(args.path), progress=args.progress or sys.stderr.isatty(),
                                trusted_keys=trusted, max_line_bytes=args.max_line_bytes,
-                               max_member_bytes=args.max_member_bytes)
+                               max_member_bytes=args.max_member_bytes,
+                               tsa_certificates=pinned)
     except Exception as exc:  # noqa: BLE001 - an auditor gets a FAIL line, never a traceback
         report = Report(False, f"{args.path}: cannot be verified ({type(exc).__name__}: {exc})")
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
@@ -61,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("path", help="a bundle folder or .zip")
     verify.add_argument("--trusted-key", action="append", default=[],
                         help="a key the closings may be signed with (repeatable)")
+    verify.add_argument("--tsa-cert", action="append", default=[], metavar="PEM",
+                        help="a TSA certificate (or its issuing CA) to pin (repeatable)")
     verify.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES,
                         help="the longest line (and manifest.json, keys.json) accepted")
     verify.add_argument("--max-member-bytes", type=int, default=MAX_MEMBER_BYTES,

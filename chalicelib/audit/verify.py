@@ -26,16 +26,18 @@ import struct
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from chalicelib.audit import anchors
 from chalicelib.domain import merkle
 
 FORMAT = "einvoice-audit-bundle"
@@ -83,11 +85,12 @@ class Report:
     proofs: int = 0
     head_seq: int = 0
     head_hash: str = ZERO_HASH.hex()
+    notes: tuple[str, ...] = ()  # what stayed unverified (anchors.py), one line each
 
     def summary(self) -> str:
         if self.ok:
-            return (f"OK: {self.entries} entries, {self.closings} closings, {self.proofs} "
-                    f"proofs; head {self.head_hash}")
+            return "\n".join((f"OK: {self.entries} entries, {self.closings} closings, "
+                              f"{self.proofs} proofs; head {self.head_hash}", *self.notes))
         return f"FAIL: {self.problem}"
 
 
@@ -456,6 +459,8 @@ class _Verifier:
         self.previous = _Previous()
         self.proof_problem: str | None = None
         self.proofs = 0
+        self.tsa_certificates: Sequence[x509.Certificate] = ()
+        self.notes: tuple[str, ...] = ()
 
     # -- the small files, read before the entries ------------------------------------------
     def read_manifest(self) -> None:
@@ -669,25 +674,21 @@ class _Verifier:
         for name, digest in self.manifest["files"].items():
             if self.bundle.digest(name) != digest:
                 _fail(f"file {name}: SHA-256 does not match the manifest")
-        return Report(True, None, seq, len(self.records), self.proofs, seq, prev.hex())
+        return Report(True, None, seq, len(self.records), self.proofs, seq, prev.hex(),
+                      self.notes)
 
     def check_anchors(self) -> None:
-        """Each anchor names a closing of the bundle and commits to the SHA-256 of
-        that closing's text. Its proof (an .ots file, an RFC 3161 token) is for the
-        tools of its kind (`ots verify`, `openssl ts -verify`): not checked here."""
-        texts = {r.entry_seq: r.fields["closing"] for r in self.records}
+        """Each anchor's closing, status and proof (chalicelib/audit/anchors.py)."""
+        checker = anchors.AnchorChecker(
+            {r.entry_seq: (r.fields["id"], r.fields["closing"]) for r in self.records},
+            self.tsa_certificates)
         for number, raw in self.bundle.lines("anchors.jsonl"):
             where = f"anchors.jsonl line {number}"
-            anchor = _json(_text(raw, where), where)
-            if not isinstance(anchor, dict):
-                _fail(f"{where}: not a JSON object")
-            seq = anchor.get("closing_entry_seq")
-            text = texts.get(seq) if isinstance(seq, int) else None
-            if not isinstance(text, str):
-                _fail(f"{where}: names no closing of the bundle")
-            if anchor.get("digest") != hashlib.sha256(text.encode("utf-8")).hexdigest():
-                _fail(f"{where}: digest is not the SHA-256 of the closing in entry "
-                      f"{anchor.get('closing_entry_seq')}")
+            try:
+                checker.check(number, _json(_text(raw, where), where))
+            except anchors.AnchorProblem as exc:
+                _fail(str(exc))
+        self.notes = tuple(checker.notes())
 
     # -- one closing, at its closing.sealed entry -------------------------------------------
     def check_closing(self, seq: int, data: dict[str, Any], record: _ClosingRecord) -> None:
@@ -955,17 +956,21 @@ def verify_bundle(path: Path, progress: bool = False, *,
                   progress_threshold: int = PROGRESS_THRESHOLD,
                   trusted_keys: set[str] | None = None,
                   max_line_bytes: int = MAX_LINE_BYTES,
-                  max_member_bytes: int = MAX_MEMBER_BYTES) -> Report:
+                  max_member_bytes: int = MAX_MEMBER_BYTES,
+                  tsa_certificates: Sequence[x509.Certificate] = ()) -> Report:
     """Check a bundle folder or .zip; stops at the first problem and names it.
 
     `progress` draws a bar on stderr when the bundle holds more than
     `progress_threshold` entries. `trusted_keys` (key ids): if given, every
     closing must be signed by one of them, not merely by a key of keys.json.
-    `max_line_bytes`, `max_member_bytes`: the input bounds (MAX_LINE_BYTES...)."""
+    `max_line_bytes`, `max_member_bytes`: the input bounds (MAX_LINE_BYTES...).
+    `tsa_certificates` pin the RFC 3161 TSA (its certificate or its issuer's)."""
     bundle: _Bundle | None = None
     try:
         bundle = _Bundle(path, max_line_bytes, max_member_bytes)
-        return _Verifier(bundle, progress, progress_threshold, trusted_keys).run()
+        verifier = _Verifier(bundle, progress, progress_threshold, trusted_keys)
+        verifier.tsa_certificates = tsa_certificates
+        return verifier.run()
     except BundleProblem as exc:
         return Report(False, str(exc))
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,

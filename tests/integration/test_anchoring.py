@@ -471,4 +471,5 @@ def test_the_audit_bundle_carries_the_anchors_and_checks_their_digest(
     lines[0]["digest"] = "00" * 32
     (out / "anchors.jsonl").write_text("".join(json.dumps(a) + "\n" for a in lines))
     report = verify_bundle(out, progress=False)
-    assert not report.ok and "anchors.jsonl line 1: digest is not the SHA-256" in str(report)
+    assert not report.ok and "anchors.jsonl line 1 (closing " in str(report)
+    assert "digest is not the SHA-256" in str(report)

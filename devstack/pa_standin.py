@@ -23,7 +23,8 @@ later, the local run command.
   `GET /flow-service/v1/siren/code-insee:{siren}`, `.../siret/code-insee:{siret}`,
   `.../directory-line/code:{id}`.
 - `stop()` / `start()` on the same port (down, then up); `failing = 503`
-  makes every route answer that status while it stays set.
+  makes every route answer that status while it stays set; `delay_seconds`
+  slows every answer; `reject_tokens` refuses every bearer token.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -116,6 +118,8 @@ class PaStandIn(_Server):
         self.client_id, self.client_secret = client_id, client_secret
         self.token_lifetime = token_lifetime
         self.failing: int | None = None
+        self.delay_seconds = 0.0  # every answer waits this long (a slow PA)
+        self.reject_tokens = False  # every bearer token is refused (401)
         self.tokens_issued = 0
         self.requests: list[tuple[str, str]] = []  # (method, path) seen, for tests
         self.directory = [dict(line) for line in DEFAULT_DIRECTORY]
@@ -325,7 +329,7 @@ class PaStandIn(_Server):
 
     def _authorized(self, headers: Any) -> bool:
         value = headers.get("Authorization", "")
-        if not value.startswith("Bearer "):
+        if self.reject_tokens or not value.startswith("Bearer "):
             return False
         with self._lock:
             until = self._tokens.get(value.removeprefix("Bearer "))
@@ -358,6 +362,8 @@ class PaStandIn(_Server):
                 body = self._body(MAX_DEPOSIT_BYTES) if method == "POST" else b""
                 if body is None:
                     return
+                if stand_in.delay_seconds:
+                    time.sleep(stand_in.delay_seconds)
                 if stand_in.failing:
                     self._json(stand_in.failing, {"error": "unavailable <b>detail</b>"})
                     return

@@ -72,7 +72,11 @@ def _pool() -> urllib3.PoolManager:
 
 
 def _failure(exc: BaseException) -> PaUnavailable:
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    # urllib3's NewConnectionError (refused, no route) is a ConnectTimeoutError too
+    if isinstance(exc, urllib3.exceptions.TimeoutError) \
+            and not isinstance(exc, urllib3.exceptions.NewConnectionError):
         return PaUnavailable("timeout")
     return PaUnavailable(f"connection failed: {type(exc).__name__[:60]}")
 

@@ -101,6 +101,12 @@ class CdarMessage:
 
 # -- reading --------------------------------------------------------------------------------
 
+# A DOCTYPE in UTF-8 (or any ASCII superset) and in UTF-16, refused before the
+# parser runs; the parsed tree is checked again (another encoding, a trick).
+_DOCTYPE_MARKERS = tuple("<!DOCTYPE".encode(codec) for codec in ("ascii", "utf-16-le",
+                                                                  "utf-16-be"))
+
+
 def _parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                            dtd_validation=False, huge_tree=False, remove_comments=True,
@@ -113,6 +119,8 @@ def parse_cdar(data: bytes) -> CdarMessage:
         raise CdarRefused("a CDAR is bytes")
     if len(data) > MAX_CDAR_BYTES:
         raise CdarRefused(f"larger than {MAX_CDAR_BYTES} bytes")
+    if any(marker in data for marker in _DOCTYPE_MARKERS):
+        raise CdarRefused("a DTD is not allowed")
     try:
         tree = etree.ElementTree(etree.fromstring(data, parser=_parser()))
     except (etree.XMLSyntaxError, ValueError) as exc:

@@ -376,8 +376,8 @@ _FIELD_CHECKS = {"conformance_check": "_a_known_checker",
                  "frontend_origin": "_one_exact_origin",
                  "ots_calendars": "_calendars_are_https", "tsa_url": "_tsa_is_https",
                  "closing_public_keys": "_raw_ed25519_keys",
-                 "pa_base_url": "_pa_url", "pa_directory_url": "_pa_url",
-                 "pa_token_url": "_pa_url"}
+                 **dict.fromkeys(("pa_base_url", "pa_directory_url", "pa_token_url"),
+                                 "_pa_url")}
 # Checks of settings together, in this order, once every one has its type.
 _TOGETHER_CHECKS = ("_keys_provider_is_complete", "_a_remote_check_is_authenticated",
                     "_mail_is_never_in_clear_off_this_machine",

@@ -24,7 +24,8 @@ later, the local run command.
   `.../directory-line/code:{id}`.
 - `stop()` / `start()` on the same port (down, then up); `failing = 503`
   makes every route answer that status while it stays set; `delay_seconds`
-  slows every answer; `reject_tokens` refuses every bearer token.
+  slows every answer; `reject_tokens` refuses every bearer token;
+  `redirect_to` answers every route with a 307 there.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class PaStandIn(_Server):
         self.failing: int | None = None
         self.delay_seconds = 0.0  # every answer waits this long (a slow PA)
         self.reject_tokens = False  # every bearer token is refused (401)
+        self.redirect_to: str | None = None  # every route answers 307 to this URL
         self.tokens_issued = 0
         self.requests: list[tuple[str, str]] = []  # (method, path) seen, for tests
         self.directory = [dict(line) for line in DEFAULT_DIRECTORY]
@@ -366,6 +368,12 @@ class PaStandIn(_Server):
                     time.sleep(stand_in.delay_seconds)
                 if stand_in.failing:
                     self._json(stand_in.failing, {"error": "unavailable <b>detail</b>"})
+                    return
+                if stand_in.redirect_to:
+                    self.send_response(307)
+                    self.send_header("Location", stand_in.redirect_to + url.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 if method == "POST" and url.path == "/oauth2/token":
                     self._json(*stand_in._token(self.headers, body))

@@ -85,14 +85,14 @@ def _read(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
     """The body, refused beyond `limit` bytes (read in pieces, never whole first)."""
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        response.drain_conn()
+        response.close()  # not drained: the rest stays unread
         raise PaUnavailable(f"answer larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     for chunk in response.stream(64 * 1024):
         size += len(chunk)
         if size > limit:
-            response.drain_conn()
+            response.close()  # not drained: the rest stays unread
             raise PaUnavailable(f"answer larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
@@ -289,7 +289,7 @@ class FlowServiceClient:
             try:
                 status = response.status
                 if status == 401:
-                    response.drain_conn()
+                    response.close()  # not drained: the rest stays unread
                     if attempt == 1:
                         self._auth.invalidate()
                         continue

@@ -212,6 +212,27 @@ def test_a_slow_pa_times_out_as_unavailable(pa: PaStandIn, auth: ClientCredentia
         FlowServiceClient(pa.base_url, auth, pool=impatient).search(SearchQuery())
 
 
+def test_a_redirect_is_not_followed_so_the_token_stays_home(
+        pa: PaStandIn, client: FlowServiceClient) -> None:
+    elsewhere = PaStandIn()  # another host, recording what reaches it
+    with elsewhere:
+        pa.redirect_to = elsewhere.url
+        with pytest.raises(PaUnavailable, match="HTTP 307"):
+            client.search(SearchQuery())
+        with pytest.raises(PaUnavailable, match="HTTP 307"):
+            client.fetch("any")
+    assert elsewhere.requests == []
+
+
+def test_an_answer_beyond_its_bound_is_refused_unread(
+        pa: PaStandIn, client: FlowServiceClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    content = b"x" * 5000
+    ack = client.deposit(info("inv-big", content, flow_syntax="UBL"), content)
+    monkeypatch.setattr("chalicelib.adapters.pa.MAX_ANSWER_BYTES", 4096)
+    with pytest.raises(PaUnavailable, match="answer larger than 4096 bytes"):
+        client.fetch(ack.flow_id)
+
+
 def test_plain_http_is_refused_off_loopback(auth: ClientCredentials) -> None:
     with pytest.raises(ValueError, match="https"):
         FlowServiceClient("http://pa.example.fr/flow-service", auth)

@@ -25,7 +25,8 @@ later, the local run command.
 - `stop()` / `start()` on the same port (down, then up); `failing = 503`
   makes every route answer that status while it stays set; `delay_seconds`
   slows every answer; `reject_tokens` refuses every bearer token;
-  `redirect_to` answers every route with a 307 there.
+  `redirect_to` answers every route with a 307 there; `garbage` answers
+  every authorized route 200 with those bytes (a PA answering nonsense).
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class PaStandIn(_Server):
         self.delay_seconds = 0.0  # every answer waits this long (a slow PA)
         self.reject_tokens = False  # every bearer token is refused (401)
         self.redirect_to: str | None = None  # every route answers 307 to this URL
+        self.garbage: bytes | None = None  # every authorized route answers 200 with this
         self.tokens_issued = 0
         self.requests: list[tuple[str, str]] = []  # (method, path) seen, for tests
         self.directory = [dict(line) for line in DEFAULT_DIRECTORY]
@@ -387,6 +389,9 @@ class PaStandIn(_Server):
                     return
                 if not stand_in._authorized(self.headers):
                     self._json(401, {"error": "invalid_token"})
+                    return
+                if stand_in.garbage is not None:
+                    self._answer(200, stand_in.garbage, "application/json")
                     return
                 if method == "POST" and path == "/v1/flows":
                     self._json(*stand_in._deposit(self.headers, body))

@@ -117,6 +117,11 @@ class FlowSummary:
     reason_codes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not 1 <= len(self.flow_id) <= 255 or not self.flow_id.isprintable():
+            raise InvalidPaRecord("flow_id: 1 to 255 printable characters")
+        if self.tracking_id is not None and (not isinstance(self.tracking_id, str)
+                                             or len(self.tracking_id) > 255):
+            raise InvalidPaRecord("tracking_id: text of at most 255 characters")
         _one_of("direction", self.direction, FLOW_DIRECTIONS)
         _one_of("flow_syntax", self.flow_syntax, FLOW_SYNTAXES)
         _one_of("ack_status", self.ack_status, ACK_STATUSES)

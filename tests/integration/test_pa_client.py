@@ -233,6 +233,42 @@ def test_an_answer_beyond_its_bound_is_refused_unread(
         client.fetch(ack.flow_id)
 
 
+FLOW = ('{"flowId": "f1", "trackingId": "t1", "flowDirection": "In", "flowSyntax": "CDAR", '
+        '"updatedAt": "2026-12-08T10:00:00Z", "acknowledgement": {"status": "Ok"}}')
+
+
+@pytest.mark.parametrize("garbage", [
+    b"<html>not json</html>", b"[]", b'{"results": "many"}',
+    b'{"results": [' + ",".join([FLOW] * 2).encode() + b"]}",  # more than asked
+    FLOW.replace("2026-12-08T10:00:00Z", "yesterday").join(['{"results": [', "]}"]).encode(),
+    FLOW.replace("2026-12-08T10:00:00Z", "2026-12-08T10:00:00").join(
+        ['{"results": [', "]}"]).encode(),  # no zone
+    FLOW.replace('"Ok"', '"Maybe"').join(['{"results": [', "]}"]).encode(),
+    FLOW.replace('"In"', '"Sideways"').join(['{"results": [', "]}"]).encode(),
+    FLOW.replace('"f1"', '""').join(['{"results": [', "]}"]).encode(),
+    FLOW.replace('"t1"', "42").join(['{"results": [', "]}"]).encode(),
+])
+def test_a_search_answer_we_cannot_read_is_unavailable_never_a_crash(
+        pa: PaStandIn, client: FlowServiceClient, garbage: bytes) -> None:
+    pa.garbage = garbage
+    with pytest.raises(PaUnavailable) as unreadable:
+        client.search(SearchQuery(limit=1))
+    assert unreadable.value.reason in {"answer is not JSON", "search answer unreadable",
+                                       "answer unreadable: a date",
+                                       "answer unreadable: a date without its zone"}
+
+
+@pytest.mark.parametrize("garbage", [b"{}", b'{"acknowledgement": {"status": "Fine"}}',
+                                     b'{"acknowledgement": {"status": "Ok", "details": 3}}',
+                                     b'{"acknowledgement": {"status": "Error", "details": '
+                                     b'[{"reasonCode": "<script>"}]}}'])
+def test_a_deposit_answer_we_cannot_read_is_unavailable(
+        pa: PaStandIn, client: FlowServiceClient, garbage: bytes) -> None:
+    pa.garbage = garbage
+    with pytest.raises(PaUnavailable, match="acknowledgement unreadable"):
+        client.deposit(info("inv-x"), b"<x/>")
+
+
 def test_plain_http_is_refused_off_loopback(auth: ClientCredentials) -> None:
     with pytest.raises(ValueError, match="https"):
         FlowServiceClient("http://pa.example.fr/flow-service", auth)

@@ -123,7 +123,7 @@ def parse_cdar(data: bytes) -> CdarMessage:
         raise CdarRefused("a DTD is not allowed")
     try:
         tree = etree.ElementTree(etree.fromstring(data, parser=_parser()))
-    except (etree.XMLSyntaxError, ValueError) as exc:
+    except (etree.LxmlError, ValueError) as exc:
         raise CdarRefused(f"not well-formed XML: {type(exc).__name__}") from None
     info = tree.docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:

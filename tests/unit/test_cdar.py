@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from chalicelib.documents.cdar import (
@@ -221,3 +223,25 @@ def test_a_wrong_value_is_named_never_echoed(old: bytes, new: bytes, rule: str) 
     with pytest.raises(CdarRefused, match=rule) as refused:
         parse_cdar(xml.replace(old, new, 1))
     assert new.strip(b"<>").decode() not in refused.value.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_damage_to_a_cdar_is_read_or_refused_never_a_crash(data: st.DataObject) -> None:
+    good = bytearray(status(212, amounts=[(Decimal("20"), Decimal("1200"))]))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=8))):
+        at = data.draw(st.integers(min_value=0, max_value=len(good) - 1))
+        good[at:at + 1] = data.draw(st.binary(min_size=0, max_size=3))
+    try:
+        message = parse_cdar(bytes(good))
+    except CdarRefused as refused:
+        assert refused.reason and len(refused.reason) < 120
+    else:
+        assert all(isinstance(r.process_condition, int) for r in message.reports)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=4000))
+def test_random_bytes_are_refused_by_name(data: bytes) -> None:
+    with pytest.raises(CdarRefused):
+        parse_cdar(data)

@@ -7,11 +7,13 @@ import ast
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import lifecycle
+from chalicelib.domain import lifecycle, pa_flows
 from chalicelib.domain.lifecycle import (
     LABELS,
     NEEDS_REASON,
@@ -125,11 +127,12 @@ def test_100_deliveries_with_duplicates_and_permutations_give_one_effect_per_sta
     assert final.anomalies == ()
 
 
-def test_the_module_is_pure() -> None:
-    tree = ast.parse(Path(lifecycle.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", [lifecycle, pa_flows])
+def test_the_module_is_pure(module: ModuleType) -> None:
+    tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "collections", "dataclasses", "datetime", "decimal",
-                        "functools", "typing"}
+                        "functools", "re", "typing"}

@@ -121,7 +121,6 @@ class ClientCredentials:
         self._lock = threading.Lock()
         self._token: Secret | None = None
         self._until: datetime | None = None
-        self.fetched = 0  # how many tokens were asked for (tests, metrics)
 
     def token(self) -> str:
         with self._lock:
@@ -151,7 +150,6 @@ class ClientCredentials:
                 headers=headers, preload_content=False, redirect=False)
         except urllib3.exceptions.HTTPError as exc:
             raise _failure(exc) from None
-        self.fetched += 1
         try:
             body = _read(response, MAX_TOKEN_ANSWER_BYTES)
         finally:

@@ -6,8 +6,10 @@ the token cached and refreshed, a PA down or failing named as unavailable
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import urllib3
@@ -318,3 +320,35 @@ def test_a_late_213_and_doublon_on_the_resubmitted_number(
         pass
     events = lifecycle_of(client, "F2026-0006")
     assert [(e.code, e.reason_codes) for e in events][-2:] == [(200, ()), (213, ("DOUBLON",))]
+
+
+def _factur_x(xml: bytes) -> bytes:
+    from io import BytesIO
+
+    import facturx
+    from reportlab.pdfgen import canvas
+
+    page = BytesIO()
+    drawing = canvas.Canvas(page)
+    drawing.drawString(72, 720, "Facture")
+    drawing.save()
+    return bytes(facturx.generate_from_binary(page.getvalue(), xml, flavor="factur-x",
+                                              level="en16931", check_xsd=False))
+
+
+def test_a_factur_x_deposit_is_followed_by_its_invoice_number_on_a_timer() -> None:
+    xml = (Path(__file__).parents[1] / "unit" / "samples" / "valid_en16931.xml").read_bytes()
+    content = _factur_x(xml)
+    ticking = PaStandIn(tick_seconds=0.02)
+    with ticking:
+        client = FlowServiceClient(ticking.base_url, ClientCredentials(
+            ticking.token_url, ticking.client_id, Secret(ticking.client_secret)))
+        client.deposit(info("inv-fx", content, flow_syntax="Factur-X",
+                            flow_profile="Extended-CTC-FR"), content)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            codes = [e.code for e in lifecycle_of(client, "FA-2025-0001")]
+            if codes[-1:] == [212]:
+                break
+            time.sleep(0.05)
+    assert codes == list(HAPPY_PATH)  # the number read from the PDF's embedded CII

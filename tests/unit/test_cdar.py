@@ -69,6 +69,21 @@ def test_the_buyers_statuses_round_trip_with_their_reason_codes(
     assert (report.process_condition, report.reason_codes) == (code, reasons)
 
 
+def test_other_characteristics_are_read_beside_men() -> None:
+    xml = status(212, amounts=[(Decimal("20"), Decimal("100"))]).replace(
+        b"</ram:SpecifiedDocumentStatus>",
+        b"<ram:SpecifiedDocumentCharacteristic><ram:TypeCode>MPA</ram:TypeCode>"
+        b'<ram:ValueAmount currencyID="EUR">40.00</ram:ValueAmount>'
+        b"</ram:SpecifiedDocumentCharacteristic>"
+        b"<ram:SpecifiedDocumentCharacteristic><ram:TypeCode>RAP</ram:TypeCode>"
+        b'<ram:ValueAmount currencyID="EUR">60.00</ram:ValueAmount>'
+        b"</ram:SpecifiedDocumentCharacteristic></ram:SpecifiedDocumentStatus>")
+    [report] = parse_cdar(xml).reports
+    assert [(c.type_code, c.amount) for c in report.characteristics] == [
+        ("MEN", Decimal("100.00")), ("MPA", Decimal("40.00")), ("RAP", Decimal("60.00"))]
+    assert report.men == ((Decimal("20.00"), Decimal("100.00")),)  # MEN only
+
+
 def test_a_parsed_message_feeds_the_state_machine() -> None:
     platform = parse_cdar(status(213, reason_codes=("REJ_SEMAN",), type_code=PLATFORM_STATUS))
     assert platform.type_code == PLATFORM_STATUS

@@ -50,3 +50,19 @@ def test_plain_http_is_allowed_on_loopback_only() -> None:
     s = Settings(**{**PA, "pa_base_url": "http://127.0.0.1:8123/flow-service",
                     "pa_token_url": "http://localhost:8123/oauth2/token"})
     assert s.pa_token_url == "http://localhost:8123/oauth2/token"
+
+
+def test_the_composition_root_builds_the_pa_client_from_the_settings_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import runtime
+    from chalicelib.adapters.pa import FlowServiceClient
+
+    runtime.pa_client.cache_clear()
+    monkeypatch.setattr(runtime, "settings", lambda: Settings())
+    with pytest.raises(RuntimeError, match="no PA is configured"):
+        runtime.pa_client()
+    monkeypatch.setattr(runtime, "settings", lambda: Settings(**PA))
+    try:
+        assert isinstance(runtime.pa_client(), FlowServiceClient)
+    finally:
+        runtime.pa_client.cache_clear()

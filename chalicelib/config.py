@@ -273,6 +273,35 @@ class Settings:
                              "verified against)")
 
 
+    # ---- Plateforme Agréée (issue 16; per-tenant PAs come later) ----------
+    # The platform-level PA: its Flow Service base (https://{host}/flow-service),
+    # its OAuth2 token URL and client credentials (client_credentials grant),
+    # and the Directory's base when it is not the Flow Service's. Unset
+    # pa_base_url: no PA, nothing is deposited. https only (http on loopback:
+    # the local stand-in, devstack/pa_standin.py). docs/pa.md.
+    pa_base_url: str | None = None
+    pa_directory_url: str | None = None
+    pa_token_url: str | None = None
+    pa_client_id: str | None = None
+    pa_client_secret: Secret | None = None
+
+    @classmethod
+    def _pa_url(cls, value: str) -> str:
+        return _service_url(value, "https://pa.example.fr/flow-service")
+
+    def _pa_is_complete(self) -> None:
+        others = (self.pa_directory_url, self.pa_token_url, self.pa_client_id,
+                  self.pa_client_secret)
+        if self.pa_base_url is None:
+            if any(value is not None for value in others):
+                raise ValueError("the pa_ settings need pa_base_url (the PA's Flow Service)")
+            return
+        if not self.pa_token_url or not self.pa_client_id or not self.pa_client_secret:
+            raise ValueError("pa_base_url needs pa_token_url, pa_client_id and "
+                             "pa_client_secret (the PA's OAuth2 client credentials)")
+
+    # ---- end of the Plateforme Agréée block ----
+
     # ---- Database TLS (block kept by the "ops" work: TLS, migrations job) ----
     # With db_tls, the connection is verify-full: the server's certificate must
     # chain to the CA given here and to it only (not the system's store), and
@@ -346,11 +375,14 @@ class Settings:
 _FIELD_CHECKS = {"conformance_check": "_a_known_checker",
                  "frontend_origin": "_one_exact_origin",
                  "ots_calendars": "_calendars_are_https", "tsa_url": "_tsa_is_https",
-                 "closing_public_keys": "_raw_ed25519_keys"}
+                 "closing_public_keys": "_raw_ed25519_keys",
+                 **dict.fromkeys(("pa_base_url", "pa_directory_url", "pa_token_url"),
+                                 "_pa_url")}
 # Checks of settings together, in this order, once every one has its type.
 _TOGETHER_CHECKS = ("_keys_provider_is_complete", "_a_remote_check_is_authenticated",
                     "_mail_is_never_in_clear_off_this_machine",
-                    "_tsa_tokens_are_verified", "_database_ca_is_usable")
+                    "_tsa_tokens_are_verified", "_database_ca_is_usable",
+                    "_pa_is_complete")
 
 
 
@@ -362,13 +394,18 @@ _ENDPOINT = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")  # 
 
 
 def _anchor_url(value: str) -> str:
-    """An anchoring endpoint: https (http only on loopback), a host, maybe a
-    path; no credentials, query or fragment. Stored without a trailing slash."""
+    return _service_url(value, "https://a.pool.opentimestamps.org")
+
+
+def _service_url(value: str, example: str) -> str:
+    """A remote service's endpoint (anchoring, the PA): https (http only on
+    loopback), a host, maybe a path; no credentials, query or fragment.
+    Stored without a trailing slash."""
     parts = urlsplit(value)
     if (parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname))) \
             or not parts.hostname or parts.username or parts.password or parts.query \
             or parts.fragment or len(value) > 300 or not _ENDPOINT.fullmatch(value):
-        raise ValueError("must be an https URL such as https://a.pool.opentimestamps.org "
+        raise ValueError(f"must be an https URL such as {example} "
                          "(http only on localhost; no credentials, query or fragment)")
     return value.rstrip("/")
 

@@ -12,6 +12,14 @@ from uuid import UUID
 from chalicelib.domain.document_types import DocumentType
 from chalicelib.domain.errors import Violation
 from chalicelib.domain.ledger import ChainHead, LedgerEntry
+from chalicelib.domain.pa_flows import (
+    Acknowledgement,
+    DirectoryLine,
+    DocType,
+    FlowInfo,
+    FlowPage,
+    SearchQuery,
+)
 
 if TYPE_CHECKING:  # the invoice model's libraries load only where invoices are made
     from chalicelib.domain.closing import KindSum, RateSum
@@ -701,3 +709,60 @@ class TimestampAuthority(Protocol):
 
 
 AnchorStoreFactory = Callable[[UUID], AbstractContextManager[AnchorStore]]
+
+
+# --- Plateforme Agréée (issue 16): the Flow Service API and the Annuaire -------------------
+
+class PaUnavailable(Exception):
+    """The PA gave no usable answer (down, timeout, 5xx, 429, an answer we
+    cannot read): try again later. `reason` is short and ours (a status code,
+    an exception type), never the PA's own text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PaRefused(Exception):
+    """The PA answered and said no (4xx other than 401/404/429, or credentials
+    it will not take): retrying the same request will not help. `reason` as
+    PaUnavailable's; `status` is the HTTP status."""
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class PaNotFound(PaRefused):
+    """No such flow or directory line (HTTP 404)."""
+
+
+class PaClient(Protocol):
+    """One PA's Flow Service and Directory (adapters/pa.py). Every method
+    raises PaUnavailable or PaRefused, nothing else from the network."""
+
+    def deposit(self, flow: FlowInfo, content: bytes) -> Acknowledgement:
+        """POST /v1/flows. A repeated tracking_id answers an acknowledgement
+        whose `already_existing` is true (not an error: the flow is there)."""
+        ...
+
+    def search(self, query: SearchQuery) -> FlowPage:
+        """POST /v1/flows/search, oldest update first, at most 100."""
+        ...
+
+    def fetch(self, flow_id: str, doc_type: DocType = "Original") -> bytes:
+        """GET /v1/flows/{flow_id}?docType=..., bounded in size."""
+        ...
+
+    def siren(self, siren: str) -> tuple[DirectoryLine, ...]: ...
+
+    def siret(self, siret: str) -> tuple[DirectoryLine, ...]: ...
+
+    def directory_line(self, addressing_id: str) -> DirectoryLine:
+        """The line for one addressing identifier (PaNotFound if none)."""
+        ...
+
+    def healthcheck(self) -> bool:
+        """True when the PA says it is up; never raises."""
+        ...

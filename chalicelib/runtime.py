@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # types only: each is imported for real where it is built
         Lockouts,
         LoginDirectory,
         Mailer,
+        PaClient,
         PendingSignUps,
         RateLimiter,
         Retention,
@@ -423,3 +424,17 @@ def issue_from_queue(tenant_id: UUID, key: str, raw: object) -> Issued:
     from chalicelib.usecases.issue_invoice import issue_invoice
 
     return issue_invoice(tenant_id, key, raw, invoice_ports())
+
+
+@lru_cache(maxsize=1)
+def pa_client() -> PaClient:
+    """The platform-level PA (settings pa_*); per-tenant PAs come later."""
+    from chalicelib.adapters.pa import ClientCredentials, FlowServiceClient
+
+    s = settings()
+    if not s.pa_base_url or not s.pa_token_url or not s.pa_client_id \
+            or s.pa_client_secret is None:
+        raise RuntimeError("no PA is configured: set EINVOICE_PA_BASE_URL and its credentials")
+    auth = ClientCredentials(s.pa_token_url, s.pa_client_id, s.pa_client_secret,
+                             clock=clock())
+    return FlowServiceClient(s.pa_base_url, auth, directory_url=s.pa_directory_url)

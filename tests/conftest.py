@@ -86,6 +86,7 @@ def _clear_caches() -> None:
     runtime.mailer.cache_clear()
     runtime.closing_signer.cache_clear()
     runtime.pinned_keys.cache_clear()
+    runtime.pa_client.cache_clear()
 
 
 @pytest.fixture(scope="session")

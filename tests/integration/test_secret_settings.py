@@ -100,6 +100,10 @@ def test_every_secret_setting_can_come_from_an_arn(
         monkeypatch.setenv(f"EINVOICE_{companions[name].upper()}", "the-other-half")
     if name == "closing_key_pem":
         monkeypatch.delenv("EINVOICE_CLOSING_KEY_FILE", raising=False)
+    if name == "pa_client_secret":  # a PA needs its base and token URLs and client id
+        monkeypatch.setenv("EINVOICE_PA_BASE_URL", "https://pa.example.fr/flow-service")
+        monkeypatch.setenv("EINVOICE_PA_TOKEN_URL", "https://pa.example.fr/oauth2/token")
+        monkeypatch.setenv("EINVOICE_PA_CLIENT_ID", "einvoice")
     if name == "scw_secret_key":
         monkeypatch.setenv("EINVOICE_KEY_PROVIDER", "scaleway-key-manager")
         monkeypatch.setenv("EINVOICE_SCW_KEY_ID", "6f2a0b1c-3d4e-4f50-8a9b-0c1d2e3f4a5b")

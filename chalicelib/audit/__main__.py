@@ -11,7 +11,7 @@
         against the database of the EINVOICE_* environment (chalicelib.runtime).
 
 verify-bundle imports nothing beyond the standard library, `cryptography` and
-chalicelib/domain/merkle.py (a test checks it).
+chalicelib/domain/merkle.py, canonical_json.py and closing_totals.py (a test checks it).
 """
 
 from __future__ import annotations

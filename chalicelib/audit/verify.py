@@ -115,13 +115,16 @@ def _no_constant(text: str) -> Any:
     raise _JSONProblem(f"holds {text}, which is not JSON")
 
 
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique, parse_float=_no_float,
+                           parse_constant=_no_constant)  # built once, not per line
+
+
 def _json(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique, parse_float=_no_float,
-                          parse_constant=_no_constant)
+        return _STRICT.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except _JSONProblem as exc:
         _fail(f"{what}: {exc}")
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError included
         _fail(f"{what}: not valid JSON")
 
 

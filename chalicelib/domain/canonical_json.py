@@ -22,9 +22,8 @@ from typing import Any
 
 SAFE_INTEGER = 2**53 - 1  # I-JSON / RFC 8785 integer domain
 
-# An integer beyond 2^53 needs 16 digits: a text without such a run holds none.
-_SIXTEEN_DIGITS = re.compile(r"\d{16}")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_HIGH = re.compile("[\ud800-\U0010ffff]")  # where UTF-16 order may differ from code points
 
 
 NOT_CANONICAL = "not RFC 8785 canonical JSON"
@@ -38,6 +37,13 @@ def _refuse_float(text: str) -> Any:
     raise NotCanonical(f"non-integer number {text}")
 
 
+def _integer(text: str) -> int:
+    value = int(text)
+    if len(text) > 15 and abs(value) > SAFE_INTEGER:  # 2^53 has 16 digits
+        raise NotCanonical(f"integer {value} beyond ±(2^53-1)")
+    return value
+
+
 def _refuse_constant(text: str) -> Any:
     raise NotCanonical(f"{text} is not JSON")
 
@@ -49,6 +55,13 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise NotCanonical(f"an object repeats the key {key!r}")
         out[key] = value
     return out
+
+
+# Built once: json.loads / json.dumps with options build a new decoder / encoder per call.
+_DECODER = json.JSONDecoder(parse_float=_refuse_float, parse_int=_integer,
+                            parse_constant=_refuse_constant)
+_SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                           check_circular=False)
 
 
 def _utf16(key: str) -> bytes:
@@ -85,15 +98,13 @@ def parse(text: str) -> Any:
     is settled by `dumps`, and a refusal is named by a strict parse.
     """
     try:
-        parsed = json.loads(text, parse_float=_refuse_float, parse_constant=_refuse_constant)
+        parsed = _DECODER.decode(text)
     except NotCanonical:
         raise
     except (ValueError, RecursionError):
         raise NotCanonical("not JSON") from None
-    fast = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    if fast == text and (not text or max(text) < "\ud800") and "\\u0000" not in text:
-        if _SIXTEEN_DIGITS.search(text):
-            dumps(parsed)  # names an integer beyond the domain
+    if (_SORTED.encode(parsed) == text and (text.isascii() or not _HIGH.search(text))
+            and "\\u0000" not in text):
         return parsed
     try:
         json.loads(text, object_pairs_hook=_unique)  # names a repeated key

@@ -168,15 +168,15 @@ def _append(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     _load_env()
     from chalicelib.runtime import database, invoice_archive, pinned_keys
-    from chalicelib.usecases.verify_ledger import verify_ledger
+    from chalicelib.usecases.verify_ledger import ledger_verdict, verify_ledger
     from chalicelib.usecases.witness import check_witness
 
     tenant, snapshot = uuid.UUID(args.tenant), database().snapshot
     result = verify_ledger(tenant, snapshot, pinned=pinned_keys())
     witness = check_witness(tenant, snapshot, invoice_archive(), pinned_keys())
-    print(json.dumps({**result.as_dict(), "ok": result.ok and witness["ok"],
-                      "witness": witness}, indent=2))
-    return 0 if result.ok and witness["ok"] else 1
+    verdict = ledger_verdict(result, witness)
+    print(json.dumps(verdict, indent=2))
+    return 0 if verdict["ok"] else 1
 
 
 def _export_audit_bundle(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@
         against the database of the EINVOICE_* environment (chalicelib.runtime).
 
 verify-bundle imports nothing beyond the standard library, `cryptography`,
-chalicelib/audit/anchors.py and chalicelib/domain/merkle.py (a test checks it).
+chalicelib/audit/anchors.py and chalicelib/domain/merkle.py, canonical_json.py and
+closing_totals.py (a test checks it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The anchors of an audit bundle, checked offline (standard library + `cryptography`).
 
-An auditor runs this with verify.py and chalicelib/domain/merkle.py; it imports
-nothing else of ours. `cryptography` reads neither the OpenTimestamps format nor
+An auditor runs this with verify.py and the chalicelib/domain modules verify.py
+imports; it imports nothing else of ours. `cryptography` reads neither the OpenTimestamps format nor
 CMS, so two small strict readers are here, bounded in size and depth:
 
 - an OpenTimestamps reader (the .ots detached file of python-opentimestamps'

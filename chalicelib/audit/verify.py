@@ -1,10 +1,13 @@
 """Offline verifier of an audit bundle (format 1), for auditors.
 
-Imports the standard library, `cryptography` (Ed25519) and
-`chalicelib/domain/merkle.py` (itself standard library only), nothing else:
-these two files are all an auditor needs to run it. It trusts nothing in the
-bundle but the mathematics; keys.json is checked against the key ids, and
-`trusted_keys` pins the service's keys when the auditor has them from elsewhere.
+Imports the standard library, `cryptography` (Ed25519) and three modules of
+chalicelib/domain that are standard library only: merkle.py, canonical_json.py
+(RFC 8785 form) and closing_totals.py (a closing's sequence and totals, shared
+with the online verifier), and chalicelib/audit/anchors.py (the anchors'
+readers); these five files are all an auditor needs to run it. It trusts
+nothing in the bundle but the mathematics; keys.json is checked against the
+key ids, and `trusted_keys` pins the service's keys when the auditor has them
+from elsewhere.
 
 One pass over entries.jsonl, in bounded memory: closings.jsonl (small) is read
 first to know at which entries a snapshot is needed (Merkle root, entry hash,
@@ -26,10 +29,8 @@ import struct
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import date, timedelta
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -38,7 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from chalicelib.audit import anchors
-from chalicelib.domain import merkle
+from chalicelib.domain import canonical_json, closing_totals, merkle
 
 FORMAT = "einvoice-audit-bundle"
 VERSION = 1
@@ -46,8 +47,8 @@ FILES = ("entries.jsonl", "closings.jsonl", "keys.json", "proofs.jsonl", "anchor
 # The ledger kinds of chalicelib/domain/kinds.py, spelt again so that this file needs no
 # other module of ours (a unit test keeps the two equal).
 SEALED = "closing.sealed"
-MONEY_KINDS = ("invoice.issued", "credit_note.issued")
-PERIOD_KINDS = ("day", "month", "year")
+MONEY_KINDS = closing_totals.MONEY_KINDS
+PERIOD_KINDS = closing_totals.PERIOD_KINDS
 ZERO_HASH = bytes(32)
 PROGRESS_THRESHOLD = 10_000
 # Input bounds, generous for real bundles (an entry is a few KB; manifest.json and
@@ -60,15 +61,9 @@ MAX_MEMBER_BYTES = 16 << 30  # 16 GiB: about eight million entries of 2 KB
 _ENTRY_FIELDS = {"seq", "kind", "payload", "prev_hash", "hash"}
 _CLOSING_RECORD_FIELDS = {"id", "kind", "period_start", "first_seq", "last_seq", "entry_seq",
                           "closing", "signature", "key_id"}
-_T_FIELDS = {"count", "tax_exclusive", "tax", "tax_inclusive", "by_rate"}
 _HEX = re.compile(r"[0-9a-f]*")
 _KEY_ID = re.compile(r"ed25519:[0-9a-f]{32}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
-# The amounts summed in closings: JSON strings of plain decimals (closing.py MONEY_PATTERN).
-_MONEY = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-# A total a closing states: a decimal string as Python's Decimal writes one.
-_NUMERIC = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)  # sums never round
 _SEQ = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -124,13 +119,16 @@ def _no_constant(text: str) -> Any:
     raise _JSONProblem(f"holds {text}, which is not JSON")
 
 
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique, parse_float=_no_float,
+                           parse_constant=_no_constant)  # built once, not per line
+
+
 def _json(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique, parse_float=_no_float,
-                          parse_constant=_no_constant)
+        return _STRICT.decode(text if isinstance(text, str) else text.decode("utf-8"))
     except _JSONProblem as exc:
         _fail(f"{what}: {exc}")
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError included
         _fail(f"{what}: not valid JSON")
 
 
@@ -280,113 +278,12 @@ def _text(raw: bytes, what: str) -> str:
         _fail(f"{what}: not UTF-8")
 
 
-# --- money: the T objects of a closing, as exact cumulative sums --------------------------
-@dataclass
-class _Money:
-    """Cumulative sums of one kind: count, the three amounts, and per "<category> <rate>"
-    [number of breakdown lines, taxable, tax]."""
-
-    count: int = 0
-    tax_exclusive: Decimal = Decimal(0)
-    tax: Decimal = Decimal(0)
-    tax_inclusive: Decimal = Decimal(0)
-    by_rate: dict[str, list[Any]] = field(default_factory=dict)
-
-    def copy(self) -> _Money:
-        return _Money(self.count, self.tax_exclusive, self.tax, self.tax_inclusive,
-                      {k: list(v) for k, v in self.by_rate.items()})
-
-    def minus(self, other: _Money) -> _Money:
-        rates = {}
-        for name, (n, taxable, tax) in self.by_rate.items():
-            m, t0, x0 = other.by_rate.get(name, (0, Decimal(0), Decimal(0)))
-            if n - m > 0:
-                rates[name] = [n - m, _EXACT.subtract(taxable, t0), _EXACT.subtract(tax, x0)]
-        return _Money(self.count - other.count,
-                      _EXACT.subtract(self.tax_exclusive, other.tax_exclusive),
-                      _EXACT.subtract(self.tax, other.tax),
-                      _EXACT.subtract(self.tax_inclusive, other.tax_inclusive), rates)
-
-
-def _amount(value: Any) -> Decimal | None:
-    """An amount that is summed: a JSON string of a plain decimal (-?digits[.digits]),
-    the rule the service's SQL applies; anything else is counted, not summed."""
-    if isinstance(value, str) and _MONEY.fullmatch(value):
-        return Decimal(value)
-    return None
-
-
-def _add_entry_money(money: _Money, data: dict[str, Any], where: str) -> None:
-    money.count += 1
-    totals = data.get("totals")
-    if not isinstance(totals, dict):
-        return
-    for name, key in (("tax_exclusive", "tax_exclusive_amount"), ("tax", "tax_total"),
-                      ("tax_inclusive", "tax_inclusive_amount")):
-        value = _amount(totals.get(key))
-        if value is not None:
-            setattr(money, name, _EXACT.add(getattr(money, name), value))
-    lines = totals.get("vat_breakdown")
-    if not isinstance(lines, list):
-        return
-    for line in lines:
-        if not isinstance(line, dict):
-            continue
-        category, rate = line.get("category"), line.get("rate")
-        if not isinstance(category, str) or not isinstance(rate, str):
-            continue
-        slot = money.by_rate.setdefault(f"{category} {rate}", [0, Decimal(0), Decimal(0)])
-        slot[0] += 1
-        for j, key in ((1, "taxable_amount"), (2, "tax_amount")):
-            value = _amount(line.get(key))
-            if value is not None:
-                slot[j] = _EXACT.add(slot[j], value)
-
-
-def _compare_money(claimed: Any, actual: _Money, path: str, span: str) -> str | None:
-    """Why the T object `claimed` is not `actual` (compared by value), or None."""
-    if not isinstance(claimed, dict) or set(claimed) != _T_FIELDS:
-        return f"{path} is not a totals object ({', '.join(sorted(_T_FIELDS))})"
-    if not _int(claimed["count"]) or claimed["count"] != actual.count:
-        return f"{path}.count is {claimed['count']!r}, {span} hold {actual.count}"
-    for name in ("tax_exclusive", "tax", "tax_inclusive"):
-        problem = _compare_decimal(claimed[name], getattr(actual, name), f"{path}.{name}", span)
-        if problem:
-            return problem
-    rates = claimed["by_rate"]
-    if not isinstance(rates, dict):
-        return f"{path}.by_rate is not an object"
-    for name in sorted(set(rates) | set(actual.by_rate)):
-        if name not in actual.by_rate:
-            return f"{path}.by_rate[{name}] is there, but no entry of {span} has that rate"
-        if name not in rates:
-            return f"{path}.by_rate lacks {name}, which entries of {span} have"
-        pair = rates[name]
-        if not isinstance(pair, dict) or set(pair) != {"taxable", "tax"}:
-            return f"{path}.by_rate[{name}] is not a {{taxable, tax}} object"
-        for i, key in ((1, "taxable"), (2, "tax")):
-            problem = _compare_decimal(pair[key], actual.by_rate[name][i],
-                                       f"{path}.by_rate[{name}].{key}", span)
-            if problem:
-                return problem
-    return None
-
-
-def _compare_decimal(claimed: Any, actual: Decimal, path: str, span: str) -> str | None:
-    if not isinstance(claimed, str) or not _NUMERIC.fullmatch(claimed):
-        return f"{path} is not a decimal string"
-    if Decimal(claimed.strip()) != actual:
-        return f"{path} is {claimed}, {span} sum to {actual}"
-    return None
-
-
 # --- state at the entries where a closing begins or ends ----------------------------------
 @dataclass(frozen=True)
 class _Snapshot:
     root: bytes
     hash: bytes
-    counts: dict[str, int]
-    money: dict[str, _Money]
+    tally: closing_totals.Tally
 
 
 @dataclass(frozen=True)
@@ -398,48 +295,6 @@ class _ClosingRecord:
     fields: dict[str, Any]
     size: int | None  # merkle size and root as the text claims them (for the proofs)
     root: bytes | None
-
-
-@dataclass
-class _Previous:
-    """What a closing is chained to: the previous closing, and the last of each kind."""
-
-    text: str | None = None
-    by_kind: dict[str, tuple[int, date, str]] = field(default_factory=dict)
-
-
-def _label(kind: str, start: date) -> str:
-    return {"day": start.isoformat(), "month": start.strftime("%Y-%m"),
-            "year": f"{start.year:04d}"}[kind]
-
-
-def _period_end(kind: str, start: date) -> date:
-    if kind == "day":
-        return start
-    if kind == "month":
-        following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
-    else:
-        following = date(start.year + 1, 1, 1)
-    return following - timedelta(days=1)
-
-
-def _period(value: Any) -> tuple[str, date] | None:
-    """(kind, start) of a well-formed period object, or None."""
-    if not isinstance(value, dict) or set(value) != {"kind", "start", "end"}:
-        return None
-    kind, start, end = value["kind"], value["start"], value["end"]
-    if kind not in PERIOD_KINDS or not isinstance(start, str) or not isinstance(end, str):
-        return None
-    try:
-        first, last = date.fromisoformat(start), date.fromisoformat(end)
-    except ValueError:
-        return None
-    if len(start) != 10 or first.isoformat() != start or last.isoformat() != end:
-        return None
-    if (kind == "month" and first.day != 1) or (kind == "year" and (first.month, first.day)
-                                                  != (1, 1)):
-        return None
-    return (kind, first) if _period_end(kind, first) == last else None
 
 
 class _Verifier:
@@ -454,9 +309,9 @@ class _Verifier:
         self.keys: dict[str, Ed25519PublicKey] = {}
         self.records: list[_ClosingRecord] = []
         self.boundaries: set[int] = set()
-        self.snapshots = {0: _Snapshot(merkle.EMPTY_ROOT, ZERO_HASH, {},
-                                       {k: _Money() for k in MONEY_KINDS})}
-        self.previous = _Previous()
+        self.snapshots = {0: _Snapshot(merkle.EMPTY_ROOT, ZERO_HASH,
+                                       closing_totals.Running().snapshot())}
+        self.previous = closing_totals.Sequence()
         self.proof_problem: str | None = None
         self.proofs = 0
         self.tsa_certificates: Sequence[x509.Certificate] = ()
@@ -561,8 +416,7 @@ class _Verifier:
         proofs = _ProofCursor(self, self.bundle.lines("proofs.jsonl"),
                               {r.entry_seq: r for r in self.records})
         frontier = merkle.Frontier()
-        counts: dict[str, int] = {}
-        money = {k: _Money() for k in MONEY_KINDS}
+        tally = closing_totals.Running()
         pending = iter(self.records)
         record = next(pending, None)
         prev, seq = ZERO_HASH, 0
@@ -601,7 +455,10 @@ class _Verifier:
             if computed != stored:
                 _fail(f"entry {seq_value}: hash does not match")
             seq, prev = seq_value, stored
-            body = _json(payload, f"entry {seq}: payload")
+            try:  # RFC 8785 form, the hashed text being the one canonical text
+                body = canonical_json.parse(payload)
+            except canonical_json.NotCanonical as exc:
+                _fail(f"entry {seq}: payload: {exc}")
             if not isinstance(body, dict) or set(body) != {"at", "data", "v"}:
                 _fail(f"entry {seq}: payload is not an {{at, data, v}} envelope")
             if not _int(body["v"]) or body["v"] != 1:
@@ -613,12 +470,9 @@ class _Verifier:
                 _fail(f"entry {seq}: payload's data is not an object")
 
             frontier.append(stored)
-            counts[kind] = counts.get(kind, 0) + 1
-            if kind in MONEY_KINDS:
-                _add_entry_money(money[kind], data, f"entry {seq} ({kind})")
+            tally.add(kind, data)
             if seq in boundaries:
-                self.snapshots[seq] = _Snapshot(frontier.root(), stored, dict(counts),
-                                                {k: m.copy() for k, m in money.items()})
+                self.snapshots[seq] = _Snapshot(frontier.root(), stored, tally.snapshot())
             if record is not None and record.entry_seq == seq:
                 if kind != SEALED:
                     _fail(f"closings.jsonl line {record.line}: entry {seq} is a {kind} entry, "
@@ -713,8 +567,8 @@ class _Verifier:
         closing = _json(text, f"{at}: the closing")
         if not isinstance(closing, dict):
             _fail(f"{at}: the closing is not a JSON object")
-        period = _period(closing.get("period"))
-        name = (f"closing of {period[0]} {_label(*period)} (entry {seq})" if period
+        period = closing_totals.period(closing.get("period"))
+        name = (f"closing of {period[0]} {closing_totals.label(*period)} (entry {seq})" if period
                 else f"closing at entry {seq}")
 
         def fail(message: str) -> NoReturn:
@@ -745,24 +599,9 @@ class _Verifier:
         if (record.first_seq, record.last_seq) != (first, last):
             _fail(f"closings.jsonl line {record.line}: first_seq and last_seq differ from the "
                   f"signed closing's ({first}..{last})")
-        if not 1 <= first <= last + 1 or last >= seq:
-            fail(f"entries {first}..{last} cannot be sealed at entry {seq}")
-        if count != last - first + 1:
-            fail(f"count is {count}, entries {first}..{last} are {last - first + 1}")
-        before = self.previous.by_kind.get(kind)
-        expected_first = before[0] + 1 if before else 1
-        if first != expected_first:
-            fail(f"first_seq is {first}, but " + (
-                f"the previous {kind} closing ({before[2]}) ends at entry {before[0]}"
-                if before else f"it is the first {kind} closing (expected 1)"))
-        if before and start <= before[1]:
-            fail(f"it does not come after the previous {kind} closing ({before[2]})")
-        expected_previous = (hashlib.sha256(self.previous.text.encode("utf-8")).hexdigest()
-                             if self.previous.text is not None else None)
-        if closing["previous_closing_sha256"] != expected_previous:
-            fail("previous_closing_sha256 is not the SHA-256 of the previous closing's text"
-                 if expected_previous else "previous_closing_sha256 must be null for the "
-                 "first closing")
+        sequence = self.previous.problem(closing, kind, start, seq)
+        if sequence is not None:
+            fail(sequence.message)
         if not isinstance(closing["sealed_at"], str) or not _TIMESTAMP.fullmatch(
                 closing["sealed_at"]):
             fail("sealed_at is not a UTC timestamp")
@@ -776,38 +615,10 @@ class _Verifier:
             fail(f"merkle root does not match entries 1..{last}")
         if _hex(closing["last_entry_hash"], 32) != end.hash:
             fail(f"last_entry_hash is not the hash of entry {last}")
-        self.check_totals(closing, begin, end, first, last, fail)
-        self.previous.text = text
-        self.previous.by_kind[kind] = (last, start, _label(kind, start))
-
-    def check_totals(self, closing: dict[str, Any], begin: _Snapshot, end: _Snapshot,
-                     first: int, last: int, fail: Callable[[str], NoReturn]) -> None:
-        span = f"entries {first}..{last}"
-        totals, grand = closing["totals"], closing["grand_totals"]
-        if not isinstance(totals, dict) or set(totals) != {"entries", *MONEY_KINDS}:
-            fail("totals is not {entries, invoice.issued, credit_note.issued}")
-        if not isinstance(grand, dict) or set(grand) != set(MONEY_KINDS):
-            fail("grand_totals is not {invoice.issued, credit_note.issued}")
-        claimed = totals["entries"]
-        if not isinstance(claimed, dict):
-            fail("totals.entries is not an object")
-        actual = {k: n - begin.counts.get(k, 0) for k, n in end.counts.items()
-                  if n - begin.counts.get(k, 0) > 0}
-        for kind in sorted(set(claimed) | set(actual)):
-            if claimed.get(kind) != actual.get(kind) or not _int(claimed.get(kind, 0)):
-                fail(f"totals.entries[{kind}] is {claimed.get(kind, 0)!r}, {span} hold "
-                     f"{actual.get(kind, 0)}")
-        for kind in MONEY_KINDS:
-            problem = _compare_money(totals[kind], end.money[kind].minus(begin.money[kind]),
-                                     f"totals[{kind}]", span)
-            if problem:
-                fail(problem)
-        for kind in MONEY_KINDS:
-            problem = _compare_money(grand[kind], end.money[kind], f"grand_totals[{kind}]",
-                                     f"entries 1..{last}")
-            if problem:
-                fail(problem)
-
+        totals = closing_totals.totals_problem(closing, begin.tally, end.tally, first, last)
+        if totals is not None:
+            fail(totals.message)
+        self.previous.sealed(text, kind, start, last)
 
 class _ProofCursor:
     """proofs.jsonl alongside entries.jsonl: inclusion proofs in entry order (each is

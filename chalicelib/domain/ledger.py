@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,6 +33,7 @@ from typing import Any
 
 import rfc8785
 
+from chalicelib.domain import canonical_json
 from chalicelib.domain.errors import InvalidInput, Violation
 from chalicelib.domain.text import text_problem
 
@@ -41,9 +42,8 @@ GENESIS_HASH = bytes(32)
 KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 PAYLOAD_MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
-SAFE_INTEGER = 2**53 - 1  # I-JSON / RFC 8785 integer domain
+SAFE_INTEGER = canonical_json.SAFE_INTEGER  # I-JSON / RFC 8785 integer domain
 
-_SIXTEEN_DIGITS = re.compile(r"\d{16}")
 _TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _HEADER = struct.Struct(">Q")
 _LENGTH = struct.Struct(">I")
@@ -208,30 +208,6 @@ def strict_json(text: str, *, floats: bool) -> Any:
                       parse_float=None if floats else _refuse_float)
 
 
-def _is_canonical(parsed: Any, text: str) -> bool:
-    """Whether `text` is the RFC 8785 form of `parsed` (which holds no floats).
-
-    Fast path: for integers, strings, booleans and null, the C encoder with
-    sorted keys writes exactly RFC 8785 — same escapes, same separators — as
-    long as no character is at or above U+D800, where RFC 8785 orders keys by
-    UTF-16 code units and Python by code points. Anything else is settled by
-    the rfc8785 library itself.
-    """
-    fast = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    if fast == text and (not text or max(text) < "\ud800"):
-        # An integer beyond 2^53 needs 16 digits: without such a run, none is.
-        return not _SIXTEEN_DIGITS.search(text) or _integers_in_domain(parsed)
-    return bool(rfc8785.dumps(parsed) == text.encode("utf-8"))
-
-
-def _integers_in_domain(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(_integers_in_domain(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_integers_in_domain(v) for v in value)
-    return not isinstance(value, int) or isinstance(value, bool) or abs(value) <= SAFE_INTEGER
-
-
 def payload_format_problem(payload: str) -> str | None:
     """Why `payload` is not a canonical format-1 envelope, or None.
 
@@ -239,25 +215,26 @@ def payload_format_problem(payload: str) -> str | None:
     an engine-side check cannot see (repeated keys, floats, non-canonical
     text), should anything but this code have written an entry.
     """
+    return payload_envelope(payload)[0]
+
+
+def payload_envelope(payload: str) -> tuple[str | None, dict[str, Any]]:
+    """(why `payload` is not a canonical format-1 envelope or None, the envelope
+    parsed); canonical form is decided by canonical_json, which the offline
+    verifier shares."""
     try:
-        # No repeated-key hook on this hot path: a repeated key cannot survive
-        # the canonical comparison (a dict keeps one), and the slow path below
-        # names it.
-        parsed = json.loads(payload, parse_float=_refuse_float, parse_constant=_refuse_constant)
-        if not _is_canonical(parsed, payload):
-            strict_json(payload, floats=False)
-            return "not RFC 8785 canonical JSON"
-    except (ValueError, rfc8785.CanonicalizationError) as exc:
-        return str(exc) if isinstance(exc, JSONFormatError) else "not canonical JSON"
+        parsed = canonical_json.parse(payload)
+    except canonical_json.NotCanonical as exc:
+        return str(exc), {}
     if not isinstance(parsed, dict) or set(parsed) != {"at", "data", "v"}:
-        return "not an {at, data, v} envelope"
+        return "not an {at, data, v} envelope", {}
     if parsed["v"] != FORMAT_VERSION or isinstance(parsed["v"], bool):
-        return f"unknown format version {parsed['v']!r}"
+        return f"unknown format version {parsed['v']!r}", {}
     if not isinstance(parsed["at"], str) or not _TIMESTAMP_RE.match(parsed["at"]):
-        return "recording time is not a UTC timestamp"
+        return "recording time is not a UTC timestamp", {}
     if not isinstance(parsed["data"], dict):
-        return "data is not a JSON object"
-    return None
+        return "data is not a JSON object", {}
+    return None, parsed
 
 
 @dataclass(frozen=True)
@@ -285,8 +262,13 @@ class Verification:
         }
 
 
-def verify_chain(entries: Iterable[LedgerEntry], start: ChainHead = GENESIS) -> Verification:
-    """Check entries in seq order, from `start`, holding one entry at a time."""
+def verify_chain(entries: Iterable[LedgerEntry], start: ChainHead = GENESIS,
+                 observe: Callable[[LedgerEntry, dict[str, Any]], None] | None = None
+                 ) -> Verification:
+    """Check entries in seq order, from `start`, holding one entry at a time.
+
+    `observe(entry, envelope)` is given each entry that passed, with its payload
+    parsed (so a caller summing closings' totals parses nothing twice)."""
     expected_seq = start.seq + 1
     prev = start.hash
     checked = 0
@@ -308,9 +290,11 @@ def verify_chain(entries: Iterable[LedgerEntry], start: ChainHead = GENESIS) -> 
         if entry_hash(entry.prev_hash, entry.seq, entry.kind, entry.payload) != entry.hash:
             return broken(entry.seq, "hash_mismatch",
                           f"entry {entry.seq}: its stored hash does not match its content")
-        problem = payload_format_problem(entry.payload)
+        problem, envelope = payload_envelope(entry.payload)
         if problem:
             return broken(entry.seq, "non_canonical", f"entry {entry.seq}: payload {problem}")
+        if observe is not None:
+            observe(entry, envelope)
         prev = entry.hash
         expected_seq += 1
         checked += 1

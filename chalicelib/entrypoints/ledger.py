@@ -21,7 +21,7 @@ LEDGER_ENTRIES = protect("ledger_entries", Rule(EVERYONE, api_scope="ledger:read
 
 
 def ledger_verify_route(request: Request) -> Response:
-    from chalicelib.usecases.verify_ledger import verify_ledger
+    from chalicelib.usecases.verify_ledger import ledger_verdict, verify_ledger
     from chalicelib.usecases.witness import check_witness
 
     def act(principal: Principal, _token: str) -> Response:
@@ -36,9 +36,7 @@ def ledger_verify_route(request: Request) -> Response:
         except Exception as exc:  # noqa: BLE001 - the chain's own result still stands
             witness = {"ok": False, "witnessed": None, "reason": "witness_unavailable",
                        "detail": f"the archive could not be read ({type(exc).__name__})"}
-        body = {**result.as_dict(), "ok": result.ok and witness["ok"],
-                "since_closing": str(since_id) if since_id else None, "witness": witness}
-        return Response(body=body, status_code=200)
+        return Response(body=ledger_verdict(result, witness, since_id), status_code=200)
 
     return secured(request, LEDGER_VERIFY, act)
 

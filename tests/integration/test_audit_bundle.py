@@ -310,7 +310,8 @@ def test_the_verifier_imports_only_the_standard_library_cryptography_and_merkle(
         "except SystemExit as exc:\n    assert exc.code == 0\n") - modules("")
     ours = {m for m in imported if m.split(".")[0] == "chalicelib"}
     assert ours == {"chalicelib", "chalicelib.audit", "chalicelib.audit.anchors",
-                    "chalicelib.audit.verify", "chalicelib.domain", "chalicelib.domain.merkle"}
+                    "chalicelib.audit.verify", "chalicelib.domain", "chalicelib.domain.merkle",
+                    "chalicelib.domain.canonical_json", "chalicelib.domain.closing_totals"}
     others = {m.split(".")[0] for m in imported} - set(sys.stdlib_module_names) - {
         "chalicelib", "cryptography", "_cffi_backend",
         "_openssl"}  # cryptography's own binding (cryptography.hazmat.bindings._rust)
@@ -359,6 +360,23 @@ def test_a_rechained_edit_breaks_the_closing_over_it(copy: Path) -> None:
     rechain(copy, entries)
     assert fails(copy) == "closing of day 2026-11-21 (entry 8): merkle root does not match " \
                           "entries 1..6"
+
+
+@pytest.mark.parametrize(("rewrite", "expected"), [
+    (lambda p: json.dumps(p), "not RFC 8785 canonical JSON"),  # whitespace
+    (lambda p: json.dumps(p, separators=(",", ":"), sort_keys=True).replace("A-2", "\\u0041-2"),
+     "not RFC 8785 canonical JSON"),
+    (lambda p: rfc8785.dumps(p).decode().replace('"v":1', '"v":1,"v":1'),
+     "an object repeats the key 'v'"),
+])
+def test_a_rechained_non_canonical_payload_is_named(
+        copy: Path, rewrite: Callable[[dict[str, Any]], str], expected: str) -> None:
+    """The same data in another text, every hash recomputed (entry 12, after every
+    closing): the online verifier refused it, verify-bundle took it."""
+    entries = lines(copy / "entries.jsonl")
+    entries[11]["payload"] = rewrite(json.loads(entries[11]["payload"]))
+    rechain(copy, entries)
+    assert fails(copy) == f"entry 12: payload: {expected}"
 
 
 def test_truncated_newest_entries_are_caught_by_the_manifest_head(copy: Path) -> None:

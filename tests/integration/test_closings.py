@@ -20,7 +20,7 @@ from pg8000.exceptions import DatabaseError
 from chalicelib.adapters.postgres import Database
 from chalicelib.adapters.signing import LocalSigningKey
 from chalicelib.domain import merkle
-from chalicelib.domain.closing import Period, key_id_for
+from chalicelib.domain.closing import Period, closing_sha256, empty_money, key_id_for
 from chalicelib.domain.errors import Conflict
 from chalicelib.usecases.proofs import closing_view
 from chalicelib.usecases.seal_period import ClosingPorts, seal_due, seal_period
@@ -186,7 +186,7 @@ def test_even_the_owner_cannot_change_closings_or_the_tree(
 
 
 def _forge(conn: Any, tenant: uuid.UUID, signer: LocalSigningKey, text: str,
-           last_seq: int, start: str = "2026-11-21") -> None:
+           last_seq: int, start: str = "2026-11-21", first_seq: int = 1) -> None:
     """Append a closing.sealed entry by the app's own function, then insert the row."""
     from chalicelib.domain.ledger import canonical_payload
 
@@ -197,7 +197,7 @@ def _forge(conn: Any, tenant: uuid.UUID, signer: LocalSigningKey, text: str,
     conn.run("INSERT INTO closings (tenant_id, id, period_kind, period_start, first_seq, "
              "last_seq, closing, closing_sha256, signature, key_id, entry_seq) VALUES "
              "(:t, gen_random_uuid(), 'day', :s, :a, :b, :c, sha256(convert_to(:c, 'UTF8')), "
-             ":sig, :k, :e)", t=str(tenant), s=date.fromisoformat(start), a=1, b=last_seq,
+             ":sig, :k, :e)", t=str(tenant), s=date.fromisoformat(start), a=first_seq, b=last_seq,
              c=text, sig=signature, k=signer.key_id, e=seq)
 
 
@@ -350,3 +350,97 @@ def test_rotation_is_configuration_and_retired_keys_keep_their_closings(
     dropped = verify_ledger(tenant, database.snapshot, pinned=pinned(second))
     assert not dropped.ok and dropped.reason == "closing_key_unpinned"
     assert first.key_id in (dropped.detail or "")
+
+
+# -- online verification recomputes what the offline verifier does ----------------------
+
+def _next_day(database: Database, tenant: uuid.UUID, sealed: Any) -> dict[str, Any]:
+    """The honest closing of 2026-11-21 after `_one_sealed_day`: entry 3 (the
+    closing.sealed entry of the 20th, recorded on the 21st), no money."""
+    chain = entries(database, tenant)
+    frontier = merkle.Frontier()
+    for e in chain:
+        frontier.append(e.hash)
+    body: dict[str, Any] = json.loads(sealed.text)
+    body.update(period={"kind": "day", "start": "2026-11-21", "end": "2026-11-21"},
+                first_seq=3, last_seq=3, count=1,
+                totals={"entries": {"closing.sealed": 1},
+                        "invoice.issued": empty_money(), "credit_note.issued": empty_money()},
+                last_entry_hash=chain[2].hash.hex(),
+                merkle={"size": 3, "root": frontier.root().hex()},
+                previous_closing_sha256=closing_sha256(sealed.text).hex())
+    return body
+
+
+def _plus_1000(body: dict[str, Any]) -> None:
+    grand = body["grand_totals"]["invoice.issued"]
+    grand["tax_exclusive"] = str(Decimal(grand["tax_exclusive"]) + 1000)
+
+
+def _skip_entry_3(body: dict[str, Any]) -> None:
+    body.update(first_seq=4, count=0, totals={
+        "entries": {}, "invoice.issued": empty_money(), "credit_note.issued": empty_money()})
+
+
+def _count_twice(body: dict[str, Any]) -> None:
+    body.update(first_seq=2, count=2, totals={
+        "entries": {"invoice.issued": 1, "closing.sealed": 1},
+        "invoice.issued": body["totals"]["invoice.issued"],
+        "credit_note.issued": empty_money()})
+
+
+def _hide_the_sealed_entry(body: dict[str, Any]) -> None:
+    body["totals"]["entries"] = {}
+
+
+@pytest.mark.parametrize(("forge", "reason", "detail"), [
+    (_plus_1000, "grand_total_mismatch",
+     "grand_totals[invoice.issued].tax_exclusive is 1101.00, entries 1..3 sum to 101.00"),
+    (_skip_entry_3, "closing_gap",
+     "first_seq is 4, but the previous day closing (2026-11-20) ends at entry 2"),
+    (_count_twice, "closing_overlap",
+     "first_seq is 2, but the previous day closing (2026-11-20) ends at entry 2"),
+    (_hide_the_sealed_entry, "closing_totals_mismatch",
+     "totals.entries[closing.sealed] is 0, entries 3..3 hold 1"),
+])
+def test_online_verification_recomputes_a_closings_totals_and_range(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, as_app: Connect,
+        forge: Any, reason: str, detail: str) -> None:
+    """A compromised app holding the pinned key seals a closing the engine accepts
+    (its root, last hash and range describe the chain) but whose figures lie:
+    signature, hash and root all check, so only recomputing the totals and the
+    ranges, as the bundle verifier does, gives it away."""
+    from chalicelib.domain.closing import closing_text
+
+    sealed = _one_sealed_day(database, tenant, signer)
+    body = _next_day(database, tenant, sealed)
+    forge(body)
+    conn = in_tenant(as_app, tenant)
+    try:
+        _forge(conn, tenant, signer, closing_text(body), last_seq=body["last_seq"],
+               first_seq=body["first_seq"])
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    result = verify_ledger(tenant, database.snapshot, pinned=pinned(signer))
+    assert (result.ok, result.reason, result.first_broken_seq) == (False, reason, 4)
+    assert result.detail == f"the closing of day 2026-11-21 (entry 4): {detail}"
+    since = verify_ledger(tenant, database.snapshot, sealed.closing_id, pinned(signer))
+    assert (since.ok, since.reason) == (False, reason)
+
+
+def test_an_honest_next_day_verifies_online(
+        database: Database, tenant: uuid.UUID, signer: LocalSigningKey, as_app: Connect) -> None:
+    """The control of the test above: the same closing, its figures true."""
+    from chalicelib.domain.closing import closing_text
+
+    sealed = _one_sealed_day(database, tenant, signer)
+    conn = in_tenant(as_app, tenant)
+    try:
+        _forge(conn, tenant, signer, closing_text(_next_day(database, tenant, sealed)),
+               last_seq=3, first_seq=3)
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    assert verify_ledger(tenant, database.snapshot, pinned=pinned(signer)).ok
+    assert verify_ledger(tenant, database.snapshot, sealed.closing_id, pinned(signer)).ok

@@ -136,3 +136,8 @@ def test_a_hidden_witness_fails_ledger_verify_with_its_reason(
                                           Key=witnessed["object_key"])  # a delete marker
     verified = get(client, secret, "/ledger/verify").json_body
     assert verified["ok"] is False and verified["witness"]["reason"] == "witness_deleted"
+    # The verdict names it at the top (`devstack verify` prints the same ledger_verdict),
+    # not only inside `witness`: the chain alone is sound.
+    assert (verified["reason"], verified["detail"]) == ("witness_deleted",
+                                                        verified["witness"]["detail"])
+    assert verified["detail"] and verified["entries_checked"] == 3

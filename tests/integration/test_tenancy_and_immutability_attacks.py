@@ -266,18 +266,18 @@ def test_engine_refuses_a_payload_that_is_not_the_envelope(
         assert refused(app, "SELECT * FROM ledger_append('a.b', :p, NULL)", p=payload) == "23514"
 
 
-def test_a_non_canonical_payload_slipped_in_is_reported_by_verify(
+def test_a_non_canonical_payload_is_refused_by_the_engine(
         database: Database, tenant: uuid.UUID, app: pg8000.native.Connection) -> None:
-    """A compromised app can chain a valid envelope with a repeated key (jsonb
-    cannot see it): the hash is right, the verifier still names the entry."""
+    """A compromised app once chained a valid envelope with a repeated key (jsonb
+    cannot see it, and only the verifiers named it); migration 0023 refuses it at
+    the append (the verifiers still name one planted otherwise:
+    test_canonical_payloads.py)."""
     fill(database, tenant, 2)
     begin(app, tenant)
-    app.run("SELECT * FROM ledger_append('note.added', :p, NULL)",
-            p='{"at":"2026-11-23T10:00:00.000000Z","data":{"total":"1.00","total":"999.00"},'
-              '"v":1}')
-    app.run("COMMIT")
-    result = verify_ledger(tenant, database.snapshot)
-    assert (result.first_broken_seq, result.reason) == (3, "non_canonical")
+    assert refused(app, "SELECT * FROM ledger_append('note.added', :p, NULL)",
+                   p='{"at":"2026-11-23T10:00:00.000000Z","data":{"total":"1.00",'
+                     '"total":"999.00"},"v":1}') == "23514"
+    assert verify_ledger(tenant, database.snapshot).ok
 
 
 def test_database_refusals_become_a_clear_4xx_without_the_data(

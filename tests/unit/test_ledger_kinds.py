@@ -1,5 +1,6 @@
 """Every ledger kind name the service writes is spelt once, in domain/kinds.py
-(the offline verifier keeps its own copy, so that it needs no other module)."""
+(the offline verifier keeps its own copy, in verify.py and the standard-library
+closing_totals.py it shares with the online verifier, so that it needs no other module)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ from pathlib import Path
 import pytest
 
 from chalicelib.audit import verify
-from chalicelib.domain import kinds, witness
+from chalicelib.domain import closing_totals, kinds, witness
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {kinds.INVOICE_ISSUED, kinds.CREDIT_NOTE_ISSUED, kinds.INVOICE_ARCHIVED,
          kinds.QUOTE_CREATED, kinds.QUOTE_CONVERTED, kinds.CLOSING_SEALED}
 SPELT_HERE = {ROOT / "chalicelib" / "domain" / "kinds.py",
-              ROOT / "chalicelib" / "audit" / "verify.py"}
+              ROOT / "chalicelib" / "audit" / "verify.py",
+              ROOT / "chalicelib" / "domain" / "closing_totals.py"}
 
 
 def test_the_verifier_names_the_same_kinds() -> None:
     assert verify.SEALED == kinds.CLOSING_SEALED
     assert verify.MONEY_KINDS == kinds.MONEY_KINDS
+    assert closing_totals.MONEY_KINDS == kinds.MONEY_KINDS
 
 
 def test_witness_keys_take_the_witness_kinds() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.audit import verify
-from chalicelib.domain import closing, ledger
+from chalicelib.domain import closing, closing_totals, ledger
 from chalicelib.domain import kinds as ledger_kinds
 
 hashes = st.binary(min_size=32, max_size=32)
@@ -63,7 +63,8 @@ def test_the_verifier_knows_the_service_closing_words() -> None:
     assert verify.SEALED == ledger_kinds.CLOSING_SEALED
     assert verify.MONEY_KINDS == ledger_kinds.MONEY_KINDS
     assert verify.PERIOD_KINDS == closing.PERIOD_KINDS
+    assert closing_totals.MONEY_KINDS == ledger_kinds.MONEY_KINDS
     assert verify.ZERO_HASH == ledger.GENESIS_HASH
     for text in ("0", "-12.50", "1.", ".5", "1e3", "12,5", "+1", "007.10", "--1", ""):
-        assert bool(verify._MONEY.fullmatch(text)) == bool(re.match(closing.MONEY_PATTERN,
+        assert bool(closing_totals.MONEY.fullmatch(text)) == bool(re.match(closing.MONEY_PATTERN,
                                                                     text)), text

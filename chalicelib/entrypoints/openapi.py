@@ -65,7 +65,7 @@ OPERATIONS: dict[str, Operation] = {
     "health": Operation({200: "every dependency answers",
                          503: "a dependency does not answer (named down)"}, schema="Health"),
     "signup": Operation({202: "a confirmation link was mailed, if the address can be used"},
-                        body="SignUpBody", rate_limited=True),
+                        body="SignUpBody", rate_limited=True, schema="SignUpAccepted"),
     "signup_confirm": Operation({201: "the new tenant's owner, logged in (session cookies)"},
                                 body="ConfirmBody", rate_limited=True, errors=frozenset({404}),
                                 schema="Principal"),
@@ -76,31 +76,38 @@ OPERATIONS: dict[str, Operation] = {
                           body="ChangePasswordBody"),
     "me": Operation({200: "who the caller is, with the CSRF token"}, schema="Principal"),
     "totp_enrol": Operation({201: "a TOTP secret, pending its first code"},
-                            body="SecondFactorBody", errors=frozenset({409})),
+                            body="SecondFactorBody", errors=frozenset({409}),
+                            schema="TotpEnrolment"),
     "totp_confirm": Operation({200: "the second factor is on; recovery codes, shown once"},
-                              body="CodeBody", errors=frozenset({404, 409})),
+                              body="CodeBody", errors=frozenset({404, 409}),
+                              schema="RecoveryCodes"),
     "second_factor": Operation({200: "the second factor is passed for this session"},
-                               body="SecondFactorBody", errors=frozenset({404, 409})),
+                               body="SecondFactorBody", errors=frozenset({404, 409}),
+                               schema="SecondFactorPassed"),
     "ledger_verify": Operation({200: "the chain's verdict, and where it breaks if it does"},
                                query="LedgerVerifyQuery", errors=frozenset({404})),
     "ledger_entries": Operation({200: "entries in order"}, query="LedgerEntriesQuery",
-                                errors=frozenset({404})),
+                                errors=frozenset({404}), schema="LedgerEntries"),
     "api_keys_create": Operation({201: "the key, with its secret shown this once"},
-                                 body="ApiKeyBody", errors=frozenset({409})),
-    "api_keys_list": Operation({200: "the tenant's keys, without secrets"}),
+                                 body="ApiKeyBody", errors=frozenset({409}),
+                                 schema="ApiKeyCreated"),
+    "api_keys_list": Operation({200: "the tenant's keys, without secrets"},
+                               schema="ApiKeyList"),
     "api_key_revoke": Operation({204: "revoked"}, errors=frozenset({404, 409})),
     "invoices_issue": Operation(_ISSUE, body="InvoiceDraft", errors=frozenset({404, 409}),
-                                idempotency_key=True, location=True),
+                                idempotency_key=True, location=True, schema="Invoice"),
     "invoices_list": Operation({200: "the newest invoices, or the one a key issued"},
-                               query="InvoicesQuery"),
-    "invoice_batches": Operation({202: "every draft is valid and queued"}, body="InvoiceBatch"),
-    "invoice_get": Operation({200: "the invoice"}, errors=frozenset({404})),
+                               query="InvoicesQuery", schema="InvoiceList"),
+    "invoice_batches": Operation({202: "every draft is valid and queued"}, body="InvoiceBatch",
+                                 schema="BatchQueued"),
+    "invoice_get": Operation({200: "the invoice"}, errors=frozenset({404}), schema="Invoice"),
     "invoice_pdf": Operation({200: "the archived Factur-X PDF"}, media="application/pdf",
                              errors=frozenset({404, 409})),
     "invoice_xml": Operation({200: "the archived CII XML"}, media="application/xml",
                              errors=frozenset({404, 409})),
     "credit_notes_issue": Operation(_ISSUE, body="CreditNoteDraft", idempotency_key=True,
-                                    errors=frozenset({404, 409}), location=True),
+                                    errors=frozenset({404, 409}), location=True,
+                                    schema="Invoice"),
     "invoice_proof": Operation({200: "the entry, its inclusion and consistency proofs"},
                                errors=frozenset({404, 409})),
     "closings_seal": Operation({201: "sealed now", 200: "sealed before: the same closing"},
@@ -110,10 +117,10 @@ OPERATIONS: dict[str, Operation] = {
     "closing_get": Operation({200: "the closing"}, errors=frozenset({404})),
     "quotes_create": Operation({201: "made now", 200: "made before with this Idempotency-Key"},
                                body="QuoteRequest", idempotency_key=True,
-                               errors=frozenset({404, 409}), location=True),
-    "quote_get": Operation({200: "the quote"}, errors=frozenset({404})),
+                               errors=frozenset({404, 409}), location=True, schema="Quote"),
+    "quote_get": Operation({200: "the quote"}, errors=frozenset({404}), schema="Quote"),
     "quote_convert": Operation(_ISSUE, body="QuoteConversion", idempotency_key=True,
-                               errors=frozenset({404, 409}), location=True),
+                               errors=frozenset({404, 409}), location=True, schema="Invoice"),
 }
 
 _ERRORS = {
@@ -409,10 +416,96 @@ def _body_models() -> dict[str, type[BaseModel]]:
 
         status: Literal["ok", "degraded"]
 
-    return {model.__name__: model for model in (
+    models: tuple[type[BaseModel], ...] = (
         bodies.SignUpBody, bodies.ConfirmBody, bodies.LogInBody, bodies.ChangePasswordBody,
         bodies.ApiKeyBody, bodies.CodeBody, bodies.SecondFactorBody, InvoiceDraft,
-        ClosingRequest, QuoteRequest, QuoteConversion, InvoiceBatch, Principal, Health)}
+        ClosingRequest, QuoteRequest, QuoteConversion, InvoiceBatch, Principal, Health,
+        *_answer_models())
+    return {model.__name__: model for model in models}
+
+
+def _answer_models() -> tuple[type[BaseModel], ...]:
+    """The answers' shapes, as the route modules write them (a test checks
+    real answers against them: test_openapi.py)."""
+    from pydantic import BaseModel
+
+    when = str | None  # an ISO 8601 moment, or null
+
+    class SignUpAccepted(BaseModel):
+        status: str
+        detail: str
+
+    class TotpEnrolment(BaseModel):
+        secret: str
+        otpauth_uri: str
+
+    class RecoveryCodes(BaseModel):
+        recovery_codes: list[str]
+
+    class SecondFactorPassed(BaseModel):
+        recovery_codes_left: int
+
+    class ApiKey(BaseModel):
+        id: str
+        name: str
+        scopes: list[str]
+        created_by: str
+        created_at: when
+        expires_at: when
+        last_used_at: when
+        revoked_at: when
+
+    class ApiKeyCreated(ApiKey):
+        secret: str
+
+    class ApiKeyList(BaseModel):
+        api_keys: list[ApiKey]
+
+    class LedgerEntry(BaseModel):
+        seq: int
+        kind: str
+        payload: str  # the canonical JSON text the chain hashed (RFC 8785)
+        prev_hash: str
+        hash: str
+
+    class LedgerEntries(BaseModel):
+        entries: list[LedgerEntry]
+
+    class Invoice(BaseModel):
+        id: str
+        invoice_number: str
+        series: str
+        number: int
+        type_code: str  # "380" an invoice, "381" a credit note
+        credited_invoice_id: str | None
+        issue_date: str
+        totals: dict[str, Any]
+        pdf_sha256: str
+        xml_sha256: str
+        ledger_seq: int
+        archive: dict[str, Any]  # the archive's receipt, or {"status": "pending"}
+        links: dict[str, str]
+
+    class InvoiceList(BaseModel):
+        invoices: list[Invoice]
+
+    class BatchQueued(BaseModel):
+        queued: int
+        idempotency_keys: list[str]
+        results: str
+
+    class Quote(BaseModel):
+        id: str
+        reference: str
+        created_at: when
+        valid_until: str
+        totals: dict[str, Any]
+        invoice: dict[str, Any]
+        converted_invoice_id: str | None
+        links: dict[str, str]
+
+    return (SignUpAccepted, TotpEnrolment, RecoveryCodes, SecondFactorPassed, ApiKeyCreated,
+            ApiKeyList, LedgerEntries, InvoiceList, BatchQueued, Quote)
 
 
 def _query_models() -> dict[str, type[BaseModel]]:

@@ -14,7 +14,9 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from tests.integration.web import post
+from tests.builders import quote_request, recent
+from tests.fakes import FrozenClock
+from tests.integration.web import get, issue, owner_with_key, post
 
 
 def served(client: Any) -> dict[str, Any]:
@@ -171,3 +173,37 @@ def test_the_description_is_built_once_and_never_on_another_routes_cold_start(
     monkeypatch.setattr(openapi, "description", counted)
     first, second = client.get("/openapi.json"), client.get("/openapi.json")
     assert first.body == second.body and len(built) == 1
+
+
+def test_real_answers_have_the_described_shapes(client: Any, frozen: FrozenClock) -> None:
+    """What the routes answer when they succeed, against the description's schemas."""
+    document = served(client)
+    owner, key = owner_with_key(client, frozen, ["ledger:read", "invoices:read",
+                                                 "invoices:write"])
+    secret = key["secret"]
+    issued = issue(client, secret, recent())
+    quote = issue(client, secret, quote_request(), key="q-1", path="/quotes")
+    answers = [
+        ("/invoices", "post", issued),
+        ("/invoices", "get", get(client, secret, "/invoices")),
+        ("/invoices/{invoice_id}", "get",
+         get(client, secret, f"/invoices/{issued.json_body['id']}")),
+        ("/quotes", "post", quote),
+        ("/quotes/{quote_id}", "get", get(client, secret, f"/quotes/{quote.json_body['id']}")),
+        ("/ledger/entries", "get", get(client, secret, "/ledger/entries")),
+        ("/api-keys", "post", owner.post(client, "/api-keys", {"name": "n",
+                                                               "scopes": ["ledger:read"]})),
+        ("/api-keys", "get", client.get("/api-keys", headers={"Cookie": owner.jar})),
+        ("/me", "get", owner.me(client)),
+        ("/signup", "post", post(client, "/signup", {"email": "shape@example.fr"})),
+        ("/health", "get", client.get("/health")),
+    ]
+    for path, method, answer in answers:
+        responses = document["paths"][path][method]["responses"]
+        assert str(answer.status_code) in responses, (path, method, answer.status_code)
+        schema = responses[str(answer.status_code)]["content"]["application/json"]["schema"]
+        assert schema != {"type": "object"}, f"{method} {path} has an answer model"
+        OAS31Validator({**schema, "components": document["components"]}).validate(
+            json.loads(answer.body))
+    assert issued.status_code == 201 and quote.status_code == 201
+    assert issued.json_body["archive"]["objects"], "an archived invoice, not a pending one"

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from chalice.app import Request, Response
 
 from chalicelib.domain.errors import PayloadTooLarge
-from chalicelib.entrypoints.access import bounded_body, public
+from chalicelib.entrypoints.access import Rule, bounded_body, public
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -158,6 +158,7 @@ def description_text() -> str:
 def description() -> dict[str, Any]:
     """The whole document, from the app's tables (see the module's docstring)."""
     from app import app
+    from chalicelib.domain.errors import MAX_LISTED_VIOLATIONS
     from chalicelib.entrypoints.access import BODY_LIMITS, SMALL_BODY, route_table
 
     table = route_table()
@@ -179,7 +180,8 @@ def description() -> dict[str, Any]:
             "sealed closings and their proofs. Generated from the app's route table and "
             "request models (chalicelib/entrypoints/openapi.py). Every error answers one "
             "shape, components/schemas/Error: a 4xx names each field and the rule it broke "
-            "(at most 50 violations, and violation_count, how many in all); a 5xx says "
+            f"(at most {MAX_LISTED_VIOLATIONS} violations, and violation_count, how many in "
+            "all); a 5xx says "
             "what cannot be done, with Retry-After when a retry helps.")},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": _security_schemes()},
@@ -191,7 +193,7 @@ def _summary(view: Any) -> str:
     return doc.split("\n\n", 1)[0].replace("\n", " ") if doc else view.__name__.replace("_", " ")
 
 
-def _operation(view: str, summary: str, operation: Operation, rule: Any,
+def _operation(view: str, summary: str, operation: Operation, rule: Rule | None,
                path_parameters: list[str], query: type[BaseModel] | None,
                limit: int) -> dict[str, Any]:
     described: dict[str, Any] = {"operationId": view, "summary": summary,
@@ -268,7 +270,7 @@ def _error(status: int, limit: int) -> dict[str, Any]:
     return answer
 
 
-def _security(rule: Any) -> list[dict[str, list[str]]]:
+def _security(rule: Rule) -> list[dict[str, list[str]]]:
     """Either a session (with its CSRF token on a write) or, where the route
     names a scope, an API key holding it (OpenAPI 3.1: roles on any scheme)."""
     session: dict[str, list[str]] = {"session": [], "csrf": []} if rule.writes \

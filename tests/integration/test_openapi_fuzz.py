@@ -49,6 +49,10 @@ def api_server(stack: LocalStack) -> Iterator[str]:
     import app as app_module
     from devstack.api import local_api_server
 
+    # Chalice's local server makes the app an instance of its own subclass;
+    # put the class back afterwards, or the next local server in this process
+    # (test_query_credentials) finds an inheritance cycle.
+    chalice_class = app_module.app.__class__
     port = free_port()
     server = local_api_server(app_module.app, Config.create(chalice_stage="dev",
                                                             app_name="einvoice"),
@@ -61,6 +65,7 @@ def api_server(stack: LocalStack) -> Iterator[str]:
         server.server.shutdown()
         server.server.server_close()
         thread.join(timeout=10)
+        app_module.app.__class__ = chalice_class
 
 
 def served_description(api_server: str) -> dict[str, Any]:

@@ -56,6 +56,14 @@ def health() -> Response:
     return health_route(_request())
 
 
+@app.route("/openapi.json", methods=["GET"])
+def openapi_description() -> Response:
+    """This API's OpenAPI 3.1 description, generated from the route table and request models."""
+    from chalicelib.entrypoints.openapi import openapi_route
+
+    return openapi_route(_request())
+
+
 @app.route("/signup", methods=["POST"])
 def signup() -> Response:
     """Mails a confirmation link (or, for a taken address, a notice); 202 either way."""

@@ -57,6 +57,12 @@ class PayloadTooLarge(DomainError):
     status = 413
 
 
+class UnsupportedMediaType(DomainError):
+    """A Content-Type no route reads (Chalice refuses it before the route runs)."""
+
+    status = 415
+
+
 class NotFound(DomainError):
     status = 404
 

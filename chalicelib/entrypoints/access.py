@@ -73,7 +73,7 @@ def public(view: str) -> None:
 
 # The modules that declare routes (all of chalicelib/entrypoints/ that serve one).
 ROUTE_MODULES = ("accounts", "api_keys", "closings", "health", "invoices", "ledger", "mfa",
-                 "quotes")
+                 "openapi", "quotes")
 
 
 KIB = 1024
@@ -90,6 +90,7 @@ MIB = 1024 * KIB
 SMALL_BODY = 16 * KIB
 BODY_LIMITS: dict[str, int] = {
     "GET /health": SMALL_BODY,
+    "GET /openapi.json": SMALL_BODY,
     "POST /signup": SMALL_BODY,
     "POST /signup/confirm": SMALL_BODY,
     "POST /login": SMALL_BODY,

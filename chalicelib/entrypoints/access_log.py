@@ -16,6 +16,7 @@ from uuid import uuid4
 from chalice.app import Request, Response
 
 from chalicelib import runtime
+from chalicelib.domain.errors import UnsupportedMediaType, Violation
 from chalicelib.entrypoints.guard import (
     SECURITY_HEADERS,
     client_ip,
@@ -36,13 +37,24 @@ def logged(request: Request, get_response: Callable[[Request], Response]) -> Res
     request_id, started = begin_request(request)
     refused = credential_in_query(request)
     if refused is None:
-        response = get_response(request)
+        response = in_our_shape(get_response(request))
     else:  # before any route, guard or log line sees it
         logger.warning("credential in a query string refused")
         response = Response(body=refused.as_dict(), status_code=refused.status)
     response.headers.update(SECURITY_HEADERS)
     response.headers["X-Request-Id"] = request_id
     record_access(request, response.status_code, request_id, started)
+    return response
+
+
+def in_our_shape(response: Response) -> Response:
+    """Chalice's own refusals ({"Code", "Message"}: a Content-Type no route
+    reads, 415) in the one error shape every route answers (domain.errors);
+    the Message, which quotes what was sent, is dropped."""
+    body = response.body
+    if response.status_code == 415 and isinstance(body, dict) and "Code" in body:
+        response.body = UnsupportedMediaType([Violation(
+            "Content-Type", "must be application/json (or left out)")]).as_dict()
     return response
 
 

@@ -33,8 +33,8 @@ from tests.integration.web import (
     within_one_minute_window,
 )
 
-PUBLIC = {("/health", "GET"), ("/signup", "POST"), ("/signup/confirm", "POST"),
-          ("/login", "POST")}
+PUBLIC = {("/health", "GET"), ("/openapi.json", "GET"), ("/signup", "POST"),
+          ("/signup/confirm", "POST"), ("/login", "POST")}
 
 
 def _routes() -> list[tuple[str, str]]:

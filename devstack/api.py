@@ -24,6 +24,7 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, create_local_se
 # redacted wherever it is, e.g. in a malformed request line quoted by an error.
 _QUERY = re.compile(r"\?[^\s\"']*")
 _API_KEY = re.compile(r"eik_[^\s\"']*")
+LISTEN_BACKLOG = 128
 
 
 def redacted(line: str) -> str:
@@ -47,4 +48,7 @@ def local_api_server(app: Any, config: Config, host: str, port: int,
     server = create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(
         handler, app_object=server.app_object, config=config)
+    # socketserver listens with a backlog of 5: a sixth client connecting at
+    # once (the fault suite runs 16) may be reset. Listening again resizes it.
+    server.server.socket.listen(LISTEN_BACKLOG)
     return server

@@ -48,6 +48,13 @@ class MotoServer:
                 time.sleep(0.1)
         raise RuntimeError("moto server did not start within 30 s")
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (the fault suite suspends and resumes it)."""
+        if self._process is None:
+            raise RuntimeError("moto server not started")
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()

@@ -58,12 +58,17 @@ class LocalStack:
     s3_port: int
     secrets: Secrets
     durable: bool = True
+    # The queues on a moto server of their own (the fault suite stops one
+    # service without the other); None: on the S3 server's.
+    sqs_port: int | None = None
 
     def __post_init__(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.postgres = PostgresServer(server_folder(self.base_dir / "postgres"),
                                        self.pg_port, self.secrets.superuser, self.durable)
         self.moto = MotoServer(self.s3_port, self.base_dir / "moto.log")
+        self.queues = self.moto if self.sqs_port is None else \
+            MotoServer(self.sqs_port, self.base_dir / "moto-sqs.log")
         self.master_key_file = self.base_dir / "master-keys.json"
         self.mail_outbox = self.base_dir / "mail"  # what would be mailed: .eml files
         if not self.master_key_file.exists():
@@ -83,7 +88,7 @@ class LocalStack:
             "EINVOICE_DB_APP_PASSWORD": self.secrets.app,
             "EINVOICE_DB_OWNER_USER": "einvoice_owner",
             "EINVOICE_S3_ENDPOINT_URL": self.moto.url,
-            "EINVOICE_SQS_ENDPOINT_URL": self.moto.url,
+            "EINVOICE_SQS_ENDPOINT_URL": self.queues.url,
             "EINVOICE_S3_REGION": LOCAL_REGION,
             "EINVOICE_S3_ADDRESSING_STYLE": "path",
             "EINVOICE_ARCHIVE_BUCKET": "einvoice-archive",
@@ -111,19 +116,24 @@ class LocalStack:
             os.environ.update(saved)
 
     def start(self) -> None:
-        for port, what in ((self.pg_port, "PostgreSQL"), (self.s3_port, "moto")):
-            if port_in_use(port):
+        for port, what in ((self.pg_port, "PostgreSQL"), (self.s3_port, "moto"),
+                           (self.sqs_port, "moto (queues)")):
+            if port is not None and port_in_use(port):
                 raise RuntimeError(f"port {port} for {what} is already in use on 127.0.0.1")
         self.postgres.initialise()
         self.postgres.start()
         try:
             database.provision(self.postgres, self.settings())
             self.moto.start()
+            if self.queues is not self.moto:
+                self.queues.start()
             objectstore.provision(self.settings())
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
+        if self.queues is not self.moto:
+            self.queues.stop()
         self.moto.stop()
         self.postgres.stop()

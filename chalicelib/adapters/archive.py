@@ -16,8 +16,11 @@ A retention is only ever extended, never shortened (moto would let us shorten
 one; real providers refuse, and so does this code).
 
 Our exception messages and logs name the bucket, the key and the problem: never
-credentials, content, or a server's free-text message. An unexpected S3 error
-during put or get propagates as botocore raised it (a fault: the caller retries).
+credentials, content, or a server's free-text message. A bucket that does not
+answer in time, or answers a server error, is ArchiveUnavailable (an outage: a
+503 with Retry-After), never ArchiveNotSafe (a bucket that cannot keep
+invoices locked); any other unexpected S3 error during put propagates as
+botocore raised it (a fault: the caller, or the sweep, retries).
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
-from chalicelib.domain.errors import ArchiveNotSafe, ArchiveTampered, NotArchived
+from chalicelib.domain.errors import (
+    ArchiveNotSafe,
+    ArchiveTampered,
+    ArchiveUnavailable,
+    NotArchived,
+)
 from chalicelib.domain.retention import minimum_days
 from chalicelib.logs import logger
 from chalicelib.ports import ArchivedObject, InvoiceArchive, WitnessVersion
@@ -45,6 +53,11 @@ COMPLIANCE = "COMPLIANCE"
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "MethodNotAllowed", "InvalidArgument"})
 
 
+# What a server answers when it is overloaded or failing, whatever the request.
+_OUTAGE_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+                           "503", "500"})
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -55,6 +68,11 @@ def _code(error: ClientError) -> str:
 
 def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def outage(error: ClientError) -> bool:
+    """A server error or throttling (retry later), not a refusal about the bucket."""
+    return _status(error) >= 500 or _code(error) in _OUTAGE_CODES
 
 
 def _utc(value: object) -> datetime | None:
@@ -112,9 +130,11 @@ class ObjectLockArchive(InvoiceArchive):
                 self._not_safe(f"versioning is {status or 'not enabled'}, must be Enabled")
             lock = self._s3.get_object_lock_configuration(Bucket=self._bucket)
         except ClientError as error:
+            if outage(error):
+                raise self._unavailable(f"answered {_code(error)}") from None
             self._not_safe(self._client_problem(error))
-        except BotoCoreError as error:
-            self._not_safe(f"could not be checked ({type(error).__name__})")
+        except BotoCoreError as error:  # no answer in time, or none at all: an outage
+            raise self._unavailable(f"did not answer ({type(error).__name__})") from None
         config = lock.get("ObjectLockConfiguration", {})
         if config.get("ObjectLockEnabled") != "Enabled":
             self._not_safe("Object Lock is not enabled")
@@ -142,6 +162,9 @@ class ObjectLockArchive(InvoiceArchive):
         if code in ("AccessDenied", "403") or _status(error) == 403:
             return "access denied while checking its configuration"
         return f"configuration could not be read ({code})"
+
+    def _unavailable(self, problem: str) -> ArchiveUnavailable:
+        return ArchiveUnavailable(f"archive bucket {self._bucket!r}: {problem}")
 
     def _not_safe(self, problem: str, key: str | None = None) -> NoReturn:
         where = f"archive bucket {self._bucket!r}" + (f", key {key!r}" if key else "")
@@ -268,9 +291,13 @@ class ObjectLockArchive(InvoiceArchive):
             if _code(error) in _MISSING:
                 raise NotArchived(f"archive bucket {self._bucket!r} has no version "
                                   f"{version_id!r} of key {key!r}") from None
+            if outage(error):
+                raise self._unavailable(f"answered {_code(error)}") from None
             raise
         except FlexibleChecksumError:  # botocore: the body does not match the server's header
             raise ArchiveTampered(self._tampered(key, version_id)) from None
+        except BotoCoreError as error:  # no answer in time: served later, never from elsewhere
+            raise self._unavailable(f"did not answer ({type(error).__name__})") from None
         if not hmac.compare_digest(hashlib.sha256(body).digest(), sha256):
             raise ArchiveTampered(self._tampered(key, version_id))
         # botocore validates the body against this header already (FlexibleChecksumError

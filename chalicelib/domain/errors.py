@@ -171,3 +171,36 @@ class SecretUnavailable(ServiceUnavailable):
 
     detail = "the service is not configured to answer right now: retry later"
     alert = "secret unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL cannot be reached, or dropped the connection (a restart, a
+    failover): the transaction did not commit, or (a drop during COMMIT) its
+    outcome is unknown, which the same Idempotency-Key settles on retry."""
+
+    retry_after = 5
+    detail = ("the database cannot answer right now: retry with the same Idempotency-Key "
+              "(a request that was done is answered with what it did, never done twice)")
+    alert = "database unavailable"
+
+
+class ArchiveUnavailable(ServiceUnavailable):
+    """The archive bucket did not answer in time or answered a server error
+    (an outage, not a configuration that cannot keep invoices locked: that
+    is ArchiveNotSafe). Checked before any number is given: nothing was issued."""
+
+    retry_after = 15
+    detail = ("the archive cannot answer right now: nothing was issued; retry with the same "
+              "Idempotency-Key")
+    alert = "archive unavailable"
+
+
+class QueueUnavailable(ServiceUnavailable):
+    """The queue service did not answer in time or answered a server error.
+    Some messages of a batch may be queued already: each is issued under its
+    own idempotency key, so sending the batch again makes no second invoice."""
+
+    retry_after = 10
+    detail = ("the queue cannot answer right now: send the same batch again (each invoice is "
+              "issued once under its idempotency key)")
+    alert = "queue unavailable"

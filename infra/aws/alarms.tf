@@ -94,6 +94,9 @@ locals {
     "schematron unavailable",
     "keys provider unavailable",
     "secret unavailable",
+    "database unavailable",
+    "archive unavailable",
+    "queue unavailable",
     "closing witness deferred to the schedule",
   ]
   operator_alert_pattern = "{ $.level = \"ERROR\" && (${join(" || ", [for m in local.operator_alert_messages : "$.message = \"${m}\""])}) }"

@@ -106,9 +106,9 @@ locals {
       },
       {
         alert       = "ServiceUnavailable"
-        expr        = "sum(count_over_time(${local.logs} |~ `archive refused|archive version missing|service unavailable|schematron unavailable|keys provider unavailable|secret unavailable` [10m])) > 0"
+        expr        = "sum(count_over_time(${local.logs} |~ `archive refused|archive version missing|service unavailable|schematron unavailable|keys provider unavailable|secret unavailable|database unavailable|archive unavailable|queue unavailable` [10m])) > 0"
         labels      = { severity = "critical" }
-        annotations = { summary = "Requests answer 503: the archive, the conformance check, Key Manager or another service they need cannot run." }
+        annotations = { summary = "Requests answer 503: the database, the archive, the queue, the conformance check, Key Manager or another service they need cannot run." }
       },
       {
         alert       = "WitnessDeferred"

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import pg8000.native
-from pg8000.exceptions import InterfaceError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
 from chalicelib.adapters.postgres.accounts import (
     PostgresSecondFactors,
@@ -32,9 +32,26 @@ from chalicelib.adapters.postgres.ledger import PostgresLedger
 from chalicelib.adapters.postgres.quotes import PostgresQuotes
 from chalicelib.adapters.postgres.sealed import CipherSource, SealedColumns
 from chalicelib.adapters.postgres.signups import PostgresSignUpClaims
-from chalicelib.adapters.postgres.sql import Isolation
+from chalicelib.adapters.postgres.sql import Isolation, sqlstate
 from chalicelib.adapters.postgres.tenants import PostgresTenants
 from chalicelib.config import Settings
+from chalicelib.domain.errors import DatabaseUnavailable
+
+# The server's word that this connection is over, or never began: class 08
+# (connection exception), an administrator's or a crash's shutdown (57P01,
+# 57P02), starting up or shutting down (57P03), no free connection (53300).
+_GONE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the connection is unusable (network, server restart,
+    refused), not that a statement failed: only then is the database unavailable.
+    pg8000 raises most socket errors as InterfaceError, but a session the
+    server ended mid-read as the bare ConnectionResetError."""
+    if isinstance(exc, InterfaceError | OSError):
+        return True
+    state = sqlstate(exc) if isinstance(exc, DatabaseError) else None
+    return state is not None and (state.startswith("08") or state in _GONE_STATES)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | bool:
@@ -112,9 +129,19 @@ class Database:
     def _connection(self) -> pg8000.native.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise DatabaseUnavailable(f"cannot connect ({type(exc).__name__})") from exc
+                raise
             self._local.conn = conn
         return conn
+
+    def _unavailable(self, exc: BaseException, when: str) -> DatabaseUnavailable:
+        self._discard()
+        return DatabaseUnavailable(f"connection lost {when} ({type(exc).__name__}, "
+                                   f"SQLSTATE {sqlstate(exc)})")
 
     def _discard(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -139,25 +166,36 @@ class Database:
         conn = self._connection()
         try:
             conn.run(begin)
-        except (InterfaceError, OSError):
-            # A connection that died between invocations: one fresh try.
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            # A connection that died between invocations (or a restarted
+            # server's notice on it): one fresh try.
             self._discard()
             conn = self._connection()
-            conn.run(begin)
+            try:
+                conn.run(begin)
+            except Exception as again:
+                if connection_lost(again):
+                    raise self._unavailable(again, "at BEGIN") from again
+                raise
         try:
             if tenant_id is not None:
                 conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant_id))
             yield conn
-        except BaseException:
+        except BaseException as exc:
             try:
                 conn.run("ROLLBACK")
             except Exception:  # noqa: BLE001 - the connection is unusable; drop it
                 self._discard()
+            if isinstance(exc, Exception) and connection_lost(exc):
+                raise self._unavailable(exc, "in a transaction") from exc
             raise
         try:
             conn.run("COMMIT")
-        except (InterfaceError, OSError):
-            self._discard()
+        except Exception as exc:
+            if connection_lost(exc):  # committed or not: the key settles it on retry
+                raise self._unavailable(exc, "at COMMIT") from exc
             raise
 
     def ping(self) -> None:

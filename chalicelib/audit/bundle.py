@@ -51,7 +51,8 @@ class _Writer:
     """A bundle file written once, hashed as it is written."""
 
     def __init__(self, path: Path) -> None:
-        self._file: IO[bytes] = path.open("xb", buffering=0)
+        # Buffered: a raw write may write only part of a chunk; a buffered one loops.
+        self._file: IO[bytes] = path.open("xb", buffering=_FLUSH)
         self._digest = hashlib.sha256()
         self._buffer = bytearray()
 
@@ -71,6 +72,7 @@ class _Writer:
 
     def close(self) -> str:
         self._flush()
+        self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         return self._digest.hexdigest()

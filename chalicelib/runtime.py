@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # types only: each is imported for real where it is built
         LoginDirectory,
         Mailer,
         PaClient,
+        PaLifecycleUnitFactory,
         PendingSignUps,
         RateLimiter,
         Retention,
@@ -244,6 +245,19 @@ def invoices_awaiting_archive(older_than: timedelta) -> list[tuple[UUID, UUID]]:
     from chalicelib.adapters.postgres import invoices_awaiting_archive
 
     return invoices_awaiting_archive(database(), older_than)
+
+
+def pa_lifecycle_units() -> PaLifecycleUnitFactory:
+    """The poller's and the lifecycle route's transactions."""
+    units: PaLifecycleUnitFactory = database().unit_of_work
+    return units
+
+
+def pa_tenants(limit: int = 10000) -> list[UUID]:
+    """Tenants the poller asks the PA for (those that issued an invoice)."""
+    from chalicelib.adapters.postgres.pa_lifecycle import tenants_to_poll
+
+    return tenants_to_poll(database(), limit)
 
 
 def retention() -> Retention:

@@ -440,6 +440,10 @@ def issue_from_queue(tenant_id: UUID, key: str, raw: object) -> Issued:
     return issue_invoice(tenant_id, key, raw, invoice_ports())
 
 
+class PaNotConfigured(RuntimeError):
+    """No PA settings: nothing to deposit to nor to poll."""
+
+
 @lru_cache(maxsize=1)
 def pa_client() -> PaClient:
     """The platform-level PA (settings pa_*); per-tenant PAs come later."""
@@ -448,7 +452,7 @@ def pa_client() -> PaClient:
     s = settings()
     if not s.pa_base_url or not s.pa_token_url or not s.pa_client_id \
             or s.pa_client_secret is None:
-        raise RuntimeError("no PA is configured: set EINVOICE_PA_BASE_URL and its credentials")
+        raise PaNotConfigured("no PA is configured: set EINVOICE_PA_BASE_URL and its credentials")
     auth = ClientCredentials(s.pa_token_url, s.pa_client_id, s.pa_client_secret,
                              clock=clock())
     return FlowServiceClient(s.pa_base_url, auth, directory_url=s.pa_directory_url)

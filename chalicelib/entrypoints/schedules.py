@@ -77,8 +77,9 @@ def sweep_archive() -> dict[str, int]:
 
 def poll_pa(context: object) -> dict[str, int]:
     """Take every tenant's new status flows from the PA, within the time
-    left (`context` as for retry_anchoring). A PA that is down ends the run:
-    each tenant's cursor has kept its place, the next run resumes there."""
+    left (`context` as for retry_anchoring); nothing when no PA is
+    configured. A PA that is down ends the run: each tenant's cursor has kept
+    its place, the next run resumes there."""
     import time
 
     from chalicelib.ports import PaUnavailable
@@ -87,8 +88,13 @@ def poll_pa(context: object) -> dict[str, int]:
     remaining_ms: Callable[[], int] = getattr(context, "get_remaining_time_in_millis",
                                               lambda: _DEFAULT_REMAINING_MS)
     deadline = time.monotonic() + time_budget(remaining_ms, 1)
-    pa, units, clock = runtime.pa_client(), runtime.pa_lifecycle_units(), runtime.clock()
     result = {"tenants": 0, "flows": 0, "applied": 0, "anomaly": 0, "refused": 0}
+    try:
+        pa = runtime.pa_client()
+    except runtime.PaNotConfigured:
+        logger.info("pa poll: no PA is configured", extra=result)
+        return result
+    units, clock = runtime.pa_lifecycle_units(), runtime.clock()
     for tenant in runtime.pa_tenants():
         left = deadline - time.monotonic()
         if left <= 0:

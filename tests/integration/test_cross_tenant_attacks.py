@@ -82,7 +82,8 @@ def victim_status(tenant: uuid.UUID, invoice: Any) -> str:
 
     message_id = f"CDV-victim-{uuid.uuid4().hex[:12]}"
     at = datetime.now(UTC)
-    with PaStandIn(client_secret="s3cr3t-for-the-attack-suite") as pa:
+    pa = PaStandIn(client_secret="s3cr3t-for-the-attack-suite")
+    with pa:
         pa.deliver(build_status(message_id=message_id, issued_at=at,
                                 invoice_number=invoice.invoice_number, invoice_date=at.date(),
                                 code=200, issuer=Party("999999999", "WK"),

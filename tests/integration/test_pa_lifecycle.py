@@ -128,14 +128,21 @@ def messages(superuser: Connect, tenant: uuid.UUID) -> list[tuple[str, str, str 
 
 def test_statuses_200_to_212_come_back_in_order_each_in_the_ledger_and_the_chain_verifies(
         client: Any, frozen: FrozenClock, pa: PaStandIn, pa_client: FlowServiceClient,
-        superuser: Connect) -> None:
+        superuser: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
     seller = Seller(client, frozen)
     invoice = seller.invoice(pa_client)
     assert seller.lifecycle(invoice["id"]).json_body["status"] is None
     run_script(pa)
 
-    result = poll_pa(None)  # the schedule: every tenant that issued, this one among them
-    assert result["applied"] >= len(HAPPY_PATH)
+    bystander = Seller(client, frozen)  # issued, never deposited: nothing of it on the PA
+    assert issue(client, bystander.secret, recent(), key="b").status_code == 201
+    tenants = runtime.pa_tenants()
+    assert {seller.tenant, bystander.tenant} <= set(tenants)  # every tenant that issued
+    other = bystander.tenant
+    # (Only two of the test database's tenants, so the run fits its budget.)
+    monkeypatch.setattr(runtime, "pa_tenants", lambda: [other, seller.tenant])
+    result = poll_pa(None)
+    assert result["tenants"] == 2 and result["applied"] == len(HAPPY_PATH)
 
     answer = seller.lifecycle(invoice["id"])
     assert answer.status_code == 200, answer.json_body
@@ -285,6 +292,13 @@ def test_another_tenants_flows_cursor_and_lifecycle_are_invisible(
         conn.run("ROLLBACK")
     finally:
         conn.close()
+
+
+def test_the_schedule_without_a_pa_does_nothing() -> None:
+    with pytest.raises(runtime.PaNotConfigured):  # the test stack's: no PA
+        runtime.pa_client()
+    assert poll_pa(None) == {"tenants": 0, "flows": 0, "applied": 0, "anomaly": 0,
+                             "refused": 0}
 
 
 def test_the_generic_queue_and_the_engine_refuse_status_changed(

@@ -6,6 +6,7 @@ once, and GET /invoices/{id}/lifecycle derived from them (docs/pa.md#the-poller)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import uuid
@@ -320,3 +321,27 @@ def test_the_generic_queue_and_the_engine_refuse_status_changed(
     with pytest.raises((pg8000.native.DatabaseError, InvalidInput)) as invented:
         append_ledger(request, runtime.database().unit_of_work, FrozenClock())
     assert "23514" in str(invented.value)
+
+
+def test_received_status_messages_cannot_be_changed_nor_deleted(
+        client: Any, frozen: FrozenClock, pa: PaStandIn, pa_client: FlowServiceClient,
+        as_owner: Connect, as_app: Connect) -> None:
+    """The record of what the PA said is kept as received, even by the owner."""
+    seller = Seller(client, frozen)
+    invoice = seller.invoice(pa_client)
+    pa.script(invoice["id"], [200])
+    run_script(pa)
+    seller.poll(pa_client)
+    for connect, statement in itertools.product((as_owner, as_app), (
+            "UPDATE pa_status_messages SET verdict = 'anomaly'",
+            "DELETE FROM pa_status_messages", "TRUNCATE pa_status_messages")):
+        conn = connect()
+        try:
+            conn.run("BEGIN")
+            conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(seller.tenant))
+            with pytest.raises(pg8000.native.DatabaseError):
+                conn.run(statement)
+            conn.run("ROLLBACK")
+        finally:
+            conn.close()
+    assert seller.lifecycle(invoice["id"]).json_body["status"]["code"] == 200

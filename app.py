@@ -201,6 +201,15 @@ def invoice_get(invoice_id: str) -> Response:
     return get_invoice_route(_request(), invoice_id)
 
 
+@app.route("/invoices/{invoice_id}/lifecycle", methods=["GET"])
+def invoice_lifecycle(invoice_id: str) -> Response:
+    """The statuses the PA reported (200 Déposée ... 212 Encaissée, 213 Rejetée),
+    the current one derived by the state machine, and the anomalies."""
+    from chalicelib.entrypoints.invoices import invoice_lifecycle_route
+
+    return invoice_lifecycle_route(_request(), invoice_id)
+
+
 @app.route("/invoices/{invoice_id}/pdf", methods=["GET"])
 def invoice_pdf(invoice_id: str) -> Response:
     """The Factur-X PDF from the archive, checked against the ledger's SHA-256."""

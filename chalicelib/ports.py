@@ -766,3 +766,59 @@ class PaClient(Protocol):
     def healthcheck(self) -> bool:
         """True when the PA says it is up; never raises."""
         ...
+
+
+@dataclass(frozen=True)
+class ReceivedStatus:
+    """One status flow the poller took (per referenced invoice; position 0 for
+    a flow refused whole), and its verdict at arrival (0025_pa_lifecycle.sql)."""
+
+    flow_id: str
+    position: int
+    flow_updated_at: datetime
+    message_sha256: bytes | None
+    message_id: str | None
+    invoice_id: UUID | None
+    code: int | None
+    verdict: str  # applied, late, duplicate, anomaly, refused, unmatched
+    rule: str
+    ledger_seq: int | None = None
+
+
+class PaLifecycleStore(Protocol):
+    """One tenant's poll cursor and received status messages."""
+
+    def cursor(self, *, for_update: bool = False) -> tuple[datetime | None, tuple[str, ...]]:
+        """(updatedAfter, the flow ids taken at exactly that instant)."""
+        ...
+
+    def save_cursor(self, updated_after: datetime, seen: tuple[str, ...]) -> None: ...
+
+    def flow_seen(self, flow_id: str) -> bool: ...
+
+    def record(self, message: ReceivedStatus) -> bool:
+        """False when this (flow, position) is recorded already."""
+        ...
+
+    def invoice_by_id(self, invoice_id: UUID) -> tuple[UUID, str] | None: ...
+
+    def invoice_by_number(self, number: str) -> tuple[UUID, str] | None: ...
+
+    def statuses(self, invoice_id: UUID) -> list[dict[str, object]]:
+        """The data of the invoice's `status.changed` entries, oldest first."""
+        ...
+
+    def messages(self, invoice_id: UUID) -> list[ReceivedStatus]: ...
+
+
+class PaLifecycleUnit(Protocol):
+    """The transaction the poller and the lifecycle route work in."""
+
+    @property
+    def ledger(self) -> LedgerStore: ...
+
+    @property
+    def pa_lifecycle(self) -> PaLifecycleStore: ...
+
+
+PaLifecycleUnitFactory = Callable[[UUID], AbstractContextManager[PaLifecycleUnit]]

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # types only: each is imported for real where it is built
         LoginDirectory,
         Mailer,
         PaClient,
+        PaLifecycleUnitFactory,
         PendingSignUps,
         RateLimiter,
         Retention,
@@ -246,6 +247,19 @@ def invoices_awaiting_archive(older_than: timedelta) -> list[tuple[UUID, UUID]]:
     return invoices_awaiting_archive(database(), older_than)
 
 
+def pa_lifecycle_units() -> PaLifecycleUnitFactory:
+    """The poller's and the lifecycle route's transactions."""
+    units: PaLifecycleUnitFactory = database().unit_of_work
+    return units
+
+
+def pa_tenants(limit: int = 10000) -> list[UUID]:
+    """Tenants the poller asks the PA for (those that issued an invoice)."""
+    from chalicelib.adapters.postgres.pa_lifecycle import tenants_to_poll
+
+    return tenants_to_poll(database(), limit)
+
+
 def retention() -> Retention:
     from chalicelib.adapters.postgres import PostgresRetention
 
@@ -426,6 +440,10 @@ def issue_from_queue(tenant_id: UUID, key: str, raw: object) -> Issued:
     return issue_invoice(tenant_id, key, raw, invoice_ports())
 
 
+class PaNotConfigured(RuntimeError):
+    """No PA settings: nothing to deposit to nor to poll."""
+
+
 @lru_cache(maxsize=1)
 def pa_client() -> PaClient:
     """The platform-level PA (settings pa_*); per-tenant PAs come later."""
@@ -434,7 +452,7 @@ def pa_client() -> PaClient:
     s = settings()
     if not s.pa_base_url or not s.pa_token_url or not s.pa_client_id \
             or s.pa_client_secret is None:
-        raise RuntimeError("no PA is configured: set EINVOICE_PA_BASE_URL and its credentials")
+        raise PaNotConfigured("no PA is configured: set EINVOICE_PA_BASE_URL and its credentials")
     auth = ClientCredentials(s.pa_token_url, s.pa_client_id, s.pa_client_secret,
                              clock=clock())
     return FlowServiceClient(s.pa_base_url, auth, directory_url=s.pa_directory_url)

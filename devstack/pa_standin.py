@@ -14,7 +14,8 @@ later, the local run command.
   `tick_seconds` timer): Pending acknowledgements become Ok, then each
   deposited invoice moves one step along its script (by default 200, 201,
   202, 203, 204, 205, 211, 212), each status an inbound CDAR flow
-  (documents/cdar.py). `emit()` sends one status now (a late 213); an
+  (documents/cdar.py) carrying the deposit's trackingId. `emit()` sends one
+  status now (a late 213), `deliver()` any bytes as a status flow; an
   invoice number already rejected gets 213 DOUBLON when deposited again.
 - `receive_invoice()`: an inbound invoice flow (a supplier's).
 - `POST /flow-service/v1/flows/search` (updatedAfter exclusive, limit <= 100,
@@ -214,6 +215,13 @@ class PaStandIn(_Server):
         with self._lock:
             return self._add(None, "In", syntax, "Basic", "B2B", name, content, "Ok").flow_id
 
+    def deliver(self, content: bytes, tracking_id: str | None = None) -> str:
+        """An inbound CDAR flow of exactly these bytes (the same message again,
+        a hostile one); its id."""
+        with self._lock:
+            return self._add(tracking_id, "In", "CDAR", "Basic", "NotApplicable",
+                             "status.xml", content, "Ok").flow_id
+
     # -- the PA's behaviour -----------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -251,7 +259,8 @@ class PaStandIn(_Server):
             issuer=Party(PLATFORM_SIREN, "WK"), recipients=[Party(PLATFORM_SIREN, "SE")],
             reason_codes=reasons, amounts=amounts,
             type_code=PLATFORM_STATUS if code in PLATFORM_CODES else PARTY_STATUS)
-        return self._add(None, "In", "CDAR", "Basic", "NotApplicable",
+        # The status flow carries the deposit's trackingId (our invoice id).
+        return self._add(flow.tracking_id, "In", "CDAR", "Basic", "NotApplicable",
                          f"{number}-{code}.xml", cdar, "Ok").flow_id
 
     def _deposit(self, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:

@@ -17,6 +17,10 @@ INVOICE_ARCHIVED: Final = "invoice.archived"
 QUOTE_CREATED: Final = "quote.created"
 QUOTE_CONVERTED: Final = "quote.converted"
 CLOSING_SEALED: Final = "closing.sealed"
+# A lifecycle status the PA reported (200 Déposée ... 212 Encaissée, 213 Rejetée):
+# written by the poller only, naming an issued invoice (migration 0025). Not
+# money: a closing does not sum it.
+STATUS_CHANGED: Final = "status.changed"
 
 # The entries whose totals a closing sums (the money of the period).
 MONEY_KINDS: Final = (INVOICE_ISSUED, CREDIT_NOTE_ISSUED)
@@ -29,13 +33,13 @@ FISCAL_KINDS: Final = (INVOICE_ISSUED, CREDIT_NOTE_ISSUED)
 
 # Every kind the service's own use cases write.
 SERVICE_KINDS: Final = (INVOICE_ISSUED, CREDIT_NOTE_ISSUED, INVOICE_ARCHIVED, QUOTE_CREATED,
-                        QUOTE_CONVERTED, CLOSING_SEALED)
+                        QUOTE_CONVERTED, CLOSING_SEALED, STATUS_CHANGED)
 
 # The namespaces (the part before the first dot) of the service's kinds, and of
 # the fiscal kinds to come: the engine refuses any kind in them that is not in
 # SERVICE_KINDS (0021), and the generic append-ledger queue writes none of
 # them. What the queue may write: any other well-formed kind, e.g. `note.added`.
-SERVICE_NAMESPACES: Final = ("invoice", "credit_note", "quote", "closing", "payment")
+SERVICE_NAMESPACES: Final = ("invoice", "credit_note", "quote", "closing", "payment", "status")
 
 
 def generic_kind_problem(kind: str) -> str | None:

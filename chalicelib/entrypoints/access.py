@@ -109,6 +109,7 @@ BODY_LIMITS: dict[str, int] = {
     "GET /invoices": SMALL_BODY,
     "POST /invoice-batches": 6 * MIB,
     "GET /invoices/{invoice_id}": SMALL_BODY,
+    "GET /invoices/{invoice_id}/lifecycle": SMALL_BODY,
     "GET /invoices/{invoice_id}/pdf": SMALL_BODY,
     "GET /invoices/{invoice_id}/xml": SMALL_BODY,
     "POST /invoices/{invoice_id}/credit-notes": 1 * MIB,

@@ -24,6 +24,7 @@ INVOICE_BATCHES = protect("invoice_batches",
                           Rule(ISSUERS, writes=True, api_scope="invoices:write"))
 INVOICES_LIST = protect("invoices_list", Rule(EVERYONE, api_scope="invoices:read"))
 INVOICE_GET = protect("invoice_get", Rule(EVERYONE, api_scope="invoices:read"))
+INVOICE_LIFECYCLE = protect("invoice_lifecycle", Rule(EVERYONE, api_scope="invoices:read"))
 # The archived documents, one route each (their view names: invoice_pdf, invoice_xml).
 INVOICE_DOCUMENTS = {kind: protect(f"invoice_{kind}", Rule(EVERYONE, api_scope="invoices:read"))
                      for kind in ("pdf", "xml")}
@@ -92,6 +93,18 @@ def get_invoice_route(request: Request, invoice_id: str) -> Response:
         return Response(body=invoice_body(invoice), status_code=200)
 
     return secured(request, INVOICE_GET, act)
+
+
+def invoice_lifecycle_route(request: Request, invoice_id: str) -> Response:
+    """The statuses the PA reported, the current one derived from them."""
+    from chalicelib.usecases.pa_lifecycle import invoice_lifecycle
+
+    def act(principal: Principal, _token: str) -> Response:
+        wanted = path_uuid(invoice_id, "invoice_id")
+        return Response(body=invoice_lifecycle(principal.tenant_id, wanted,
+                                               runtime.pa_lifecycle_units()), status_code=200)
+
+    return secured(request, INVOICE_LIFECYCLE, act)
 
 
 def invoice_document_route(request: Request, invoice_id: str, kind: str) -> Response:

@@ -101,6 +101,8 @@ OPERATIONS: dict[str, Operation] = {
     "invoice_batches": Operation({202: "every draft is valid and queued"}, body="InvoiceBatch",
                                  schema="BatchQueued"),
     "invoice_get": Operation({200: "the invoice"}, errors=frozenset({404}), schema="Invoice"),
+    "invoice_lifecycle": Operation({200: "the current status, the history and the anomalies"},
+                                   errors=frozenset({404})),
     "invoice_pdf": Operation({200: "the archived Factur-X PDF"}, media="application/pdf",
                              errors=frozenset({404, 409})),
     "invoice_xml": Operation({200: "the archived CII XML"}, media="application/xml",

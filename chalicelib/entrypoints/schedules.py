@@ -73,3 +73,39 @@ def sweep_archive() -> dict[str, int]:
                                                                                 "failed": 0}
     logger.info("archive sweep", extra=result)
     return result
+
+
+def poll_pa(context: object) -> dict[str, int]:
+    """Take every tenant's new status flows from the PA, within the time
+    left (`context` as for retry_anchoring); nothing when no PA is
+    configured. A PA that is down ends the run: each tenant's cursor has kept
+    its place, the next run resumes there."""
+    import time
+
+    from chalicelib.ports import PaUnavailable
+    from chalicelib.usecases.pa_lifecycle import poll_tenant
+
+    remaining_ms: Callable[[], int] = getattr(context, "get_remaining_time_in_millis",
+                                              lambda: _DEFAULT_REMAINING_MS)
+    deadline = time.monotonic() + time_budget(remaining_ms, 1)
+    result = {"tenants": 0, "flows": 0, "applied": 0, "anomaly": 0, "refused": 0}
+    try:
+        pa = runtime.pa_client()
+    except runtime.PaNotConfigured:
+        logger.info("pa poll: no PA is configured", extra=result)
+        return result
+    units, clock = runtime.pa_lifecycle_units(), runtime.clock()
+    for tenant in runtime.pa_tenants():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            counts = poll_tenant(tenant, pa, units, clock, budget_seconds=left)
+        except PaUnavailable as exc:
+            logger.warning("pa poll: the PA is unavailable", extra={"reason": exc.reason})
+            break
+        result["tenants"] += 1
+        for name in ("flows", "applied", "anomaly", "refused"):
+            result[name] += counts[name]
+    logger.info("pa poll", extra=result)
+    return result

@@ -61,9 +61,39 @@ def victim_state(superuser: Connect, tenant: str) -> list[Any]:
             "SELECT count(*) FROM user_totp t JOIN users u ON u.id = t.user_id "
             "WHERE u.tenant_id = :t",
             "SELECT id::text, invoice_number, archive FROM invoices WHERE tenant_id = :t "
-            "ORDER BY number")]
+            "ORDER BY number",
+            "SELECT updated_after, seen_at_cursor FROM pa_cursors WHERE tenant_id = :t",
+            "SELECT flow_id, position, message_id, verdict FROM pa_status_messages "
+            "WHERE tenant_id = :t ORDER BY flow_id, position")]
     finally:
         conn.close()
+
+
+def victim_status(tenant: uuid.UUID, invoice: Any) -> str:
+    """A status the PA reported for the victim's invoice (its poll, its cursor);
+    the message id, which no answer to the attacker may show."""
+    from datetime import UTC, datetime
+
+    from chalicelib.adapters.pa import ClientCredentials, FlowServiceClient
+    from chalicelib.documents.cdar import PLATFORM_STATUS, Party, build_status
+    from chalicelib.secret import Secret
+    from chalicelib.usecases.pa_lifecycle import poll_tenant
+    from devstack.pa_standin import PaStandIn
+
+    message_id = f"CDV-victim-{uuid.uuid4().hex[:12]}"
+    at = datetime.now(UTC)
+    pa = PaStandIn(client_secret="s3cr3t-for-the-attack-suite")
+    with pa:
+        pa.deliver(build_status(message_id=message_id, issued_at=at,
+                                invoice_number=invoice.invoice_number, invoice_date=at.date(),
+                                code=200, issuer=Party("999999999", "WK"),
+                                recipients=[Party("999999999", "SE")],
+                                type_code=PLATFORM_STATUS), tracking_id=str(invoice.invoice_id))
+        client = FlowServiceClient(pa.base_url, ClientCredentials(
+            pa.token_url, pa.client_id, Secret(pa.client_secret), clock=FrozenClock()))
+        assert poll_tenant(tenant, client, runtime.pa_lifecycle_units(),
+                           FrozenClock())["applied"] == 1
+    return message_id
 
 
 def attempts(routes: list[tuple[str, str, str]], victim: dict[str, str],
@@ -114,11 +144,12 @@ def test_a_thousand_generated_cross_tenant_attempts_leak_nothing(
                   runtime.database().unit_of_work, FrozenClock())
     victim_member = member_of(b)
     victim_invoice = issue_invoice(uuid.UUID(b), "victim", recent(), runtime.invoice_ports())
+    status_message = victim_status(uuid.UUID(b), victim_invoice.invoice)
     victim = {"tenant_id": b, "user_id": victim_owner.body["user_id"],
               "key_id": victim_key["id"], "invoice_id": str(victim_invoice.invoice.invoice_id)}
     secrets = {b, victim["user_id"], victim_key["id"], victim_key["secret"], MARKER,
                victim_member, victim_owner.token, victim_owner.csrf, victim["invoice_id"],
-               victim_invoice.invoice.pdf_sha256.hex()}
+               victim_invoice.invoice.pdf_sha256.hex(), status_message}
 
     attacker_owner, attacker_key = owner_with_key(
         client, frozen, ["ledger:read", "invoices:read", "invoices:write"])
@@ -140,6 +171,7 @@ def test_a_thousand_generated_cross_tenant_attempts_leak_nothing(
                      if entry.view_name in ROUTES and entry.view_name not in SELF_ENDING})
     before = victim_state(superuser, b)
     assert before[2] and before[3], "the victim has keys and ledger entries to steal"
+    assert before[7] and before[8], "the victim has a PA cursor and a status to steal"
 
     tried, statuses = 0, dict[int, int]()
     for label, method, path, headers, raw in attempts(routes, victim, credentials):

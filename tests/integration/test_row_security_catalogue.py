@@ -71,7 +71,8 @@ def tenant_policies(conn: pg8000.native.Connection, app_role: str) -> dict[str, 
 def test_the_catalogue_finds_the_tenant_tables(catalogue: pg8000.native.Connection) -> None:
     tables = tenant_tables(catalogue)
     assert {"public.ledger_entries", "public.ledger_heads", "public.invoices",
-            "public.users", "public.closings"} <= set(tables), sorted(tables)
+            "public.users", "public.closings", "public.pa_cursors",
+            "public.pa_status_messages"} <= set(tables), sorted(tables)
     assert "app_current_tenant" in setting_readers(catalogue)
 
 

@@ -29,6 +29,7 @@ from chalicelib.adapters.postgres.closings import PostgresClosings
 from chalicelib.adapters.postgres.data_keys import PostgresDataKeys
 from chalicelib.adapters.postgres.invoices import PostgresInvoices
 from chalicelib.adapters.postgres.ledger import PostgresLedger
+from chalicelib.adapters.postgres.pa_lifecycle import PostgresPaLifecycle
 from chalicelib.adapters.postgres.quotes import PostgresQuotes
 from chalicelib.adapters.postgres.sealed import CipherSource, SealedColumns
 from chalicelib.adapters.postgres.signups import PostgresSignUpClaims
@@ -249,6 +250,10 @@ class TenantUnitOfWork:
         self.quotes = PostgresQuotes(conn, self._tenant_id, sealed)
         self._conn = conn
         return self
+
+    @property
+    def pa_lifecycle(self) -> PostgresPaLifecycle:
+        return PostgresPaLifecycle(self._conn, self._tenant_id)
 
     @property
     def closings(self) -> PostgresClosings:

@@ -12,6 +12,13 @@ against a baseline measured in the same run on the same PostgreSQL.
     directly as the superuser: M real entries would take an hour to chain):
     the O(log M) node reads of one proof in one query + proof assembly + check.
     Baseline: one primary-key SELECT of one node (one round trip).
+(e) Export the audit bundle of (s) (`export-audit-bundle`: entries, closings, keys,
+    an inclusion proof for every entry, consistency proofs, manifest), to a folder
+    as the command does by default, and once to a zip. Baseline: a bare paged
+    SELECT of the same entries, in alternating rounds. Then one more export under
+    tracemalloc, for its peak memory next to the bundle's size (streaming: the
+    peak stays flat however many entries; tests/integration/test_audit_bundle.py
+    checks it does not grow with them).
 (v) Verify the audit bundle of (s) offline (entries, closings, signatures, Merkle
     roots, totals, proofs) vs a bare SHA-256 loop over the same entry bytes.
 Not a test: it prints figures and asserts only that what it made verifies.
@@ -24,6 +31,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -171,6 +179,38 @@ def proofs(database: Database, tenant: uuid.UUID, leaves: int, count: int
     return times, reads, single
 
 
+def export_bundle(database: Database, tenant: uuid.UUID, base: Path, signer: LocalSigningKey,
+                  rounds: int) -> dict[str, Any]:
+    """Seconds per export (folder) and per bare paged SELECT, alternating; one zip
+    export; the peak traced memory of one more export and the bundle's bytes."""
+    from chalicelib.audit.bundle import export_audit_bundle
+
+    keys = {signer.key_id: signer.public_key}
+    folder = base / "export"
+    exports, selects = [], []
+    for _ in range(rounds):
+        selects.append(bare_fetch(database, tenant))
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.perf_counter()
+        manifest = export_audit_bundle(tenant, database.snapshot, folder, keys=keys)
+        exports.append(time.perf_counter() - started)
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    started = time.perf_counter()
+    export_audit_bundle(tenant, database.snapshot, base / "export.zip", keys=keys, zip=True)
+    zipped = time.perf_counter() - started
+    shutil.rmtree(folder)
+    tracemalloc.start()
+    try:
+        export_audit_bundle(tenant, database.snapshot, folder, keys=keys)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    shutil.rmtree(folder)
+    (base / "export.zip").unlink()
+    return {"entries": manifest["entries"], "exports": exports, "selects": selects,
+            "zip": zipped, "peak": peak, "bytes": size}
+
+
 def verify_offline(database: Database, tenant: uuid.UUID, folder: Path,
                    signer: LocalSigningKey) -> tuple[float, float, int, int]:
     """(seconds to verify the bundle, seconds of a bare sha256 loop over its entries, n,
@@ -204,6 +244,7 @@ def main() -> int:
     month_size = 3_100 if args.quick else 100_000
     tree_size = 20_000 if args.quick else 1_000_000
     proof_count = 20 if args.quick else 200
+    export_rounds = 1 if args.quick else 3
 
     with local_stack(durable=True) as (stack, base):
         settings = stack.settings()
@@ -242,6 +283,18 @@ def main() -> int:
               f"{tree_size.bit_length()}); one single-node SELECT "
               f"{statistics.median(single) * 1000:.2f} ms: ratio "
               f"{statistics.median(times) / statistics.median(single):.2f}x")
+
+        export = export_bundle(database, tenant, base, signer, export_rounds)
+        n, ratios = export["entries"], [s / e for s, e in zip(export["selects"],
+                                                             export["exports"], strict=True)]
+        best = min(export["exports"])
+        print(f"(e) export the audit bundle: {n:,} entries in "
+              f"{', '.join(f'{e:.2f}' for e in export['exports'])} s, best "
+              f"{n / best * 60:,.0f} entries/min (zip {n / export['zip'] * 60:,.0f}/min); bare "
+              f"paged SELECT of the same entries {n / min(export['selects']) * 60:,.0f}/min: "
+              f"ratio {statistics.median(ratios):.2f}x (median of {len(ratios)}, "
+              f"{min(ratios):.2f}-{max(ratios):.2f}); peak traced memory "
+              f"{export['peak'] / 2**20:.1f} MiB for a {export['bytes'] / 2**20:,.0f} MiB bundle")
 
         folder = base / "bundle"
         verify, bare, n, peak = verify_offline(database, tenant, folder, signer)

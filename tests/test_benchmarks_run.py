@@ -41,5 +41,8 @@ def test_closing_benchmark_quick_mode_runs() -> None:
                      done.stdout, re.MULTILINE), done.stdout
     assert re.search(r"^\(p\) inclusion proof at 20,000 leaves .* p50 [\d.]+ ms, .*ratio "
                      r"[\d.]+x", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\(e\) export the audit bundle: 3,\d{3} entries .* [\d,]+ entries/min.*"
+                     r"ratio [\d.]+x .* peak traced memory [\d.]+ MiB", done.stdout,
+                     re.MULTILINE), done.stdout
     assert re.search(r"^\(v\) verify the audit bundle offline: .* entries/min; .*ratio "
                      r"[\d.]+x", done.stdout, re.MULTILINE), done.stdout

@@ -18,12 +18,15 @@ An offline verifier imports this file with only the standard library: keep it so
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
+from typing import TypeVar
 
 Coord = tuple[int, int]
 """(level, index) of a perfect subtree's root: leaves [index·2^level, (index+1)·2^level)."""
 Range = tuple[int, int]  # (first leaf, number of leaves) of a subtree of an RFC 6962 tree
+
+T = TypeVar("T")
 
 HASH_SIZE = 32
 EMPTY_ROOT: bytes = hashlib.sha256(b"").digest()
@@ -281,3 +284,101 @@ def new_perfect_nodes(old_size: int, leaves: Sequence[bytes],
     frontier._stack = [_node(nodes, c) for c in extension_coords(old_size)]
     frontier._size = old_size
     return {coord: value for data in leaves for coord, value in frontier._push(data)}
+
+
+# --- audit paths for a block of consecutive leaves --------------------------------
+def _upper_siblings(start: int, bits: int, size: int) -> list[Range]:
+    """The siblings, leaf upward, of the ancestors at levels >= `bits` of the block of
+    2^bits leaves at `start` in a tree of `size` leaves: the part of the audit path
+    that every leaf of the block shares. An ancestor on the right edge with no right
+    sibling has none at that level (RFC 6962 promotes it)."""
+    ranges, last, level = [], size - 1, bits
+    while last >> level:
+        ancestor = start >> level
+        if ancestor & 1:
+            ranges.append(((ancestor - 1) << level, 1 << level))
+        elif ancestor < last >> level:
+            first = (ancestor + 1) << level
+            ranges.append((first, min(1 << level, size - first)))
+        level += 1
+    return ranges
+
+
+def _check_block(start: int, bits: int, size: int) -> None:
+    _check(start, size, strict=True)
+    if not (isinstance(bits, int) and bits >= 0 and start % (1 << bits) == 0):
+        raise ValueError(f"a block of 2^{bits!r} leaves cannot start at leaf {start}")
+
+
+def block_coords(start: int, bits: int, size: int) -> list[Coord]:
+    """The stored nodes that `block_paths` reads for the block of 2^bits leaves at
+    `start` (a multiple of 2^bits) in a tree of `size` leaves: only the siblings
+    above the block, O(log size), whatever the number of paths asked."""
+    _check_block(start, bits, size)
+    return [c for r in _upper_siblings(start, bits, size) for c in _range_coords(*r)]
+
+
+def block_paths(start: int, bits: int, leaf_data: Sequence[bytes],
+                wanted: Sequence[tuple[int, int]], nodes: Mapping[Coord, bytes],
+                encode: Callable[[bytes], T]) -> list[list[T]]:
+    """The audit paths PATH(index, D[0:size]) of every (index, size) in `wanted`,
+    each index a leaf of the block of 2^bits leaves at `start`, whose leaf data
+    (entry hashes) `leaf_data` holds from `start` on: the whole block, or at least
+    up to every size asked. The levels inside the block are hashed here from
+    `leaf_data`; the ones above read `block_coords(start, bits, size)` from `nodes`.
+    The same paths as `inclusion_proof`, made for a block at a time in O(2^bits +
+    log size) memory and O(log size) reads per block rather than per path. Each
+    hash is given as `encode(hash)`, called once per node rather than per path."""
+    width, available = 1 << bits, len(leaf_data)
+    if available > width:
+        raise ValueError(f"{available} leaves do not fit a block of {width}")
+    hashes = [[leaf_hash(data) for data in leaf_data]]
+    while len(hashes[-1]) > 1:
+        below = hashes[-1]
+        hashes.append([node_hash(below[k], below[k + 1]) for k in range(0, len(below) - 1, 2)])
+    levels = [[encode(h) for h in level] for level in hashes]
+    upper: dict[int, list[T]] = {}
+    edges: dict[int, list[T]] = {}
+    lower = list(enumerate(levels[:bits]))  # the levels under the block's root
+    paths = []
+    for index, size in wanted:
+        above = upper.get(size)
+        if above is None:  # the first path in a tree of this size
+            _check_block(start, bits, size)
+            if size - start > available and available < width:
+                raise ValueError(f"leaf {start + available} of the tree of {size} is missing")
+            above = upper[size] = [encode(_range_hash(r, nodes))
+                                   for r in _upper_siblings(start, bits, size)]
+        if not start <= index < min(size, start + available):
+            raise ValueError(f"leaf {index} is not in both the block at {start} and the tree "
+                             f"of {size}")
+        local = index - start
+        if size - start >= width:  # the block is whole in the tree: every sibling is complete
+            path = [level[(local >> height) ^ 1] for height, level in lower]
+        else:
+            edge = edges.get(size)
+            if edge is None:
+                edge = edges[size] = [encode(h)
+                                      for h in _right_edge(hashes, size - start, bits)]
+            path, last = [], size - start - 1
+            for height, level in lower:
+                if not last >> height:
+                    break
+                sibling, end = (local >> height) ^ 1, last >> height
+                if sibling < end:
+                    path.append(level[sibling])
+                elif sibling == end:
+                    path.append(edge[height])
+        path += above
+        paths.append(path)
+    return paths
+
+
+def _right_edge(levels: list[list[bytes]], inside: int, bits: int) -> list[bytes]:
+    """The hash, at each level below `bits`, of the block's last node in a tree that
+    ends `inside` leaves into it (a perfect subtree, or the fold of those at its right)."""
+    last, edge = inside - 1, [levels[0][inside - 1]]
+    for level in range(bits - 1):
+        end = last >> level
+        edge.append(node_hash(levels[level][end - 1], edge[-1]) if end & 1 else edge[-1])
+    return edge

@@ -19,7 +19,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import rfc8785
 
+from bench.chains import bulk_load_chain
 from chalicelib.adapters.postgres import Database
 from chalicelib.adapters.postgres import ledger as postgres
 from chalicelib.adapters.signing import LocalSigningKey
@@ -36,10 +37,11 @@ from chalicelib.domain import merkle
 from chalicelib.domain.closing import Period, closing_text
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.kinds import CREDIT_NOTE_ISSUED, INVOICE_ISSUED
-from chalicelib.domain.ledger import entry_hash
+from chalicelib.domain.ledger import canonical_payload, entry_hash
 from chalicelib.usecases.create_tenant import create_tenant
 from chalicelib.usecases.seal_period import ClosingPorts, seal_period
 from tests.builders import append_entry, backed_entry, pinned
+from tests.conftest import Connect
 from tests.fakes import FrozenClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -578,6 +580,50 @@ def test_export_and_verify_stream_in_bounded_memory(
     assert exported_peak < size / 3 and verified_peak < 1_000_000, (exported_peak,
                                                                      verified_peak)
     assert time.monotonic() - started < 15
+
+
+def bulk_sealed_chain(database: Database, superuser: Connect, key: Path,
+                      size: int) -> tuple[uuid.UUID, LocalSigningKey]:
+    """`size` invoices over 26 hours from the 20th, 10:00 UTC (two Paris days, the
+    cut in the middle of a block of proofs), bulk-loaded; both days sealed."""
+    tenant = create_tenant(f"Bulk {uuid.uuid4().hex[:8]}", database.unit_of_work)
+    step = timedelta(hours=26) / size
+    root = superuser()
+    try:
+        bulk_load_chain(root, tenant, (canonical_payload(sale(f"F-{n}", ("1.00", "20.00")),
+                                                         at(20) + step * n)
+                                       for n in range(size)))
+    finally:
+        root.close()
+    signer = new_key(key)
+    seal(database, tenant, signer, "day", "2026-11-20", at(21, 12))
+    seal(database, tenant, signer, "day", "2026-11-21", at(22, 12))
+    return tenant, signer
+
+
+def test_export_memory_does_not_grow_with_the_chain(
+        database: Database, superuser: Connect, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten times the entries, the same peak: entries, proofs and hashes are streamed
+    (pages of 500 entries here, proofs a block of 1,024 leaves at a time), and
+    every proof made a block at a time verifies, across the day's cut."""
+    monkeypatch.setattr(postgres, "PAGE_SIZE", 500)
+    peaks = {}
+    for size in (1_500, 15_000):
+        tenant, signer = bulk_sealed_chain(database, superuser, tmp_path / f"{size}.pem", size)
+        out = tmp_path / f"bundle-{size}"
+        tracemalloc.start()
+        try:
+            manifest = export_audit_bundle(tenant, database.snapshot, out, keys=pinned(signer))
+            peaks[size] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert manifest["entries"] == size + 2
+        assert manifest["inclusion_proofs"]["count"] == size
+        report = verify_bundle(out)
+        assert report.ok, report.problem
+        assert (report.entries, report.closings, report.proofs) == (size + 2, 2, size + 1)
+    assert peaks[15_000] < 1.5 * peaks[1_500], peaks
 
 
 def test_progress_bar_on_stderr_above_the_threshold(

@@ -20,6 +20,8 @@ from chalicelib.domain.merkle import (
     EMPTY_ROOT,
     Coord,
     Frontier,
+    block_coords,
+    block_paths,
     consistency_coords,
     consistency_proof,
     extension_coords,
@@ -314,6 +316,65 @@ def test_extension_in_chunks_builds_exactly_the_perfect_nodes(chunks: list[int])
         table.update(added)
         size += chunk
     assert table == {c: h for c, h in everything.items() if (c[1] + 1) << c[0] <= size}
+
+
+# --- audit paths a block of leaves at a time (the bundle export) --------------
+
+
+def test_block_paths_equal_the_rfc_paths_for_every_leaf_size_and_block() -> None:
+    """Every (block width, block, leaf, tree size) up to 70 leaves: the same path as
+    the RFC reference, reading only the announced nodes, all above the block."""
+    entries = ledger()[0]
+    for bits in range(5):
+        width = 1 << bits
+        for start in range(0, 70, width):
+            for size in range(start + 1, 71):
+                block = entries[start:min(start + width, size)]
+                coords = block_coords(start, bits, size)
+                assert all(c[1] << c[0] >= start + width or (c[1] + 1) << c[0] <= start
+                           for c in coords), (bits, start, size)
+                assert len(coords) <= bound(size)
+                wanted = [(i, size) for i in range(start, min(start + width, size))]
+                got = block_paths(start, bits, block, wanted, stored(size, coords), bytes)
+                assert got == [path(i, entries[:size]) for i, _ in wanted], (bits, start, size)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_block_paths_for_mixed_sizes_in_one_block(data: st.DataObject) -> None:
+    """Leaves of one block proven in trees of different sizes (a block cut by a
+    closing), with the block's leaves given as far as the chain goes."""
+    entries = ledger()[0]
+    bits = data.draw(st.integers(0, 7))
+    start = data.draw(st.integers(0, (MAX - 1) >> bits)) << bits
+    available = data.draw(st.integers(1, min(1 << bits, MAX - start)))
+    wanted = data.draw(st.lists(st.integers(start, start + available - 1).flatmap(
+        lambda i: st.tuples(st.just(i), st.integers(i + 1, start + available) if
+                            available < 1 << bits else st.integers(i + 1, MAX))),
+        max_size=20))
+    sizes = {size for _, size in wanted}
+    nodes: dict[Coord, bytes] = {}
+    for size in sizes:
+        nodes.update(stored(size, block_coords(start, bits, size)))
+    got = block_paths(start, bits, entries[start:start + available], wanted, nodes, bytes)
+    assert got == [path(i, entries[:size]) for i, size in wanted]
+
+
+def test_block_paths_refuse_what_they_cannot_prove() -> None:
+    entries, nodes = ledger()
+    for call in (
+        lambda: block_coords(3, 2, 10),  # not a block boundary
+        lambda: block_coords(8, 2, 8),  # the block is outside the tree
+        lambda: block_paths(0, 2, entries[:5], [(0, 8)], nodes, bytes),  # 5 leaves in a block of 4
+        lambda: block_paths(4, 2, entries[4:8], [(3, 8)], nodes, bytes),  # leaf before the block
+        lambda: block_paths(4, 2, entries[4:6], [(4, 8)], nodes, bytes),  # leaves 6 and 7 missing
+        lambda: block_paths(4, 2, entries[4:8], [(4, 4)], nodes, bytes),  # leaf outside the tree
+        lambda: block_paths(3, 2, entries[4:8], [(4, 8)], nodes, bytes),  # not a block boundary
+    ):
+        with pytest.raises(ValueError):
+            call()
+    with pytest.raises(ValueError, match="missing"):
+        block_paths(0, 2, entries[:4], [(0, 9)], {}, bytes)
 
 
 # --- attacks: every altered input is rejected ---------------------------------

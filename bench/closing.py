@@ -8,6 +8,10 @@ against a baseline measured in the same run on the same PostgreSQL.
     then the month, through the real use case (engine Merkle extension, totals,
     Ed25519 signature, closing.sealed entry, engine checks). Baseline: a bare
     paged SELECT of the same N entries.
+(o) Online verification of (s)'s chain (verify_ledger, GET /ledger/verify's work:
+    links, hashes, canonical form, closings' signatures, roots and totals), best of
+    2, then one run under tracemalloc for its Python heap peak. Baseline: the bare
+    paged SELECT of (s).
 (p) Inclusion proof in a tree of M leaves (the engine's node table, loaded
     directly as the superuser: M real entries would take an hour to chain):
     the O(log M) node reads of one proof in one query + proof assembly + check.

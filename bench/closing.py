@@ -8,6 +8,10 @@ against a baseline measured in the same run on the same PostgreSQL.
     then the month, through the real use case (engine Merkle extension, totals,
     Ed25519 signature, closing.sealed entry, engine checks). Baseline: a bare
     paged SELECT of the same N entries.
+(o) Online verification of (s)'s chain (verify_ledger, GET /ledger/verify's work:
+    links, hashes, canonical form, closings' signatures, roots and totals), best of
+    2, then one run under tracemalloc for its Python heap peak. Baseline: the bare
+    paged SELECT of (s).
 (p) Inclusion proof in a tree of M leaves (the engine's node table, loaded
     directly as the superuser: M real entries would take an hour to chain):
     the O(log M) node reads of one proof in one query + proof assembly + check.
@@ -95,6 +99,24 @@ def bare_fetch(database: Database, tenant: uuid.UUID) -> float:
         for _ in uow.ledger.entries():
             pass
     return time.perf_counter() - started
+
+
+def online_verify(database: Database, tenant: uuid.UUID, size: int,
+                  pinned: dict[str, bytes], traced: bool = False) -> tuple[float, int, int]:
+    """(seconds of verify_ledger over the sealed month, entries checked, Python heap peak
+    in bytes when `traced`: tracemalloc slows the run, so timed runs are not traced).
+    GET /ledger/verify's work: every link, hash, canonical form, closing and total."""
+    from chalicelib.usecases.verify_ledger import verify_ledger
+    if traced:
+        tracemalloc.start()
+    started = time.perf_counter()
+    result = verify_ledger(tenant, database.snapshot, pinned=pinned)
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1] if traced else 0
+    tracemalloc.stop()
+    if not (result.ok and result.entries_checked >= size):
+        raise RuntimeError(f"the bench chain does not verify online: {result}")
+    return elapsed, result.entries_checked, peak
 
 
 def seal_month(database: Database, tenant: uuid.UUID, signer: LocalSigningKey
@@ -194,8 +216,9 @@ def export_bundle(database: Database, tenant: uuid.UUID, base: Path, signer: Loc
 
 
 def verify_offline(database: Database, tenant: uuid.UUID, folder: Path,
-                   signer: LocalSigningKey) -> tuple[float, float, int]:
-    """(seconds to verify the bundle, seconds of a bare sha256 loop over its entries, n)."""
+                   signer: LocalSigningKey) -> tuple[float, float, int, int]:
+    """(seconds to verify the bundle, seconds of a bare sha256 loop over its entries, n,
+    Python heap peak of a second, traced, verification in bytes)."""
     from chalicelib.audit.bundle import export_audit_bundle
     from chalicelib.audit.verify import verify_bundle
 
@@ -206,12 +229,16 @@ def verify_offline(database: Database, tenant: uuid.UUID, folder: Path,
     elapsed = time.perf_counter() - started
     if not report.ok:
         raise RuntimeError(f"the bench bundle does not verify: {report}")
+    tracemalloc.start()
+    verify_bundle(folder, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     lines = (folder / "entries.jsonl").read_bytes().splitlines()
     started = time.perf_counter()
     for line in lines:
         hashlib.sha256(json.loads(line)["payload"].encode("utf-8")).digest()
     bare = time.perf_counter() - started
-    return elapsed, bare, len(lines)
+    return elapsed, bare, len(lines), peak
 
 
 def main() -> int:
@@ -240,6 +267,15 @@ def main() -> int:
               f"ratio (days + month) / SELECT {(days + month) / fetch:.2f}x; "
               f"month count {body['count']:,}, Merkle size {body['merkle']['size']:,}")
 
+        pinned = {signer.key_id: signer.public_key}
+        online, total, _ = min(online_verify(database, tenant, month_size, pinned)
+                               for _ in range(2))
+        online_peak = online_verify(database, tenant, month_size, pinned, traced=True)[2]
+        print(f"(o) online verification (GET /ledger/verify) of {total:,} entries: "
+              f"{online:.2f} s = {total / online * 60:,.0f} entries/min, Python heap peak "
+              f"{online_peak / 2**20:.1f} MiB; bare paged SELECT {month_size / fetch * 60:,.0f}"
+              f"/min: ratio {fetch / online:.3f}x; load {os.getloadavg()[0]:.2f}")
+
         trees = create_tenant("Proof bench", database.unit_of_work)
         started = time.perf_counter()
         load_tree(root, trees, tree_size)
@@ -265,10 +301,11 @@ def main() -> int:
               f"{export['peak'] / 2**20:.1f} MiB for a {export['bytes'] / 2**20:,.0f} MiB bundle")
 
         folder = base / "bundle"
-        verify, bare, n = verify_offline(database, tenant, folder, signer)
+        verify, bare, n, peak = verify_offline(database, tenant, folder, signer)
         print(f"(v) verify the audit bundle offline: {n:,} entries in {verify:.2f} s = "
-              f"{n / verify * 60:,.0f} entries/min; bare SHA-256 loop over the same payloads "
-              f"{n / bare * 60:,.0f}/min: ratio {bare / verify:.3f}x")
+              f"{n / verify * 60:,.0f} entries/min, Python heap peak {peak / 2**20:.1f} MiB; "
+              f"bare SHA-256 loop over the same payloads {n / bare * 60:,.0f}/min: ratio "
+              f"{bare / verify:.3f}x; load {os.getloadavg()[0]:.2f}")
         database.close()
         root.close()
     return 0

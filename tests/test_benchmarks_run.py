@@ -44,5 +44,8 @@ def test_closing_benchmark_quick_mode_runs() -> None:
     assert re.search(r"^\(e\) export the audit bundle: 3,\d{3} entries .* [\d,]+ entries/min.*"
                      r"ratio [\d.]+x .* peak traced memory [\d.]+ MiB", done.stdout,
                      re.MULTILINE), done.stdout
-    assert re.search(r"^\(v\) verify the audit bundle offline: .* entries/min; .*ratio "
-                     r"[\d.]+x", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\(o\) online verification \(GET /ledger/verify\) of 3,\d{3} entries: "
+                     r".* [\d,]+ entries/min, Python heap peak [\d.]+ MiB; .*ratio [\d.]+x",
+                     done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\(v\) verify the audit bundle offline: .* entries/min, Python heap "
+                     r"peak [\d.]+ MiB; .*ratio [\d.]+x", done.stdout, re.MULTILINE), done.stdout

@@ -143,6 +143,22 @@ def _hex(value: Any, size: int) -> bytes | None:
     return bytes.fromhex(value)
 
 
+def _hex_hashes(values: list[Any]) -> list[bytes] | None:
+    """_hex(v, 32) of each value, or None if one is not: decoded in one call (a proof
+    per entry, about 17 hashes each). bytes.fromhex(t).hex() == t holds exactly for
+    lowercase hex without spaces, _hex's rule; each value is 64 characters."""
+    try:
+        text = "".join(values)  # TypeError unless every value is a str
+        raw = bytes.fromhex(text)
+    except (TypeError, ValueError):
+        return None
+    if set(map(len, values)) - {64}:
+        return None
+    if raw.hex() != text:
+        return None
+    return [raw[i:i + 32] for i in range(0, len(raw), 32)]
+
+
 def _object(value: Any, fields: set[str], what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         _fail(f"{what}: not a JSON object")
@@ -699,12 +715,11 @@ class _ProofCursor:
 
     def _path(self, number: int, proof: dict[str, Any]) -> list[bytes] | None:
         path = proof.get("path")
-        hashes = [_hex(h, 32) for h in path] if isinstance(path, list) else [None]
-        if any(h is None for h in hashes):
+        hashes = _hex_hashes(path) if isinstance(path, list) else None
+        if hashes is None:
             self.problem(f"proofs.jsonl line {number}: path is not a list of 32-byte hex "
                           "hashes")
-            return None
-        return [h for h in hashes if h is not None]
+        return hashes
 
     def inclusion(self, number: int, proof: dict[str, Any], leaf: bytes) -> None:
         where = f"proofs.jsonl line {number}"

@@ -94,31 +94,44 @@ def amount(value: Any) -> Decimal | None:
     return None
 
 
+_AMOUNT_KEYS = (("tax_exclusive", "tax_exclusive_amount"), ("tax", "tax_total"),
+                ("tax_inclusive", "tax_inclusive_amount"))
+_is_money = MONEY.fullmatch
+_add = EXACT.add
+
+
 def add_entry_money(money: Money, data: dict[str, Any]) -> None:
+    """Count one entry of a money kind and add its amounts (`amount`'s rule, inlined:
+    this runs for every invoice of every verification)."""
     money.count += 1
     totals = data.get("totals")
     if not isinstance(totals, dict):
         return
-    for name, key in (("tax_exclusive", "tax_exclusive_amount"), ("tax", "tax_total"),
-                      ("tax_inclusive", "tax_inclusive_amount")):
-        value = amount(totals.get(key))
-        if value is not None:
-            setattr(money, name, EXACT.add(getattr(money, name), value))
+    for name, key in _AMOUNT_KEYS:
+        value = totals.get(key)
+        if isinstance(value, str) and _is_money(value):
+            setattr(money, name, _add(getattr(money, name), Decimal(value)))
     lines = totals.get("vat_breakdown")
     if not isinstance(lines, list):
         return
+    by_rate = money.by_rate
     for line in lines:
         if not isinstance(line, dict):
             continue
         category, rate = line.get("category"), line.get("rate")
         if not isinstance(category, str) or not isinstance(rate, str):
             continue
-        slot = money.by_rate.setdefault(f"{category} {rate}", [0, Decimal(0), Decimal(0)])
+        name = f"{category} {rate}"
+        slot = by_rate.get(name)
+        if slot is None:
+            slot = by_rate[name] = [0, Decimal(0), Decimal(0)]
         slot[0] += 1
-        for j, key in ((1, "taxable_amount"), (2, "tax_amount")):
-            value = amount(line.get(key))
-            if value is not None:
-                slot[j] = EXACT.add(slot[j], value)
+        value = line.get("taxable_amount")
+        if isinstance(value, str) and _is_money(value):
+            slot[1] = _add(slot[1], Decimal(value))
+        value = line.get("tax_amount")
+        if isinstance(value, str) and _is_money(value):
+            slot[2] = _add(slot[2], Decimal(value))
 
 
 def compare_money(claimed: Any, actual: Money, path: str, span: str) -> str | None:

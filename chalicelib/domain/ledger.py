@@ -81,13 +81,9 @@ class LedgerEntry:
 def entry_hash(prev_hash: bytes, seq: int, kind: str, payload: str) -> bytes:
     kind_bytes = kind.encode("utf-8")
     payload_bytes = payload.encode("utf-8")
-    digest = hashlib.sha256(prev_hash)
-    digest.update(_HEADER.pack(seq))
-    digest.update(_LENGTH.pack(len(kind_bytes)))
-    digest.update(kind_bytes)
-    digest.update(_LENGTH.pack(len(payload_bytes)))
-    digest.update(payload_bytes)
-    return digest.digest()
+    return hashlib.sha256(b"".join((prev_hash, _HEADER.pack(seq), _LENGTH.pack(len(kind_bytes)),
+                                    kind_bytes, _LENGTH.pack(len(payload_bytes)),
+                                    payload_bytes))).digest()
 
 
 def utc_timestamp(moment: datetime) -> str:

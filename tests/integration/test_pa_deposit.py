@@ -18,8 +18,10 @@ from tests.integration.test_invoice_numbering import attack, issue_in
 def outbox(superuser: Connect, tenant: uuid.UUID) -> list[list[Any]]:
     conn = superuser()
     try:
-        return conn.run("SELECT invoice_id, tracking_id, sha256, state, attempts, flow_id "
-                        "FROM pa_deposits WHERE tenant_id = :t", t=str(tenant))
+        rows: list[list[Any]] = conn.run(
+            "SELECT invoice_id, tracking_id, sha256, state, attempts, flow_id "
+            "FROM pa_deposits WHERE tenant_id = :t", t=str(tenant))
+        return rows
     finally:
         conn.close()
 

@@ -93,6 +93,11 @@ class PostgresInvoices:
             request_sha256=invoice.request_sha256, sealed=sealed,
             totals=invoice.totals, pdf=invoice.pdf_sha256, xml=invoice.xml_sha256,
             seq=invoice.ledger_seq)
+        # Its deposit outbox row, in the same transaction: no invoice without it.
+        self._conn.run("INSERT INTO pa_deposits (tenant_id, invoice_id, tracking_id, sha256) "
+                       "VALUES (:t, :id, :tracking, :pdf)", t=self._tenant, id=invoice_id,
+                       tracking=invoice_id,
+                       pdf=invoice.pdf_sha256)
 
     def _one(self, where: str, **params: Any) -> IssuedInvoice | None:
         rows = self._conn.run(f"SELECT {_INVOICE_READ} FROM invoices "

@@ -227,3 +227,17 @@ def closing_ports(database: Database, signer: ClosingSigner, now: datetime) -> C
 def pinned(*signers: ClosingSigner) -> dict[str, bytes]:
     """The public keys of these signers, as configuration pins them."""
     return {signer.key_id: signer.public_key for signer in signers}
+
+
+def attack(conn: Any, sql: str, **params: Any) -> str | None:
+    """The SQLSTATE the engine refuses the statement (and its commit) with, or None."""
+    from pg8000.exceptions import DatabaseError
+
+    from chalicelib.adapters.postgres import sqlstate
+
+    try:
+        conn.run(sql, **params)
+        conn.run("COMMIT")
+    except DatabaseError as exc:
+        return sqlstate(exc)
+    return None

@@ -10,16 +10,14 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
 
 import pytest
-from pg8000.exceptions import DatabaseError
 
-from chalicelib.adapters.postgres import Database, sqlstate
+from chalicelib.adapters.postgres import Database
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.kinds import INVOICE_ISSUED
 from chalicelib.ports import ArchivedObject, ArchiveReceipt, IssuedInvoice, UnitOfWork
-from tests.builders import backed_entry
+from tests.builders import attack, backed_entry
 from tests.conftest import Connect, in_tenant
 
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -93,15 +91,6 @@ def test_series_and_tenants_count_apart(database: Database, tenant: uuid.UUID) -
         assert [issue_in(uow, s).number for s in ("F", "F", "AV", "F")] == [1, 2, 1, 3]
     with database.unit_of_work(other) as uow:
         assert issue_in(uow).number == 1
-
-
-def attack(conn: Any, sql: str, **params: Any) -> str | None:
-    try:
-        conn.run(sql, **params)
-        conn.run("COMMIT")
-    except DatabaseError as exc:
-        return sqlstate(exc)
-    return None
 
 
 def test_the_engine_refuses_a_number_given_to_no_invoice(as_app: Connect,

@@ -9,13 +9,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from pg8000.exceptions import DatabaseError
 
-from chalicelib.adapters.postgres import Database, sqlstate
+from chalicelib.adapters.postgres import Database
 from chalicelib.domain.kinds import INVOICE_ISSUED
 from chalicelib.ports import IssuedInvoice, UnitOfWork
 from chalicelib.usecases.create_tenant import create_tenant
-from tests.builders import backed_entry
+from tests.builders import attack, backed_entry
 from tests.conftest import Connect, in_tenant
 
 
@@ -25,16 +24,6 @@ def issue_in(uow: UnitOfWork) -> IssuedInvoice:
     return backed_entry(uow, INVOICE_ISSUED, {"total": "120.00"},
                         datetime(2026, 11, 23, 9, 30, tzinfo=UTC), series="F",
                         issue_date=date(2026, 11, 23), key=uuid.uuid4().hex)
-
-
-def attack(conn: Any, sql: str, **params: Any) -> str | None:
-    """The SQLSTATE the engine refuses the statement (and its commit) with, or None."""
-    try:
-        conn.run(sql, **params)
-        conn.run("COMMIT")
-    except DatabaseError as exc:
-        return sqlstate(exc)
-    return None
 
 
 def outbox(superuser: Connect, tenant: uuid.UUID) -> list[list[Any]]:

@@ -21,6 +21,7 @@ from chalicelib import runtime
 from chalicelib.adapters.postgres import Database, app_connector
 from chalicelib.config import Settings, settings
 from chalicelib.usecases.create_tenant import create_tenant
+from devstack.pa_standin import PaStandIn
 from devstack.stack import LocalStack, Secrets, free_port
 from tests.fakes import FrozenClock
 
@@ -221,3 +222,13 @@ def in_tenant(connect: Connect, tenant: uuid.UUID) -> pg8000.native.Connection:
     conn.run("BEGIN")
     conn.run("SELECT set_config('app.tenant_id', :t, true)", t=str(tenant))
     return conn
+
+
+@pytest.fixture
+def pa() -> Iterator[PaStandIn]:
+    """A local plateforme agréée (devstack's stand-in) for one test, its client
+    secret among the secrets no log line may hold."""
+    stand_in = PaStandIn(client_secret=f"s3cr3t-for-the-pa-tests-{uuid.uuid4().hex[:8]}")
+    remember(stand_in.client_secret)
+    with stand_in:
+        yield stand_in

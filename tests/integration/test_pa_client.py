@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,14 +39,6 @@ def info(tracking: str, content: bytes | None = None, **changes: str) -> FlowInf
                   sha256=hashlib.sha256(content).hexdigest() if content else None)
     values.update(changes)
     return FlowInfo(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def pa() -> Iterator[PaStandIn]:
-    stand_in = PaStandIn(client_secret="s3cr3t-for-the-pa-tests")
-    remember(stand_in.client_secret)
-    with stand_in:
-        yield stand_in
 
 
 @pytest.fixture

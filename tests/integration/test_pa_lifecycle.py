@@ -10,7 +10,6 @@ import itertools
 import json
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,19 +28,11 @@ from chalicelib.usecases.append_ledger import AppendRequest, append_ledger
 from chalicelib.usecases.pa_lifecycle import poll_tenant
 from devstack.pa_standin import HAPPY_PATH, PaStandIn
 from tests.builders import recent
-from tests.conftest import Connect, remember
+from tests.conftest import Connect
 from tests.fakes import FrozenClock
 from tests.integration.web import get, issue, owner_with_key
 
 SCOPES = ["invoices:write", "invoices:read", "ledger:read"]
-
-
-@pytest.fixture
-def pa() -> Iterator[PaStandIn]:
-    stand_in = PaStandIn(client_secret="s3cr3t-for-the-lifecycle-tests")
-    remember(stand_in.client_secret)
-    with stand_in:
-        yield stand_in
 
 
 @pytest.fixture
